@@ -1,0 +1,358 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// VerificationType says how the receiver authenticates requests to an endpoint.
+// +kubebuilder:validation:Enum=PartnerHMAC;APIKey;JWT;RSASignature;StandardWebhooks;HMAC;Stripe;GitHub;Slack;Shopify
+type VerificationType string
+
+const (
+	// VerificationPartnerHMAC: x-api-key plus x-webhook-signature over "timestamp.body".
+	VerificationPartnerHMAC VerificationType = "PartnerHMAC"
+	// VerificationAPIKey: the X-API-Key header alone.
+	VerificationAPIKey VerificationType = "APIKey"
+	// VerificationJWT: a bearer JWT checked against a JWKS.
+	VerificationJWT VerificationType = "JWT"
+	// VerificationRSASignature: an RSA-PKCS1v15 SHA-256 signature of the body in a header.
+	VerificationRSASignature VerificationType = "RSASignature"
+	// VerificationStandardWebhooks: the Standard Webhooks specification.
+	VerificationStandardWebhooks VerificationType = "StandardWebhooks"
+	// VerificationHMAC: a generic HMAC-SHA256 scheme described by spec.verification.hmac.
+	VerificationHMAC VerificationType = "HMAC"
+	// VerificationStripe, GitHub, Slack, Shopify: the providers' published schemes.
+	VerificationStripe  VerificationType = "Stripe"
+	VerificationGitHub  VerificationType = "GitHub"
+	VerificationSlack   VerificationType = "Slack"
+	VerificationShopify VerificationType = "Shopify"
+)
+
+// UsesPartnerCredentials reports whether the type authenticates with the Partner's own
+// API key (and signing secret); every other type uses spec.verification.secretRef and a
+// single named partner.
+func (t VerificationType) UsesPartnerCredentials() bool {
+	return t == "" || t == VerificationPartnerHMAC || t == VerificationAPIKey
+}
+
+// WebhookEndpointSpec describes one URL partners post events to, and where events go.
+// +kubebuilder:validation:XValidation:rule="!has(self.verification) || self.verification.type in ['PartnerHMAC', 'APIKey'] || (has(self.partners) && size(self.partners) == 1)",message="verification types other than PartnerHMAC and APIKey attribute events to exactly one partner: list exactly one",fieldPath=".partners"
+type WebhookEndpointSpec struct {
+	// path partners POST to, under /api/webhooks/. Defaults to
+	// /api/webhooks/<namespace>/<name>. /api/webhooks/status is reserved.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^/api/webhooks/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$`
+	// +kubebuilder:validation:XValidation:rule="self != '/api/webhooks/status'",message="/api/webhooks/status is reserved for the status API"
+	// +optional
+	Path string `json:"path,omitempty"`
+
+	// partners names the Partners (same namespace) allowed to post here. Empty: all of the
+	// namespace. A valid key of a partner not listed gets 403.
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=set
+	// +optional
+	Partners []string `json:"partners,omitempty"`
+
+	// verification says how requests are authenticated.
+	// +kubebuilder:default={type: PartnerHMAC}
+	// +optional
+	Verification Verification `json:"verification,omitempty"`
+
+	// idempotency says where the partner's event id is found, for deduplication.
+	// +optional
+	Idempotency *Idempotency `json:"idempotency,omitempty"`
+
+	// eventTypes lists the allowed event types; a trailing * matches any suffix
+	// ("order.*"). Empty: any type, and events without a type.
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=set
+	// +optional
+	EventTypes []string `json:"eventTypes,omitempty"`
+
+	// maxBodyBytes is the largest request body accepted (413 above it).
+	// +kubebuilder:default=1048576
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=33554432
+	// +optional
+	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+
+	// destination is where accepted events are forwarded. Without one, events are stored
+	// with phase Stored.
+	// +optional
+	Destination *Destination `json:"destination,omitempty"`
+
+	// retry is the delivery retry policy.
+	// +kubebuilder:default={}
+	// +optional
+	Retry RetryPolicy `json:"retry,omitempty"`
+
+	// paused holds deliveries; events are still accepted and stored.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+}
+
+// Verification configures request authentication.
+// +kubebuilder:validation:XValidation:rule="self.type != 'JWT' || has(self.jwt)",message="type JWT needs jwt.jwksURL, jwt.issuer and jwt.audience",fieldPath=".jwt"
+// +kubebuilder:validation:XValidation:rule="self.type != 'RSASignature' || has(self.rsa)",message="type RSASignature needs rsa.header",fieldPath=".rsa"
+// +kubebuilder:validation:XValidation:rule="self.type != 'HMAC' || has(self.hmac)",message="type HMAC needs hmac.header and hmac.encoding",fieldPath=".hmac"
+// +kubebuilder:validation:XValidation:rule="self.type in ['PartnerHMAC', 'APIKey', 'JWT'] || has(self.secretRef)",message="this verification type needs secretRef naming the Secret that holds its key",fieldPath=".secretRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.jwt) || self.type == 'JWT'",message="jwt settings are only for type JWT",fieldPath=".jwt"
+// +kubebuilder:validation:XValidation:rule="!has(self.rsa) || self.type == 'RSASignature'",message="rsa settings are only for type RSASignature",fieldPath=".rsa"
+// +kubebuilder:validation:XValidation:rule="!has(self.hmac) || self.type == 'HMAC'",message="hmac settings are only for type HMAC",fieldPath=".hmac"
+type Verification struct {
+	// type of verification.
+	// +kubebuilder:default=PartnerHMAC
+	// +optional
+	Type VerificationType `json:"type,omitempty"`
+
+	// tolerance is how far a signed timestamp may be from now, past or future.
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +optional
+	Tolerance *metav1.Duration `json:"tolerance,omitempty"`
+
+	// secretRef holds the signing secret or public key for types other than PartnerHMAC,
+	// APIKey and JWT.
+	// +optional
+	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
+
+	// jwt settings, for type JWT.
+	// +optional
+	JWT *JWTVerification `json:"jwt,omitempty"`
+
+	// rsa settings, for type RSASignature.
+	// +optional
+	RSA *RSAVerification `json:"rsa,omitempty"`
+
+	// hmac settings, for type HMAC.
+	// +optional
+	HMAC *HMACVerification `json:"hmac,omitempty"`
+}
+
+// JWTVerification checks a bearer JWT signed with RS256 or ES256.
+type JWTVerification struct {
+	// jwksURL serves the signing keys (http or https).
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https']",message="jwksURL must be an http or https URL"
+	JWKSURL string `json:"jwksURL"`
+
+	// issuer the token's iss claim must equal.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	Issuer string `json:"issuer"`
+
+	// audience the token's aud claim must contain.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	Audience string `json:"audience"`
+}
+
+// RSAVerification checks a base64 RSA-PKCS1v15 SHA-256 signature of the raw body.
+type RSAVerification struct {
+	// header carrying the signature.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Header string `json:"header"`
+}
+
+// HMACEncoding is how a generic HMAC signature is written in its header.
+// +kubebuilder:validation:Enum=hex;base64
+type HMACEncoding string
+
+const (
+	HMACEncodingHex    HMACEncoding = "hex"
+	HMACEncodingBase64 HMACEncoding = "base64"
+)
+
+// HMACVerification describes a generic HMAC-SHA256 scheme.
+type HMACVerification struct {
+	// header carrying the signature.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Header string `json:"header"`
+
+	// prefix before the signature in the header, such as "sha256=".
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+
+	// encoding of the signature.
+	Encoding HMACEncoding `json:"encoding"`
+
+	// signedContent is the template of the signed bytes over {timestamp}, {id} and {body}.
+	// +kubebuilder:default="{body}"
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.contains('{body}')",message="signedContent must include {body}"
+	// +optional
+	SignedContent string `json:"signedContent,omitempty"`
+
+	// timestampHeader carries the timestamp used in {timestamp} and checked against tolerance.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	TimestampHeader string `json:"timestampHeader,omitempty"`
+}
+
+// Idempotency says where the event id used for deduplication is found.
+// +kubebuilder:validation:XValidation:rule="!(has(self.header) && has(self.jsonPath))",message="set header or jsonPath, not both"
+type Idempotency struct {
+	// header carrying the event id.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Header string `json:"header,omitempty"`
+
+	// jsonPath of the event id in the body, such as "id" or "data.eventId".
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^\$?\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`
+	// +optional
+	JSONPath string `json:"jsonPath,omitempty"`
+
+	// window during which a repeated event id is answered as a duplicate.
+	// +kubebuilder:default="72h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +optional
+	Window *metav1.Duration `json:"window,omitempty"`
+}
+
+// DestinationSigning says how forwarded requests are signed.
+// +kubebuilder:validation:Enum=StandardWebhooks;None
+type DestinationSigning string
+
+const (
+	DestinationSigningStandardWebhooks DestinationSigning = "StandardWebhooks"
+	DestinationSigningNone             DestinationSigning = "None"
+)
+
+// Destination is where accepted events are forwarded.
+// +kubebuilder:validation:XValidation:rule="has(self.service) != has(self.url)",message="set exactly one of service or url"
+type Destination struct {
+	// service is a Service in the endpoint's namespace.
+	// +optional
+	Service *ServiceDestination `json:"service,omitempty"`
+
+	// url is an http or https URL.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https']",message="url must be an http or https URL"
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// timeout of one delivery attempt.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// headers are static headers added to every forwarded request.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Headers map[string]string `json:"headers,omitempty"`
+
+	// signing of forwarded requests. StandardWebhooks uses the secret under key "secret" of
+	// the Secret <endpoint name>-signing, which the operator creates.
+	// +kubebuilder:default=StandardWebhooks
+	// +optional
+	Signing DestinationSigning `json:"signing,omitempty"`
+}
+
+// ServiceDestination is a Service port and path in the endpoint's namespace.
+type ServiceDestination struct {
+	// name of the Service.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// port of the Service.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+
+	// path of the request, default "/".
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/`
+	// +optional
+	Path string `json:"path,omitempty"`
+}
+
+// RetryPolicy is exponential backoff with full jitter.
+// +kubebuilder:validation:XValidation:rule="!has(self.maxBackoff) || !has(self.initialBackoff) || duration(self.maxBackoff) >= duration(self.initialBackoff)",message="maxBackoff must not be shorter than initialBackoff",fieldPath=".maxBackoff"
+type RetryPolicy struct {
+	// maxAttempts is how many delivery attempts are made before the event is Failed.
+	// +kubebuilder:default=12
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+
+	// initialBackoff is the first retry delay.
+	// +kubebuilder:default="5s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +optional
+	InitialBackoff *metav1.Duration `json:"initialBackoff,omitempty"`
+
+	// maxBackoff caps retry delays, Retry-After included.
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +optional
+	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
+}
+
+// WebhookEndpointStatus is the observed state of a WebhookEndpoint.
+type WebhookEndpointStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// url is the path partners post to.
+	// +optional
+	URL string `json:"url,omitempty"`
+}
+
+// WebhookEndpoint is a path partners post events to, its verification, and its destination.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=whe,categories=hookgate
+// +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.status.url`
+// +kubebuilder:printcolumn:name="Verification",type=string,JSONPath=`.spec.verification.type`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WebhookEndpoint struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +kubebuilder:default={}
+	// +optional
+	Spec   WebhookEndpointSpec   `json:"spec,omitempty"`
+	Status WebhookEndpointStatus `json:"status,omitempty"`
+}
+
+// EffectivePath is the path partners post to: spec.path or the default.
+func (e *WebhookEndpoint) EffectivePath() string {
+	if e.Spec.Path != "" {
+		return e.Spec.Path
+	}
+	return "/api/webhooks/" + e.Namespace + "/" + e.Name
+}
+
+// SigningSecretName is the Secret holding the destination signing key.
+func (e *WebhookEndpoint) SigningSecretName() string { return e.Name + "-signing" }
+
+// WebhookEndpointList is a list of WebhookEndpoints.
+// +kubebuilder:object:root=true
+type WebhookEndpointList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookEndpoint `json:"items"`
+}

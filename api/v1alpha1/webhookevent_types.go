@@ -1,0 +1,100 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// EventPhase is where an event is in its delivery.
+// +kubebuilder:validation:Enum=Queued;Delivering;Retrying;Delivered;Failed;Stored
+type EventPhase string
+
+const (
+	PhaseQueued     EventPhase = "Queued"
+	PhaseDelivering EventPhase = "Delivering"
+	PhaseRetrying   EventPhase = "Retrying"
+	PhaseDelivered  EventPhase = "Delivered"
+	PhaseFailed     EventPhase = "Failed"
+	// PhaseStored: the endpoint has no destination; the event is kept, not forwarded.
+	PhaseStored EventPhase = "Stored"
+)
+
+// Finished reports whether no further delivery attempt is planned.
+func (p EventPhase) Finished() bool {
+	return p == PhaseDelivered || p == PhaseFailed || p == PhaseStored
+}
+
+// WebhookEventSpec identifies a stored event. It holds no payload and no secrets.
+type WebhookEventSpec struct {
+	// partner that sent the event.
+	Partner string `json:"partner"`
+	// endpoint the event was posted to.
+	Endpoint string `json:"endpoint"`
+	// eventId is the partner's id for the event (its uuid when the partner gave none).
+	// +optional
+	EventID string `json:"eventId,omitempty"`
+	// uuid is hookgate's receipt id.
+	UUID string `json:"uuid"`
+	// type of the event.
+	// +optional
+	Type string `json:"type,omitempty"`
+	// receivedAt is when the receiver stored the event.
+	ReceivedAt metav1.Time `json:"receivedAt"`
+	// payloadSHA256 is the hex SHA-256 of the raw body.
+	// +optional
+	PayloadSHA256 string `json:"payloadSHA256,omitempty"`
+	// sizeBytes is the body's length.
+	// +optional
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
+}
+
+// WebhookEventStatus is the delivery state of an event, mirrored from the receiver's store.
+type WebhookEventStatus struct {
+	// phase of delivery.
+	// +optional
+	Phase EventPhase `json:"phase,omitempty"`
+	// attempts made so far.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// lastAttemptAt is when the latest attempt started.
+	// +optional
+	LastAttemptAt *metav1.Time `json:"lastAttemptAt,omitempty"`
+	// nextAttemptAt is when the next attempt is due.
+	// +optional
+	NextAttemptAt *metav1.Time `json:"nextAttemptAt,omitempty"`
+	// lastResponseCode is the destination's latest HTTP status (0: no response).
+	// +optional
+	LastResponseCode int32 `json:"lastResponseCode,omitempty"`
+	// lastError describes the latest failed attempt.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// deliveredAt is when the destination accepted the event.
+	// +optional
+	DeliveredAt *metav1.Time `json:"deliveredAt,omitempty"`
+}
+
+// WebhookEvent is a read-only view of one stored event, written by the receiver.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=whev,categories=hookgate
+// +kubebuilder:printcolumn:name="Partner",type=string,JSONPath=`.spec.partner`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpoint`
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Attempts",type=integer,JSONPath=`.status.attempts`
+// +kubebuilder:printcolumn:name="Code",type=integer,JSONPath=`.status.lastResponseCode`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WebhookEvent struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   WebhookEventSpec   `json:"spec"`
+	Status WebhookEventStatus `json:"status,omitempty"`
+}
+
+// WebhookEventList is a list of WebhookEvents.
+// +kubebuilder:object:root=true
+type WebhookEventList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookEvent `json:"items"`
+}

@@ -1,0 +1,14 @@
+// Package controllers holds the operator's reconcilers: Partner, WebhookEndpoint and the
+// routing-table builder.
+package controllers
+
+// The operator's permissions, generated into config/rbac/role.yaml.
+// +kubebuilder:rbac:groups=hookgate.io,resources=partners;webhookendpoints,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=hookgate.io,resources=partners/status;webhookendpoints/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=hookgate.io,resources=partners/finalizers;webhookendpoints/finalizers,verbs=update
+// +kubebuilder:rbac:groups=hookgate.io,resources=webhookevents,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete

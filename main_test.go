@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestDispatch(t *testing.T) {
+	cases := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr string
+		wantStdout string
+	}{
+		{name: "no command", args: nil, wantCode: 2, wantStderr: "usage: hookgate"},
+		{name: "help", args: []string{"--help"}, wantCode: 0, wantStderr: "commands:"},
+		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, wantStderr: `unknown command "frobnicate"`},
+		{name: "version", args: []string{"version"}, wantCode: 0, wantStdout: "hookgate dev"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := dispatch(tc.args, &stdout, &stderr)
+			if code != tc.wantCode {
+				t.Fatalf("exit code = %d, want %d (stderr %q)", code, tc.wantCode, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.wantStderr) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tc.wantStderr)
+			}
+			if !strings.Contains(stdout.String(), tc.wantStdout) {
+				t.Errorf("stdout %q does not contain %q", stdout.String(), tc.wantStdout)
+			}
+		})
+	}
+}
+
+func TestEveryContractCommandExists(t *testing.T) {
+	for _, name := range []string{"operator", "receiver", "send", "status"} {
+		if _, ok := commands[name]; !ok {
+			t.Errorf("command %q of DESIGN §9 is missing", name)
+		}
+	}
+}
