@@ -17,7 +17,7 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"operator": {summary: "run the control plane: reconcile Partners and WebhookEndpoints"},
+	"operator": {summary: "run the control plane: reconcile Partners and WebhookEndpoints", run: runOperator},
 	"receiver": {summary: "run the data plane: receive, verify, store and deliver events"},
 	"send":     {summary: "sign and POST a test event as a partner"},
 	"status":   {summary: "print the delivery status of an event"},

@@ -18,6 +18,8 @@ func TestDispatch(t *testing.T) {
 		{name: "help", args: []string{"--help"}, wantCode: 0, wantStderr: "commands:"},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, wantStderr: `unknown command "frobnicate"`},
 		{name: "version", args: []string{"version"}, wantCode: 0, wantStdout: "hookgate dev"},
+		{name: "operator needs its namespace", args: []string{"operator"}, wantCode: 2, wantStderr: "--receiver-namespace is required"},
+		{name: "operator rejects unknown flags", args: []string{"operator", "--frobnicate"}, wantCode: 2, wantStderr: "flag provided but not defined: -frobnicate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the envtest control-plane binaries (kube-apiserver, etcd, kubectl) from their Go
 # modules, because the Go module proxy is the only source of binaries on our machines
-# (see DESIGN §8). The result goes into the standard envtest asset directory and is reused:
+# (see DESIGN §8), plus kube-controller-manager, whose garbage collector the tests run to
+# show that owner references really delete what a Partner owns. The result goes into the standard envtest asset directory and is reused:
 # a second run returns at once. Prints the asset directory on stdout; progress goes to stderr.
 set -euo pipefail
 
@@ -14,7 +15,12 @@ ASSETS="$ROOT/k8s/${K8S_VERSION}-${ARCH}"
 
 log() { echo "setup-envtest: $*" >&2; }
 
-if [ -x "$ASSETS/kube-apiserver" ] && [ -x "$ASSETS/etcd" ] && [ -x "$ASSETS/kubectl" ]; then
+KUBE_BINARIES=(kube-apiserver kubectl kube-controller-manager)
+complete() {
+  local b
+  for b in etcd "${KUBE_BINARIES[@]}"; do [ -x "$ASSETS/$b" ] || return 1; done
+}
+if complete; then
   echo "$ASSETS"
   exit 0
 fi
@@ -43,13 +49,15 @@ build_kube() {
   done
   go mod edit -require "k8s.io/kubernetes@v${K8S_VERSION}"
   log "resolving k8s.io/kubernetes@v${K8S_VERSION} ($(echo "$staging" | wc -l) staging modules)"
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@v${K8S_VERSION}" "k8s.io/kubernetes/cmd/kubectl@v${K8S_VERSION}" >&2
-  log "building kube-apiserver"
-  go build -trimpath -ldflags="-s -w" -o "$ASSETS/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-  log "building kubectl"
-  go build -trimpath -ldflags="-s -w" -o "$ASSETS/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
-  mv "$ASSETS/kube-apiserver.tmp" "$ASSETS/kube-apiserver"
-  mv "$ASSETS/kubectl.tmp" "$ASSETS/kubectl"
+  local b pkgs=()
+  for b in "${KUBE_BINARIES[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b@v${K8S_VERSION}"); done
+  go get "${pkgs[@]}" >&2
+  for b in "${KUBE_BINARIES[@]}"; do
+    [ -x "$ASSETS/$b" ] && continue
+    log "building $b"
+    go build -trimpath -ldflags="-s -w" -o "$ASSETS/$b.tmp" "k8s.io/kubernetes/cmd/$b"
+    mv "$ASSETS/$b.tmp" "$ASSETS/$b"
+  done
 }
 
 build_etcd() {
@@ -68,7 +76,7 @@ build_etcd() {
 }
 
 [ -x "$ASSETS/etcd" ] || (build_etcd)
-{ [ -x "$ASSETS/kube-apiserver" ] && [ -x "$ASSETS/kubectl" ]; } || (build_kube)
+complete || (build_kube)
 
 "$ASSETS/kube-apiserver" --version >&2
 "$ASSETS/kubectl" version --client >&2 || true

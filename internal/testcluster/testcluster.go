@@ -13,12 +13,11 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	hgscheme "github.com/hookgate/hookgate/internal/scheme"
 )
 
 // Cluster is a running control plane.
@@ -37,18 +36,6 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// NewScheme returns a scheme with the Kubernetes and hookgate types.
-func NewScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := hookgatev1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // Start starts the control plane or returns an error that says how to get one. It never
 // skips: a test that needs the API server fails loudly without it.
 func Start() (*Cluster, error) {
@@ -56,7 +43,7 @@ func Start() (*Cluster, error) {
 	if assets == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run the tests with 'make test', or export KUBEBUILDER_ASSETS=$(hack/setup-envtest.sh)")
 	}
-	scheme := NewScheme()
+	scheme := hgscheme.New()
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,

@@ -1,0 +1,92 @@
+package controllers
+
+import (
+	"fmt"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/hookgate/hookgate/internal/routing"
+)
+
+// Options configure the operator (DESIGN §9).
+type Options struct {
+	ReceiverNamespace      string
+	RoutingSecretName      string
+	WatchNamespaces        []string
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	LeaderElection         bool
+	LeaderElectionID       string
+}
+
+// NewManager builds the operator: the Partner and WebhookEndpoint controllers and the
+// routing table publisher, sharing one cache.
+func NewManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options) (ctrl.Manager, *Publisher, error) {
+	if opts.ReceiverNamespace == "" {
+		return nil, nil, fmt.Errorf("the receiver namespace is required (--receiver-namespace)")
+	}
+	if opts.RoutingSecretName == "" {
+		opts.RoutingSecretName = routing.DefaultSecretName
+	}
+	if opts.LeaderElectionID == "" {
+		opts.LeaderElectionID = "hookgate-operator.hookgate.io"
+	}
+	cacheOpts := cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			// Only the receivers' Leases, not every Lease of the cluster.
+			&coordinationv1.Lease{}: {
+				Namespaces: map[string]cache.Config{opts.ReceiverNamespace: {}},
+				Label:      labels.SelectorFromSet(labels.Set{routing.LabelRole: routing.RoleReceiver}),
+			},
+		},
+	}
+	if len(opts.WatchNamespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range opts.WatchNamespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Cache:                         cacheOpts,
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
+		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              opts.LeaderElectionID,
+		LeaderElectionNamespace:       opts.ReceiverNamespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	publisher := NewPublisher(mgr.GetClient(), mgr.GetAPIReader(), opts.ReceiverNamespace, opts.RoutingSecretName,
+		mgr.GetLogger().WithName("routing"))
+	if err := mgr.Add(publisher); err != nil {
+		return nil, nil, err
+	}
+	if err := (&PartnerReconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("hookgate-operator"), Publisher: publisher,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, nil, fmt.Errorf("setting up the Partner controller: %w", err)
+	}
+	if err := (&WebhookEndpointReconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("hookgate-operator"), Publisher: publisher,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, nil, fmt.Errorf("setting up the WebhookEndpoint controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, nil, err
+	}
+	return mgr, publisher, nil
+}

@@ -1,0 +1,555 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/controllers"
+	"github.com/hookgate/hookgate/internal/routing"
+)
+
+// TestOperator runs in order: the first step needs a cluster with no receiver yet.
+func TestOperator(t *testing.T) {
+	var rcv *receiver
+	t.Cleanup(func() {
+		if rcv != nil {
+			rcv.stop()
+		}
+	})
+	t.Run("partner Ready waits for a receiver", func(t *testing.T) { rcv = testReadyWaitsForReceiver(t) })
+	if rcv == nil {
+		t.Fatal("no receiver; the remaining steps need one")
+	}
+	t.Run("credentials Secret", testCredentialsSecret)
+	t.Run("user-made Secret is never modified", testUserSecretUntouched)
+	t.Run("rotation with grace period", testRotation)
+	t.Run("path conflicts", testPathConflicts)
+	t.Run("endpoint readiness reasons", testEndpointReasons)
+	t.Run("changes reach the routing table", testChangesPropagate)
+	t.Run("a thousand partners", testThousandPartners)
+}
+
+func testReadyWaitsForReceiver(t *testing.T) *receiver {
+	ctx := context.Background()
+	ns := newNamespace(t, "ready")
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "Ready=False WaitingForReceiver",
+		partnerCondition(ns, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionFalse, hookgatev1alpha1.ReasonWaitingForReceiver))
+	// Still not ready a moment later: nothing but a receiver can make it so.
+	time.Sleep(time.Second)
+	if err := partnerCondition(ns, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionFalse, hookgatev1alpha1.ReasonWaitingForReceiver)(); err != nil {
+		t.Fatal(err)
+	}
+
+	rcv := startReceiver(t, "receiver-0")
+	took := eventually(t, 15*time.Second, "Ready=True once the receiver serves the table",
+		partnerCondition(ns, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, hookgatev1alpha1.ReasonReconciled))
+	t.Logf("partner Ready %s after the receiver started", took.Round(time.Millisecond))
+
+	// The receiver's Lease carries the serial it loaded, and that table holds the partner.
+	lease, err := clientset.CoordinationV1().Leases(receiverNamespace).Get(ctx, "receiver-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := rcv.holder.Current()
+	if loaded == nil || routing.SerialString(loaded.Serial) != lease.Annotations[routing.AnnotationSerial] {
+		t.Fatalf("Lease serial %q does not match the loaded table %+v", lease.Annotations[routing.AnnotationSerial], loaded)
+	}
+	if _, ok := loaded.Partner(ns, "acme"); !ok {
+		t.Fatal("the receiver's table does not hold the partner")
+	}
+	out, err := cluster.RunKubectl(t, "wait", "--for=condition=Ready", "partner/acme", "-n", ns, "--timeout=30s")
+	if err != nil {
+		t.Fatalf("kubectl wait: %v\n%s", err, out)
+	}
+	t.Logf("kubectl wait --for=condition=Ready partner/acme: %s", strings.TrimSpace(out))
+	return rcv
+}
+
+func testCredentialsSecret(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "creds")
+	partner := &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}
+	if err := cluster.Client.Create(ctx, partner); err != nil {
+		t.Fatal(err)
+	}
+	var secret corev1.Secret
+	took := eventually(t, 5*time.Second, "credentials Secret with both keys", func() error {
+		if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "acme-credentials"}, &secret); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(string(secret.Data["apiKey"]), "hgk_") || !strings.HasPrefix(string(secret.Data["signingSecret"]), "whsec_") {
+			return fmt.Errorf("keys missing or malformed")
+		}
+		return nil
+	})
+	t.Logf("credentials Secret ready %s after the Partner was created", took.Round(time.Millisecond))
+	if !metav1.IsControlledBy(&secret, partner) {
+		t.Fatalf("Secret is not controlled by the Partner: %+v", secret.OwnerReferences)
+	}
+	if len(secret.Data["apiKey"]) != len("hgk_")+43 {
+		t.Errorf("apiKey has %d characters, want hgk_ + 43 (32 bytes base64url)", len(secret.Data["apiKey"]))
+	}
+	eventually(t, 10*time.Second, "status filled in", func() error {
+		p := getPartner(t, ns, "acme")
+		if p.Status.SecretName != "acme-credentials" || p.Status.APIKeyPrefix != string(secret.Data["apiKey"][:8]) {
+			return fmt.Errorf("status %+v", p.Status)
+		}
+		return conditionIs(p.Status.Conditions, hookgatev1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, "")
+	})
+
+	// Deleting the Partner deletes its Secret (the garbage collector follows the owner reference).
+	if err := cluster.Client.Delete(ctx, partner); err != nil {
+		t.Fatal(err)
+	}
+	took = eventually(t, 60*time.Second, "Secret deleted with its Partner", func() error {
+		err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "acme-credentials"}, &corev1.Secret{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there (%w)", err)
+	})
+	t.Logf("credentials Secret garbage-collected %s after the Partner was deleted", took.Round(time.Millisecond))
+}
+
+func testUserSecretUntouched(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "usersecret")
+	user := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "globex-keys", Namespace: ns},
+		Data:       map[string][]byte{"apiKey": []byte("user-chosen-key"), "signingSecret": []byte("user-chosen-secret")},
+	}
+	if err := cluster.Client.Create(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	incomplete := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "initech-keys", Namespace: ns}, Data: map[string][]byte{"apiKey": []byte("only-a-key")}}
+	if err := cluster.Client.Create(ctx, incomplete); err != nil {
+		t.Fatal(err)
+	}
+	rvUser, rvIncomplete := user.ResourceVersion, incomplete.ResourceVersion
+	for name, secretName := range map[string]string{"globex": "globex-keys", "initech": "initech-keys"} {
+		p := &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+		p.Spec.Credentials.SecretName = secretName
+		if err := cluster.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "the user's Secret is used", partnerCondition(ns, "globex", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+	eventually(t, 10*time.Second, "a Secret without signingSecret is reported",
+		partnerCondition(ns, "initech", hookgatev1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, controllers.ReasonSecretKeyMissing))
+
+	// A rotation request cannot touch the user's Secret either.
+	updatePartner(t, ns, "globex", func(p *hookgatev1alpha1.Partner) {
+		p.Annotations = map[string]string{hookgatev1alpha1.AnnotationRotate: "1"}
+	})
+	eventually(t, 10*time.Second, "rotation refused with a reason",
+		partnerCondition(ns, "globex", hookgatev1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, controllers.ReasonRotationNotPossible))
+	table, _, err := publishedTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, ok := table.Partner(ns, "globex")
+	if !ok || entry.Credentials[0].APIKeySHA256 != routing.HashAPIKey("user-chosen-key") {
+		t.Fatalf("the table does not carry the user's key: %+v", entry)
+	}
+	for name, rv := range map[string]string{"globex-keys": rvUser, "initech-keys": rvIncomplete} {
+		var now corev1.Secret
+		if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &now); err != nil {
+			t.Fatal(err)
+		}
+		if now.ResourceVersion != rv {
+			t.Errorf("Secret %s was modified: resourceVersion %s -> %s", name, rv, now.ResourceVersion)
+		}
+	}
+}
+
+func signingSecretsInTable(ns, name string) ([]string, error) {
+	table, _, err := publishedTable()
+	if err != nil {
+		return nil, err
+	}
+	entry, ok := table.Partner(ns, name)
+	if !ok {
+		return nil, fmt.Errorf("partner %s/%s not in the table", ns, name)
+	}
+	var out []string
+	for _, c := range entry.Credentials {
+		out = append(out, c.SigningSecret)
+	}
+	return out, nil
+}
+
+func testRotation(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "rotation")
+	p := &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}
+	p.Spec.Credentials.RotationGracePeriod = &metav1.Duration{Duration: 2 * time.Second}
+	if err := cluster.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	var oldSecret string
+	eventually(t, 10*time.Second, "partner in the table", func() error {
+		secrets, err := signingSecretsInTable(ns, "acme")
+		if err != nil {
+			return err
+		}
+		oldSecret = secrets[0]
+		return nil
+	})
+
+	updatePartner(t, ns, "acme", func(p *hookgatev1alpha1.Partner) {
+		p.Annotations = map[string]string{hookgatev1alpha1.AnnotationRotate: "2026-11-23"}
+	})
+	rotatedAt := time.Now()
+	var newSecret string
+	eventually(t, 5*time.Second, "old and new signing secrets both in the table", func() error {
+		secrets, err := signingSecretsInTable(ns, "acme")
+		if err != nil {
+			return err
+		}
+		if len(secrets) != 2 || secrets[1] != oldSecret || secrets[0] == oldSecret {
+			return fmt.Errorf("table has %d secrets", len(secrets))
+		}
+		newSecret = secrets[0]
+		return nil
+	})
+	t.Logf("both secrets in the table %s after the rotate annotation", time.Since(rotatedAt).Round(time.Millisecond))
+	eventually(t, 8*time.Second, "only the new signing secret after the 2s grace", func() error {
+		secrets, err := signingSecretsInTable(ns, "acme")
+		if err != nil {
+			return err
+		}
+		if len(secrets) != 1 || secrets[0] != newSecret {
+			return fmt.Errorf("table has %d secrets", len(secrets))
+		}
+		return nil
+	})
+	t.Logf("old secret gone from the table %s after the rotation (grace 2s)", time.Since(rotatedAt).Round(time.Millisecond))
+	if got := getPartner(t, ns, "acme").Status.CredentialsRotatedAt; got == nil {
+		t.Error("status.credentialsRotatedAt not set")
+	}
+}
+
+func newEndpoint(ns, name, path string) *hookgatev1alpha1.WebhookEndpoint {
+	return &hookgatev1alpha1.WebhookEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:       hookgatev1alpha1.WebhookEndpointSpec{Path: path},
+	}
+}
+
+func testPathConflicts(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "paths")
+	const path = "/api/webhooks/shared"
+	older := newEndpoint(ns, "older", path)
+	if err := cluster.Client.Create(ctx, older); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "older endpoint Ready", endpointCondition(ns, "older", metav1.ConditionTrue, ""))
+	// Creation timestamps have a resolution of one second.
+	time.Sleep(1100 * time.Millisecond)
+	if err := cluster.Client.Create(ctx, newEndpoint(ns, "newer", path)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "newer endpoint gets PathConflict", endpointCondition(ns, "newer", metav1.ConditionFalse, hookgatev1alpha1.ReasonPathConflict))
+	if err := endpointCondition(ns, "older", metav1.ConditionTrue, "")(); err != nil {
+		t.Fatalf("the older endpoint lost its path: %v", err)
+	}
+	assertPathOwner(t, path, "older")
+
+	if err := cluster.Client.Delete(ctx, older); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "newer endpoint takes the path when the older goes", endpointCondition(ns, "newer", metav1.ConditionTrue, ""))
+	assertPathOwner(t, path, "newer")
+
+	// And the other way: an endpoint created later on the path now held by "newer" waits.
+	time.Sleep(1100 * time.Millisecond)
+	if err := cluster.Client.Create(ctx, newEndpoint(ns, "latest", path)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "latest gets PathConflict", endpointCondition(ns, "latest", metav1.ConditionFalse, hookgatev1alpha1.ReasonPathConflict))
+	assertPathOwner(t, path, "newer")
+}
+
+func assertPathOwner(t *testing.T, path, name string) {
+	t.Helper()
+	eventually(t, 5*time.Second, "routing table path owner", func() error {
+		table, _, err := publishedTable()
+		if err != nil {
+			return err
+		}
+		e, ok := table.EndpointByPath(path)
+		if !ok || e.Name != name {
+			return fmt.Errorf("path %s served by %+v, want %s", path, e, name)
+		}
+		return nil
+	})
+}
+
+func testEndpointReasons(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "reasons")
+	cases := []struct {
+		name   string
+		spec   hookgatev1alpha1.WebhookEndpointSpec
+		reason string
+	}{
+		{"unknown-partner", hookgatev1alpha1.WebhookEndpointSpec{Partners: []string{"nobody"}}, controllers.ReasonPartnerNotFound},
+		{"missing-secret", hookgatev1alpha1.WebhookEndpointSpec{Partners: []string{"acme"}, Verification: hookgatev1alpha1.Verification{
+			Type: hookgatev1alpha1.VerificationGitHub, SecretRef: &hookgatev1alpha1.SecretKeySelector{Name: "absent", Key: "secret"}}}, controllers.ReasonSecretNotFound},
+		{"missing-service", hookgatev1alpha1.WebhookEndpointSpec{Destination: &hookgatev1alpha1.Destination{
+			Service: &hookgatev1alpha1.ServiceDestination{Name: "orders", Port: 8080}}}, controllers.ReasonServiceNotFound},
+	}
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range cases {
+		e := &hookgatev1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: tc.name, Namespace: ns}, Spec: tc.spec}
+		if err := cluster.Client.Create(ctx, e); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		eventually(t, 10*time.Second, tc.name, endpointCondition(ns, tc.name, metav1.ConditionFalse, tc.reason))
+	}
+	// The missing Service appears with the wrong port, then the right one.
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "orders", Namespace: ns},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	if err := cluster.Client.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "wrong port", endpointCondition(ns, "missing-service", metav1.ConditionFalse, controllers.ReasonServicePortNotFound))
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
+			return err
+		}
+		svc.Spec.Ports[0].Port = 8080
+		return cluster.Client.Update(ctx, svc)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "service fixed", endpointCondition(ns, "missing-service", metav1.ConditionTrue, ""))
+	var signing corev1.Secret
+	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "missing-service-signing"}, &signing); err != nil {
+		t.Fatalf("destination signing Secret: %v", err)
+	}
+	if !strings.HasPrefix(string(signing.Data["secret"]), "whsec_") {
+		t.Error("signing Secret has no whsec_ secret")
+	}
+	table, _, err := publishedTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := table.EndpointByPath("/api/webhooks/reasons/missing-service")
+	if e == nil || e.Destination == nil || e.Destination.URL != "http://orders.reasons.svc:8080/" || e.Destination.SigningSecret != string(signing.Data["secret"]) {
+		t.Fatalf("destination in the table: %+v", e)
+	}
+	var ep hookgatev1alpha1.WebhookEndpoint
+	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "missing-service"}, &ep); err != nil {
+		t.Fatal(err)
+	}
+	if ep.Status.URL != "/api/webhooks/reasons/missing-service" {
+		t.Errorf("status.url = %q", ep.Status.URL)
+	}
+}
+
+func testChangesPropagate(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "changes")
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	hmacKey := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "github", Namespace: ns}, Data: map[string][]byte{"secret": []byte("v1")}}
+	if err := cluster.Client.Create(ctx, hmacKey); err != nil {
+		t.Fatal(err)
+	}
+	endpoint := &hookgatev1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "gh", Namespace: ns}, Spec: hookgatev1alpha1.WebhookEndpointSpec{
+		Partners:     []string{"acme"},
+		Verification: hookgatev1alpha1.Verification{Type: hookgatev1alpha1.VerificationGitHub, SecretRef: &hookgatev1alpha1.SecretKeySelector{Name: "github", Key: "secret"}},
+	}}
+	if err := cluster.Client.Create(ctx, endpoint); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "endpoint Ready", endpointCondition(ns, "gh", metav1.ConditionTrue, ""))
+
+	inTable := func(check func(*routing.Table) error) func() error {
+		return func() error {
+			table, _, err := publishedTable()
+			if err != nil {
+				return err
+			}
+			return check(table)
+		}
+	}
+	changes := []struct {
+		what   string
+		change func() error
+		check  func(*routing.Table) error
+	}{
+		{"partner rate limit", func() error {
+			updatePartner(t, ns, "acme", func(p *hookgatev1alpha1.Partner) {
+				p.Spec.RateLimit = &hookgatev1alpha1.RateLimit{RequestsPerSecond: 7, Burst: 9}
+			})
+			return nil
+		}, func(table *routing.Table) error {
+			if p, ok := table.Partner(ns, "acme"); !ok || p.RateLimit == nil || p.RateLimit.RequestsPerSecond != 7 {
+				return fmt.Errorf("rate limit not in the table")
+			}
+			return nil
+		}},
+		{"endpoint event types", func() error {
+			return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				var e hookgatev1alpha1.WebhookEndpoint
+				if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(endpoint), &e); err != nil {
+					return err
+				}
+				e.Spec.EventTypes = []string{"push"}
+				return cluster.Client.Update(ctx, &e)
+			})
+		}, func(table *routing.Table) error {
+			if e, ok := table.EndpointByPath("/api/webhooks/changes/gh"); !ok || len(e.EventTypes) != 1 {
+				return fmt.Errorf("event types not in the table")
+			}
+			return nil
+		}},
+		{"referenced Secret", func() error {
+			hmacKey.Data["secret"] = []byte("v2")
+			return cluster.Client.Update(ctx, hmacKey)
+		}, func(table *routing.Table) error {
+			if e, ok := table.EndpointByPath("/api/webhooks/changes/gh"); !ok || e.Verification.Secret != "v2" {
+				return fmt.Errorf("new secret not in the table")
+			}
+			return nil
+		}},
+		{"partner suspended", func() error {
+			updatePartner(t, ns, "acme", func(p *hookgatev1alpha1.Partner) { p.Spec.Suspended = true })
+			return nil
+		}, func(table *routing.Table) error {
+			if p, ok := table.Partner(ns, "acme"); !ok || !p.Suspended {
+				return fmt.Errorf("suspension not in the table")
+			}
+			return nil
+		}},
+	}
+	for _, c := range changes {
+		if err := c.change(); err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		took := eventually(t, 5*time.Second, c.what+" in the routing table", inTable(c.check))
+		t.Logf("%s in the routing table after %s", c.what, took.Round(time.Millisecond))
+	}
+
+	// Let in-flight work settle (grace periods, requeues), then nothing may move for 10 s.
+	_, rv, err := publishedTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "routing Secret stops changing", func() error {
+		time.Sleep(2 * time.Second)
+		_, now, err := publishedTable()
+		if err != nil {
+			return err
+		}
+		if now != rv {
+			rv = now
+			return fmt.Errorf("still moving")
+		}
+		return nil
+	})
+	builds0, writes0 := publisher.Stats()
+	time.Sleep(10 * time.Second)
+	_, after, err := publishedTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	builds1, writes1 := publisher.Stats()
+	if after != rv || writes1 != writes0 {
+		t.Fatalf("routing Secret moved with nothing changing: resourceVersion %s -> %s, writes %d -> %d", rv, after, writes0, writes1)
+	}
+	t.Logf("10 s idle: routing Secret resourceVersion stayed %s (%d builds, 0 writes)", rv, builds1-builds0)
+}
+
+func testThousandPartners(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "scale")
+	const n = 1000
+	_, writesBefore := publisher.Stats()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	names := make(chan string, n)
+	for i := range n {
+		names <- fmt.Sprintf("partner-%04d", i)
+	}
+	close(names)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range names {
+				if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}); err != nil {
+					failed.Add(1)
+					t.Errorf("creating %s: %v", name, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.FailNow()
+	}
+	created := time.Since(start)
+	inTable := eventually(t, 120*time.Second, "all partners in the routing table", func() error {
+		table, _, err := publishedTable()
+		if err != nil {
+			return err
+		}
+		count := 0
+		for _, p := range table.Partners {
+			if p.Namespace == ns {
+				count++
+			}
+		}
+		if count != n {
+			return fmt.Errorf("%d of %d in the table", count, n)
+		}
+		return nil
+	})
+	allReady := eventually(t, 120*time.Second, "all partners Ready", func() error {
+		var list hookgatev1alpha1.PartnerList
+		if err := cluster.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		ready := 0
+		for i := range list.Items {
+			if conditionIs(list.Items[i].Status.Conditions, hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, "") == nil {
+				ready++
+			}
+		}
+		if ready != n {
+			return fmt.Errorf("%d of %d Ready", ready, n)
+		}
+		return nil
+	})
+	_, writesAfter := publisher.Stats()
+	table, _, _ := publishedTable()
+	data, _ := routing.Encode(table)
+	t.Logf("%d partners: created in %s; all in the routing table %s after the first create; all Ready %s after the first create; %d routing Secret writes; table %d bytes compressed",
+		n, created.Round(time.Millisecond), (created + inTable).Round(time.Millisecond), time.Since(start).Round(time.Millisecond),
+		writesAfter-writesBefore, len(data))
+	_ = allReady
+}

@@ -1,0 +1,305 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+)
+
+// PartnerReconciler gives each Partner its credentials Secret, rotates it on request, and
+// reports whether the receivers serve the partner.
+type PartnerReconciler struct {
+	Client    client.Client
+	Recorder  events.EventRecorder
+	Publisher *Publisher
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// Reconcile fetches the Partner, runs reconcile, and writes the status once.
+func (r *PartnerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	defer r.Publisher.Trigger()
+	var partner hookgatev1alpha1.Partner
+	if err := r.Client.Get(ctx, req.NamespacedName, &partner); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !partner.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	before := partner.Status.DeepCopy()
+	result, err := r.reconcile(ctx, &partner)
+	if !equality.Semantic.DeepEqual(before, &partner.Status) {
+		if perr := r.Client.Status().Update(ctx, &partner); perr != nil {
+			return ctrl.Result{}, errors.Join(err, perr)
+		}
+	}
+	return result, err
+}
+
+func (r *PartnerReconciler) reconcile(ctx context.Context, p *hookgatev1alpha1.Partner) (ctrl.Result, error) {
+	p.Status.ObservedGeneration = p.Generation
+	var result ctrl.Result
+	credsErr := r.reconcileCredentials(ctx, p, &result)
+	var prob *problem
+	if credsErr != nil && !errors.As(credsErr, &prob) {
+		return result, credsErr
+	}
+	if prob != nil {
+		r.setCondition(p, hookgatev1alpha1.ConditionCredentialsReady, false, prob.Reason, prob.Message)
+		r.setCondition(p, hookgatev1alpha1.ConditionReady, false, ReasonCredentialsNotReady, "the credentials Secret is not usable: "+prob.Message)
+		return result, nil
+	}
+
+	if p.Spec.Suspended {
+		r.setCondition(p, hookgatev1alpha1.ConditionReady, false, hookgatev1alpha1.ReasonSuspended, "the partner is suspended: its requests get 403")
+		return result, nil
+	}
+	table := r.Publisher.Current()
+	var entryRev uint64
+	if table != nil {
+		if entry, ok := table.Partner(p.Namespace, p.Name); ok {
+			entryRev = entry.Rev
+		}
+	}
+	if entryRev == 0 {
+		r.setCondition(p, hookgatev1alpha1.ConditionReady, false, ReasonPublishing, "waiting for the partner to enter the routing table")
+		return result, nil
+	}
+	ready, reason, message, err := r.Publisher.readiness(ctx, entryRev)
+	if err != nil {
+		return result, err
+	}
+	r.setCondition(p, hookgatev1alpha1.ConditionReady, ready, reason, message)
+	// Leases expire without an event: look again once they could have.
+	result.RequeueAfter = minPositive(result.RequeueAfter, leaseRecheck)
+	return result, nil
+}
+
+func (r *PartnerReconciler) setCondition(p *hookgatev1alpha1.Partner, typ string, ok bool, reason, message string) {
+	if setCondition(&p.Status.Conditions, p.Generation, typ, ok, reason, message) && !ok && reason != ReasonPublishing && reason != hookgatev1alpha1.ReasonWaitingForReceiver {
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reason, "Reconcile", "%s", message)
+	}
+}
+
+// reconcileCredentials makes sure the credentials Secret exists and holds usable keys,
+// rotates it when asked, and drops previous credentials when their grace period ends. It
+// returns a *problem when the Secret is not usable.
+func (r *PartnerReconciler) reconcileCredentials(ctx context.Context, p *hookgatev1alpha1.Partner, result *ctrl.Result) error {
+	name := p.CredentialsSecretName()
+	p.Status.SecretName = name
+	var secret corev1.Secret
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: name}, &secret)
+	if apierrors.IsNotFound(err) {
+		return r.createCredentials(ctx, p, name)
+	}
+	if err != nil {
+		return err
+	}
+	now := r.Now()
+	owned := metav1.IsControlledBy(&secret, p)
+	if !owned {
+		// A Secret the operator did not create is read, never written.
+		if len(secret.Data[SecretKeyAPIKey]) == 0 || len(secret.Data[SecretKeySigningSecret]) == 0 {
+			return &problem{ReasonSecretKeyMissing, fmt.Sprintf("Secret %q was not created by hookgate and lacks key %q or %q", name, SecretKeyAPIKey, SecretKeySigningSecret)}
+		}
+		if token := p.Annotations[hookgatev1alpha1.AnnotationRotate]; token != "" {
+			message := fmt.Sprintf("Secret %q was not created by hookgate, so it cannot be rotated: write new keys into it", name)
+			r.markCredentialsReady(p, &secret, ReasonRotationNotPossible, message)
+			return nil
+		}
+		r.markCredentialsReady(p, &secret, ReasonCredentialsFound, fmt.Sprintf("using Secret %q provided by the user", name))
+		return nil
+	}
+
+	updated := secret.DeepCopy()
+	changed := false
+	if len(updated.Data[SecretKeyAPIKey]) == 0 || len(updated.Data[SecretKeySigningSecret]) == 0 {
+		// Someone emptied the operator's own Secret: make it whole again.
+		if err := fillCredentials(updated); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if token := p.Annotations[hookgatev1alpha1.AnnotationRotate]; token != "" && token != updated.Annotations[annotationRotationHandled] {
+		if err := rotate(updated, token, gracePeriod(p), now); err != nil {
+			return err
+		}
+		p.Status.CredentialsRotatedAt = &metav1.Time{Time: now}
+		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, "CredentialsRotated", "Rotate", "new credentials in Secret %q; previous ones valid for %s", name, gracePeriod(p))
+		changed = true
+	}
+	if notAfter, ok := previousNotAfter(updated); ok {
+		if !now.Before(notAfter) {
+			dropPrevious(updated)
+			changed = true
+		} else {
+			result.RequeueAfter = minPositive(result.RequeueAfter, notAfter.Sub(now)+50*time.Millisecond)
+		}
+	}
+	if changed {
+		if err := r.Client.Update(ctx, updated); err != nil {
+			return err
+		}
+	}
+	r.markCredentialsReady(p, updated, ReasonCredentialsCreated, fmt.Sprintf("credentials in Secret %q", name))
+	return nil
+}
+
+func (r *PartnerReconciler) createCredentials(ctx context.Context, p *hookgatev1alpha1.Partner, name string) error {
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: p.Namespace,
+			Labels: map[string]string{
+				hookgatev1alpha1.LabelManagedBy: hookgatev1alpha1.ManagedByValue,
+				hookgatev1alpha1.LabelPartner:   p.Name,
+			},
+			Annotations: map[string]string{annotationRotationHandled: p.Annotations[hookgatev1alpha1.AnnotationRotate]},
+		},
+		Type: corev1.SecretTypeOpaque,
+	}
+	if err := fillCredentials(secret); err != nil {
+		return err
+	}
+	if err := controllerutil.SetControllerReference(p, secret, r.Client.Scheme()); err != nil {
+		return err
+	}
+	if err := r.Client.Create(ctx, secret); err != nil {
+		// AlreadyExists: the cache had not seen it yet; the watch brings us back.
+		return err
+	}
+	r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, ReasonCredentialsCreated, "Create", "created credentials Secret %q", name)
+	r.markCredentialsReady(p, secret, ReasonCredentialsCreated, fmt.Sprintf("credentials in Secret %q", name))
+	return nil
+}
+
+func (r *PartnerReconciler) markCredentialsReady(p *hookgatev1alpha1.Partner, secret *corev1.Secret, reason, message string) {
+	key := string(secret.Data[SecretKeyAPIKey])
+	p.Status.APIKeyPrefix = key[:min(8, len(key))]
+	if setCondition(&p.Status.Conditions, p.Generation, hookgatev1alpha1.ConditionCredentialsReady, true, reason, message) && reason == ReasonRotationNotPossible {
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reason, "Reconcile", "%s", message)
+	}
+}
+
+func fillCredentials(s *corev1.Secret) error {
+	apiKey, err := newAPIKey()
+	if err != nil {
+		return err
+	}
+	signing, err := newSigningSecret()
+	if err != nil {
+		return err
+	}
+	if s.Data == nil {
+		s.Data = map[string][]byte{}
+	}
+	s.Data[SecretKeyAPIKey] = []byte(apiKey)
+	s.Data[SecretKeySigningSecret] = []byte(signing)
+	return nil
+}
+
+// rotate moves the current credentials aside for the grace period and makes new ones.
+func rotate(s *corev1.Secret, token string, grace time.Duration, now time.Time) error {
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	dropPrevious(s)
+	if grace > 0 {
+		s.Data[SecretKeyPreviousAPIKey] = s.Data[SecretKeyAPIKey]
+		s.Data[SecretKeyPreviousSigningSecret] = s.Data[SecretKeySigningSecret]
+		s.Annotations[annotationPreviousNotAfter] = now.Add(grace).UTC().Format(time.RFC3339Nano)
+	}
+	s.Annotations[annotationRotationHandled] = token
+	return fillCredentials(s)
+}
+
+func dropPrevious(s *corev1.Secret) {
+	delete(s.Data, SecretKeyPreviousAPIKey)
+	delete(s.Data, SecretKeyPreviousSigningSecret)
+	delete(s.Annotations, annotationPreviousNotAfter)
+}
+
+func gracePeriod(p *hookgatev1alpha1.Partner) time.Duration {
+	if g := p.Spec.Credentials.RotationGracePeriod; g != nil {
+		return g.Duration
+	}
+	return 24 * time.Hour
+}
+
+// leaseRecheck is how often a partner or endpoint looks at receiver Leases again, since a
+// Lease that stops being renewed sends no event.
+const leaseRecheck = 30 * time.Second
+
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 {
+		return b
+	}
+	return min(a, b)
+}
+
+// SetupWithManager registers the controller and its watches.
+func (r *PartnerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &hookgatev1alpha1.Partner{}, indexPartnerSecret,
+		func(o client.Object) []string { return []string{o.(*hookgatev1alpha1.Partner).CredentialsSecretName()} }); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&hookgatev1alpha1.Partner{}).
+		Owns(&corev1.Secret{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.partnersUsingSecret)).
+		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(r.allPartners), builder.WithPredicates(receiverLeaseChanged())).
+		WatchesRawSource(source.Channel(r.Publisher.PartnerEvents, &handler.EnqueueRequestForObject{})).
+		Named("partner").
+		Complete(r)
+}
+
+func (r *PartnerReconciler) partnersUsingSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var list hookgatev1alpha1.PartnerList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexPartnerSecret: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing partners by credentials Secret")
+		return nil
+	}
+	return requestsFor(list.Items)
+}
+
+func (r *PartnerReconciler) allPartners(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list hookgatev1alpha1.PartnerList
+	if err := r.Client.List(ctx, &list); err != nil {
+		log.FromContext(ctx).Error(err, "listing partners")
+		return nil
+	}
+	return requestsFor(list.Items)
+}
+
+func requestsFor[T any, PT interface {
+	*T
+	client.Object
+}](items []T) []reconcile.Request {
+	out := make([]reconcile.Request, 0, len(items))
+	for i := range items {
+		o := PT(&items[i])
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}})
+	}
+	return out
+}

@@ -1,0 +1,244 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/routing"
+)
+
+// Condition reasons for resources that cannot be served yet.
+const (
+	ReasonSecretNotFound      = "SecretNotFound"
+	ReasonSecretKeyMissing    = "SecretKeyMissing"
+	ReasonPartnerNotFound     = "PartnerNotFound"
+	ReasonPartnerNotReady     = "PartnerNotReady"
+	ReasonServiceNotFound     = "ServiceNotFound"
+	ReasonServicePortNotFound = "ServicePortNotFound"
+	ReasonCredentialsNotReady = "CredentialsNotReady"
+	ReasonPublishing          = "Publishing"
+	ReasonRotationNotPossible = "RotationNotPossible"
+	ReasonCredentialsCreated  = "CredentialsCreated"
+	ReasonCredentialsFound    = "CredentialsFound"
+)
+
+// Field index names.
+const (
+	indexEndpointPath    = "hookgate.io/endpoint-path"
+	indexEndpointSecrets = "hookgate.io/endpoint-secrets"
+	indexEndpointService = "hookgate.io/endpoint-service"
+	indexPartnerSecret   = "hookgate.io/partner-secret"
+)
+
+// resolvePartner turns a Partner and its credentials Secret into its routing entry.
+func resolvePartner(ctx context.Context, r client.Reader, p *hookgatev1alpha1.Partner, now time.Time) (*routing.Partner, error) {
+	var secret corev1.Secret
+	name := p.CredentialsSecretName()
+	if err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: name}, &secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &problem{ReasonSecretNotFound, fmt.Sprintf("credentials Secret %q does not exist yet", name)}
+		}
+		return nil, err
+	}
+	apiKey, signing := string(secret.Data[SecretKeyAPIKey]), string(secret.Data[SecretKeySigningSecret])
+	if apiKey == "" || signing == "" {
+		return nil, &problem{ReasonSecretKeyMissing, fmt.Sprintf("Secret %q needs non-empty keys %q and %q", name, SecretKeyAPIKey, SecretKeySigningSecret)}
+	}
+	entry := &routing.Partner{
+		Namespace: p.Namespace, Name: p.Name, UID: string(p.UID),
+		Suspended:   p.Spec.Suspended,
+		Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: signing}},
+		IPAllowlist: p.Spec.IPAllowlist,
+	}
+	if notAfter, ok := previousNotAfter(&secret); ok && now.Before(notAfter) {
+		prevKey, prevSigning := string(secret.Data[SecretKeyPreviousAPIKey]), string(secret.Data[SecretKeyPreviousSigningSecret])
+		if prevKey != "" && prevSigning != "" {
+			entry.Credentials = append(entry.Credentials, routing.Credential{
+				APIKeySHA256: routing.HashAPIKey(prevKey), SigningSecret: prevSigning, NotAfter: &notAfter,
+			})
+		}
+	}
+	if rl := p.Spec.RateLimit; rl != nil {
+		burst := rl.Burst
+		if burst == 0 {
+			burst = max(rl.RequestsPerSecond, 1)
+		}
+		entry.RateLimit = &routing.RateLimit{RequestsPerSecond: rl.RequestsPerSecond, Burst: burst}
+	}
+	return entry, nil
+}
+
+func previousNotAfter(s *corev1.Secret) (time.Time, bool) {
+	v, ok := s.Annotations[annotationPreviousNotAfter]
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
+}
+
+// resolveEndpoint turns a WebhookEndpoint into its routing entry, or says what is missing.
+func resolveEndpoint(ctx context.Context, r client.Reader, e *hookgatev1alpha1.WebhookEndpoint) (*routing.Endpoint, error) {
+	path := e.EffectivePath()
+	if owner, err := pathOwner(ctx, r, path); err != nil {
+		return nil, err
+	} else if owner != nil && owner.UID != e.UID {
+		return nil, &problem{hookgatev1alpha1.ReasonPathConflict, fmt.Sprintf("path %s is already served by WebhookEndpoint %s/%s, which is older", path, owner.Namespace, owner.Name)}
+	}
+	for _, name := range e.Spec.Partners {
+		var p hookgatev1alpha1.Partner
+		if err := r.Get(ctx, types.NamespacedName{Namespace: e.Namespace, Name: name}, &p); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, &problem{ReasonPartnerNotFound, fmt.Sprintf("Partner %q listed in spec.partners does not exist", name)}
+			}
+			return nil, err
+		}
+	}
+	v := e.Spec.Verification
+	entry := &routing.Endpoint{
+		Namespace: e.Namespace, Name: e.Name, UID: string(e.UID), Path: path,
+		Partners:     e.Spec.Partners,
+		EventTypes:   e.Spec.EventTypes,
+		MaxBodyBytes: orDefault(e.Spec.MaxBodyBytes, 1<<20),
+		Paused:       e.Spec.Paused,
+		Verification: routing.Verification{
+			Type:      string(orDefault(v.Type, hookgatev1alpha1.VerificationPartnerHMAC)),
+			Tolerance: durationOr(v.Tolerance, 5*time.Minute),
+		},
+		Retry: routing.Retry{
+			MaxAttempts:    orDefault(e.Spec.Retry.MaxAttempts, 12),
+			InitialBackoff: durationOr(e.Spec.Retry.InitialBackoff, 5*time.Second),
+			MaxBackoff:     durationOr(e.Spec.Retry.MaxBackoff, time.Hour),
+		},
+	}
+	if token := e.Annotations[hookgatev1alpha1.AnnotationRedeliverFailed]; token != "" {
+		entry.Annotations = map[string]string{hookgatev1alpha1.AnnotationRedeliverFailed: token}
+	}
+	if v.SecretRef != nil {
+		secret, err := secretValue(ctx, r, e.Namespace, v.SecretRef.Name, orDefault(v.SecretRef.Key, "secret"))
+		if err != nil {
+			return nil, err
+		}
+		entry.Verification.Secret = secret
+	}
+	if v.JWT != nil {
+		entry.Verification.JWKSURL, entry.Verification.Issuer, entry.Verification.Audience = v.JWT.JWKSURL, v.JWT.Issuer, v.JWT.Audience
+	}
+	if v.RSA != nil {
+		entry.Verification.Header = v.RSA.Header
+	}
+	if v.HMAC != nil {
+		entry.Verification.Header = v.HMAC.Header
+		entry.Verification.Prefix = v.HMAC.Prefix
+		entry.Verification.Encoding = string(v.HMAC.Encoding)
+		entry.Verification.SignedContent = orDefault(v.HMAC.SignedContent, "{body}")
+		entry.Verification.TimestampHeader = v.HMAC.TimestampHeader
+	}
+	if idem := e.Spec.Idempotency; idem != nil {
+		entry.Idempotency = routing.Idempotency{Header: idem.Header, JSONPath: idem.JSONPath, Window: durationOr(idem.Window, 72*time.Hour)}
+	} else {
+		entry.Idempotency.Window = routing.Duration(72 * time.Hour)
+	}
+	if d := e.Spec.Destination; d != nil {
+		dest, err := resolveDestination(ctx, r, e, d)
+		if err != nil {
+			return nil, err
+		}
+		entry.Destination = dest
+	}
+	return entry, nil
+}
+
+func resolveDestination(ctx context.Context, r client.Reader, e *hookgatev1alpha1.WebhookEndpoint, d *hookgatev1alpha1.Destination) (*routing.Destination, error) {
+	dest := &routing.Destination{URL: d.URL, Timeout: durationOr(d.Timeout, 30*time.Second), Headers: d.Headers}
+	if s := d.Service; s != nil {
+		var svc corev1.Service
+		if err := r.Get(ctx, types.NamespacedName{Namespace: e.Namespace, Name: s.Name}, &svc); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, &problem{ReasonServiceNotFound, fmt.Sprintf("destination Service %q does not exist", s.Name)}
+			}
+			return nil, err
+		}
+		found := false
+		for _, p := range svc.Spec.Ports {
+			found = found || p.Port == s.Port
+		}
+		if !found {
+			return nil, &problem{ReasonServicePortNotFound, fmt.Sprintf("destination Service %q has no port %d", s.Name, s.Port)}
+		}
+		dest.URL = fmt.Sprintf("http://%s.%s.svc:%d%s", s.Name, e.Namespace, s.Port, orDefault(s.Path, "/"))
+	}
+	if orDefault(d.Signing, hookgatev1alpha1.DestinationSigningStandardWebhooks) == hookgatev1alpha1.DestinationSigningStandardWebhooks {
+		secret, err := secretValue(ctx, r, e.Namespace, e.SigningSecretName(), SecretKeyDestinationSigning)
+		if err != nil {
+			return nil, err
+		}
+		dest.SigningSecret = secret
+	}
+	return dest, nil
+}
+
+func secretValue(ctx context.Context, r client.Reader, namespace, name, key string) (string, error) {
+	var secret corev1.Secret
+	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", &problem{ReasonSecretNotFound, fmt.Sprintf("Secret %q does not exist", name)}
+		}
+		return "", err
+	}
+	v := secret.Data[key]
+	if len(v) == 0 {
+		return "", &problem{ReasonSecretKeyMissing, fmt.Sprintf("Secret %q has no key %q", name, key)}
+	}
+	return string(v), nil
+}
+
+// pathOwner is the endpoint that keeps a path: the oldest, then the first by namespace
+// and name, so that every reader agrees.
+func pathOwner(ctx context.Context, r client.Reader, path string) (*hookgatev1alpha1.WebhookEndpoint, error) {
+	var list hookgatev1alpha1.WebhookEndpointList
+	if err := r.List(ctx, &list, client.MatchingFields{indexEndpointPath: path}); err != nil {
+		return nil, err
+	}
+	var owner *hookgatev1alpha1.WebhookEndpoint
+	for i := range list.Items {
+		c := &list.Items[i]
+		if !c.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if owner == nil || olderThan(c, owner) {
+			owner = c
+		}
+	}
+	return owner, nil
+}
+
+func olderThan(a, b *hookgatev1alpha1.WebhookEndpoint) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return routing.Key(a.Namespace, a.Name) < routing.Key(b.Namespace, b.Name)
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+func durationOr(d *metav1.Duration, def time.Duration) routing.Duration {
+	if d == nil {
+		return routing.Duration(def)
+	}
+	return routing.Duration(d.Duration)
+}

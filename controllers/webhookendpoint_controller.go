@@ -1,0 +1,217 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/routing"
+)
+
+// WebhookEndpointReconciler checks that everything an endpoint names exists, creates its
+// destination signing Secret, and reports whether the receivers serve it.
+type WebhookEndpointReconciler struct {
+	Client    client.Client
+	Recorder  events.EventRecorder
+	Publisher *Publisher
+}
+
+// Reconcile fetches the endpoint, runs reconcile, and writes the status once.
+func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	defer r.Publisher.Trigger()
+	var endpoint hookgatev1alpha1.WebhookEndpoint
+	if err := r.Client.Get(ctx, req.NamespacedName, &endpoint); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !endpoint.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	before := endpoint.Status.DeepCopy()
+	result, err := r.reconcile(ctx, &endpoint)
+	if !equality.Semantic.DeepEqual(before, &endpoint.Status) {
+		if perr := r.Client.Status().Update(ctx, &endpoint); perr != nil {
+			return ctrl.Result{}, errors.Join(err, perr)
+		}
+	}
+	return result, err
+}
+
+func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint) (ctrl.Result, error) {
+	e.Status.ObservedGeneration = e.Generation
+	e.Status.URL = e.EffectivePath()
+	if err := r.ensureSigningSecret(ctx, e); err != nil {
+		return ctrl.Result{}, err
+	}
+	if _, err := resolveEndpoint(ctx, r.Client, e); err != nil {
+		var prob *problem
+		if !errors.As(err, &prob) {
+			return ctrl.Result{}, err
+		}
+		r.setReady(e, false, prob.Reason, prob.Message)
+		return ctrl.Result{}, nil
+	}
+	table := r.Publisher.Current()
+	var entry *routing.Endpoint
+	if table != nil {
+		if found, ok := table.EndpointByPath(e.EffectivePath()); ok && found.Namespace == e.Namespace && found.Name == e.Name {
+			entry = found
+		}
+	}
+	if entry == nil {
+		r.setReady(e, false, ReasonPublishing, "waiting for the endpoint to enter the routing table (every partner it names must be ready)")
+		return ctrl.Result{}, nil
+	}
+	ready, reason, message, err := r.Publisher.readiness(ctx, entry.Rev)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if ready {
+		message = fmt.Sprintf("partners can post to %s; %s", e.Status.URL, message)
+	}
+	r.setReady(e, ready, reason, message)
+	return ctrl.Result{RequeueAfter: leaseRecheck}, nil
+}
+
+func (r *WebhookEndpointReconciler) setReady(e *hookgatev1alpha1.WebhookEndpoint, ok bool, reason, message string) {
+	if setCondition(&e.Status.Conditions, e.Generation, hookgatev1alpha1.ConditionReady, ok, reason, message) && !ok && reason != ReasonPublishing && reason != hookgatev1alpha1.ReasonWaitingForReceiver {
+		r.Recorder.Eventf(e, nil, corev1.EventTypeWarning, reason, "Reconcile", "%s", message)
+	}
+}
+
+// ensureSigningSecret creates <name>-signing when deliveries are signed and it is absent.
+func (r *WebhookEndpointReconciler) ensureSigningSecret(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint) error {
+	d := e.Spec.Destination
+	if d == nil || orDefault(d.Signing, hookgatev1alpha1.DestinationSigningStandardWebhooks) != hookgatev1alpha1.DestinationSigningStandardWebhooks {
+		return nil
+	}
+	var secret corev1.Secret
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: e.Namespace, Name: e.SigningSecretName()}, &secret)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	value, err := newSigningSecret()
+	if err != nil {
+		return err
+	}
+	secret = corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: e.SigningSecretName(), Namespace: e.Namespace,
+			Labels: map[string]string{
+				hookgatev1alpha1.LabelManagedBy: hookgatev1alpha1.ManagedByValue,
+				hookgatev1alpha1.LabelEndpoint:  e.Name,
+			},
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{SecretKeyDestinationSigning: []byte(value)},
+	}
+	if err := controllerutil.SetControllerReference(e, &secret, r.Client.Scheme()); err != nil {
+		return err
+	}
+	if err := r.Client.Create(ctx, &secret); err != nil {
+		return err
+	}
+	r.Recorder.Eventf(e, nil, corev1.EventTypeNormal, "SigningSecretCreated", "Create", "created destination signing Secret %q", secret.Name)
+	return nil
+}
+
+// SetupWithManager registers the controller, its indexes and watches.
+func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	indexer := mgr.GetFieldIndexer()
+	ctx := context.Background()
+	if err := indexer.IndexField(ctx, &hookgatev1alpha1.WebhookEndpoint{}, indexEndpointPath, func(o client.Object) []string {
+		return []string{o.(*hookgatev1alpha1.WebhookEndpoint).EffectivePath()}
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &hookgatev1alpha1.WebhookEndpoint{}, indexEndpointSecrets, func(o client.Object) []string {
+		e := o.(*hookgatev1alpha1.WebhookEndpoint)
+		names := []string{e.SigningSecretName()}
+		if ref := e.Spec.Verification.SecretRef; ref != nil {
+			names = append(names, ref.Name)
+		}
+		return names
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &hookgatev1alpha1.WebhookEndpoint{}, indexEndpointService, func(o client.Object) []string {
+		if d := o.(*hookgatev1alpha1.WebhookEndpoint).Spec.Destination; d != nil && d.Service != nil {
+			return []string{d.Service.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&hookgatev1alpha1.WebhookEndpoint{}).
+		Owns(&corev1.Secret{}).
+		// When an endpoint goes or moves, the ones waiting for its path get another look.
+		Watches(&hookgatev1alpha1.WebhookEndpoint{}, handler.EnqueueRequestsFromMapFunc(r.endpointsOnSamePath)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexEndpointSecrets))).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexEndpointService))).
+		Watches(&hookgatev1alpha1.Partner{}, handler.EnqueueRequestsFromMapFunc(r.endpointsInNamespace)).
+		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(r.allEndpoints), builder.WithPredicates(receiverLeaseChanged())).
+		WatchesRawSource(source.Channel(r.Publisher.EndpointEvents, &handler.EnqueueRequestForObject{})).
+		Named("webhookendpoint").
+		Complete(r)
+}
+
+func (r *WebhookEndpointReconciler) list(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
+	var list hookgatev1alpha1.WebhookEndpointList
+	if err := r.Client.List(ctx, &list, opts...); err != nil {
+		log.FromContext(ctx).Error(err, "listing webhook endpoints")
+		return nil
+	}
+	return requestsFor(list.Items)
+}
+
+func (r *WebhookEndpointReconciler) endpointsOnSamePath(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.list(ctx, client.MatchingFields{indexEndpointPath: o.(*hookgatev1alpha1.WebhookEndpoint).EffectivePath()})
+}
+
+func (r *WebhookEndpointReconciler) byIndex(index string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.list(ctx, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()})
+	}
+}
+
+func (r *WebhookEndpointReconciler) endpointsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.list(ctx, client.InNamespace(o.GetNamespace()))
+}
+
+func (r *WebhookEndpointReconciler) allEndpoints(ctx context.Context, _ client.Object) []reconcile.Request {
+	return r.list(ctx)
+}
+
+// receiverLeaseChanged passes receiver Lease events that change what a receiver serves:
+// one appearing or going, or a new serial. Renewals alone do not pass.
+func receiverLeaseChanged() predicate.Predicate {
+	isReceiver := func(o client.Object) bool { return o.GetLabels()[routing.LabelRole] == routing.RoleReceiver }
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return isReceiver(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return isReceiver(e.Object) },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return isReceiver(e.ObjectNew) &&
+				e.ObjectOld.GetAnnotations()[routing.AnnotationSerial] != e.ObjectNew.GetAnnotations()[routing.AnnotationSerial]
+		},
+	}
+}

@@ -1,0 +1,216 @@
+// Package routing is the one contract between the control plane and the data plane: the
+// operator builds a Table from Partners, WebhookEndpoints and the Secrets they reference
+// and publishes it in one Secret; receivers load it, swap it in atomically, and report the
+// serial they serve through a Lease.
+package routing
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sort"
+	"time"
+)
+
+// FormatVersion of the serialized table. Version 1 is a single gzip'd JSON document under
+// SecretDataKey. A later version may split partners into numbered shards (DESIGN §4); a
+// receiver refuses a format it does not know and keeps serving its last good table.
+const FormatVersion = 1
+
+// Table is everything a receiver needs to authenticate, authorize and route requests.
+type Table struct {
+	FormatVersion int `json:"formatVersion"`
+	// Serial increases by one with every published change.
+	Serial uint64 `json:"serial"`
+	// Hash is the SHA-256 of the content (everything but Serial and Hash).
+	Hash      string     `json:"hash"`
+	Partners  []Partner  `json:"partners"`
+	Endpoints []Endpoint `json:"endpoints"`
+
+	index *index
+}
+
+// Partner is one active partner.
+type Partner struct {
+	Namespace string `json:"ns"`
+	Name      string `json:"name"`
+	// UID lets the receiver make the partner the owner of its WebhookEvents.
+	UID string `json:"uid,omitempty"`
+	// Rev is the serial of the table in which this entry last changed.
+	Rev       uint64 `json:"rev"`
+	Suspended bool   `json:"suspended,omitempty"`
+	// Credentials: the current ones first, then those still in their grace period.
+	Credentials []Credential `json:"creds"`
+	IPAllowlist []string     `json:"allow,omitempty"`
+	RateLimit   *RateLimit   `json:"rate,omitempty"`
+}
+
+// Credential is one API key (as a hash) and signing secret.
+type Credential struct {
+	// APIKeySHA256 is the hex SHA-256 of the API key: the table never holds API keys.
+	APIKeySHA256  string `json:"keySHA256"`
+	SigningSecret string `json:"signingSecret"`
+	// NotAfter ends a previous credential's grace period; nil for the current one.
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+}
+
+// RateLimit is a token bucket.
+type RateLimit struct {
+	RequestsPerSecond int32 `json:"rps"`
+	Burst             int32 `json:"burst"`
+}
+
+// Endpoint is one ready WebhookEndpoint.
+type Endpoint struct {
+	Namespace string `json:"ns"`
+	Name      string `json:"name"`
+	UID       string `json:"uid,omitempty"`
+	Rev       uint64 `json:"rev"`
+	Path      string `json:"path"`
+	// Partners allowed to post; empty: every partner of the namespace.
+	Partners     []string          `json:"partners,omitempty"`
+	Verification Verification      `json:"verification"`
+	Idempotency  Idempotency       `json:"idempotency"`
+	EventTypes   []string          `json:"eventTypes,omitempty"`
+	MaxBodyBytes int64             `json:"maxBodyBytes"`
+	Destination  *Destination      `json:"destination,omitempty"`
+	Retry        Retry             `json:"retry"`
+	Paused       bool              `json:"paused,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// Verification is an endpoint's authentication scheme, with its secrets resolved.
+type Verification struct {
+	Type      string   `json:"type"`
+	Tolerance Duration `json:"tolerance"`
+	// Secret is the secretRef value for types that use one (HMAC key, RSA public key).
+	Secret          string `json:"secret,omitempty"`
+	JWKSURL         string `json:"jwksURL,omitempty"`
+	Issuer          string `json:"issuer,omitempty"`
+	Audience        string `json:"audience,omitempty"`
+	Header          string `json:"header,omitempty"`
+	Prefix          string `json:"prefix,omitempty"`
+	Encoding        string `json:"encoding,omitempty"`
+	SignedContent   string `json:"signedContent,omitempty"`
+	TimestampHeader string `json:"timestampHeader,omitempty"`
+}
+
+// Idempotency says where the event id is found.
+type Idempotency struct {
+	Header   string   `json:"header,omitempty"`
+	JSONPath string   `json:"jsonPath,omitempty"`
+	Window   Duration `json:"window"`
+}
+
+// Destination is where events are forwarded.
+type Destination struct {
+	URL     string            `json:"url"`
+	Timeout Duration          `json:"timeout"`
+	Headers map[string]string `json:"headers,omitempty"`
+	// SigningSecret is the whsec_ secret for Standard Webhooks signing; empty: unsigned.
+	SigningSecret string `json:"signingSecret,omitempty"`
+}
+
+// Retry is the delivery retry policy.
+type Retry struct {
+	MaxAttempts    int32    `json:"maxAttempts"`
+	InitialBackoff Duration `json:"initialBackoff"`
+	MaxBackoff     Duration `json:"maxBackoff"`
+}
+
+// Duration serializes as a Go duration string.
+type Duration time.Duration
+
+// MarshalJSON writes "1h0m0s" style text.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns the time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Key of a namespaced entry.
+func Key(namespace, name string) string { return namespace + "/" + name }
+
+// Finalize sorts the table, carries each unchanged entry's Rev over from prev (nil for
+// none), stamps changed entries with the next serial, and computes the hash. It reports
+// whether the content differs from prev; when it does not, the table takes prev's serial.
+func (t *Table) Finalize(prev *Table) (changed bool) {
+	t.FormatVersion = FormatVersion
+	sort.Slice(t.Partners, func(i, j int) bool {
+		return Key(t.Partners[i].Namespace, t.Partners[i].Name) < Key(t.Partners[j].Namespace, t.Partners[j].Name)
+	})
+	sort.Slice(t.Endpoints, func(i, j int) bool { return t.Endpoints[i].Path < t.Endpoints[j].Path })
+
+	var prevSerial uint64
+	prevPartners := map[string]Partner{}
+	prevEndpoints := map[string]Endpoint{}
+	if prev != nil {
+		prevSerial = prev.Serial
+		for _, p := range prev.Partners {
+			prevPartners[Key(p.Namespace, p.Name)] = p
+		}
+		for _, e := range prev.Endpoints {
+			prevEndpoints[Key(e.Namespace, e.Name)] = e
+		}
+	}
+	next := prevSerial + 1
+	for i := range t.Partners {
+		p := &t.Partners[i]
+		p.Rev = next
+		if old, ok := prevPartners[Key(p.Namespace, p.Name)]; ok && partnerDigest(old) == partnerDigest(*p) {
+			p.Rev = old.Rev
+		}
+	}
+	for i := range t.Endpoints {
+		e := &t.Endpoints[i]
+		e.Rev = next
+		if old, ok := prevEndpoints[Key(e.Namespace, e.Name)]; ok && endpointDigest(old) == endpointDigest(*e) {
+			e.Rev = old.Rev
+		}
+	}
+	t.Hash = t.contentHash()
+	if prev != nil && prev.Hash == t.Hash {
+		t.Serial = prev.Serial
+		// Keep prev's revs exactly; nothing changed.
+		return false
+	}
+	t.Serial = next
+	return true
+}
+
+// partnerDigest and endpointDigest hash an entry without its Rev, so that only real
+// changes count.
+func partnerDigest(p Partner) string {
+	p.Rev = 0
+	return digest(p)
+}
+
+func endpointDigest(e Endpoint) string {
+	e.Rev = 0
+	return digest(e)
+}
+
+func digest(v any) string {
+	b, _ := json.Marshal(v)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func (t *Table) contentHash() string {
+	c := *t
+	c.Serial, c.Hash, c.index = 0, "", nil
+	return digest(c)
+}
