@@ -1,0 +1,50 @@
+package receiver
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// rejection is a request the pipeline refuses: the status code, the audit reason, and
+// the JSON body's title and message.
+type rejection struct {
+	status  int
+	reason  string
+	title   string
+	message string
+	// retryAfter, in seconds, for 429.
+	retryAfter int
+	// allow lists the methods, for 405.
+	allow string
+}
+
+func reject(status int, reason, title, message string) *rejection {
+	return &rejection{status: status, reason: reason, title: title, message: message}
+}
+
+func (r *rejection) Error() string { return r.reason + ": " + r.message }
+
+// errorBody is every error response: {"error": "<short title>", "message": "<what to do>"}.
+type errorBody struct {
+	Error     string `json:"error"`
+	Message   string `json:"message"`
+	RequestID string `json:"requestId,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeRejection(w http.ResponseWriter, requestID string, r *rejection) {
+	if r.allow != "" {
+		w.Header().Set("Allow", r.allow)
+	}
+	if r.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(r.retryAfter))
+	}
+	writeJSON(w, r.status, errorBody{Error: r.title, Message: r.message, RequestID: requestID})
+}

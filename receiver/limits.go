@@ -1,0 +1,63 @@
+package receiver
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Server limits: every request is bounded in header size, time and body size.
+const (
+	maxHeaderBytes    = 32 << 10
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 120 * time.Second
+	// maxEventIDLength bounds the partner's event id we store and index.
+	maxEventIDLength = 256
+)
+
+// readBody reads at most limit bytes; more is a 413.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *rejection) {
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return nil, tooLarge(limit)
+		}
+		return nil, reject(http.StatusBadRequest, "body_unreadable", "Bad request", "the request body could not be read completely")
+	}
+	return body, nil
+}
+
+func tooLarge(limit int64) *rejection {
+	return reject(http.StatusRequestEntityTooLarge, "body_too_large", "Payload too large",
+		"the body is larger than this endpoint accepts ("+formatBytes(limit)+")")
+}
+
+// checkContentType accepts application/json and any +json type, with parameters.
+func checkContentType(r *http.Request) *rejection {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err == nil && (mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")) {
+		return nil
+	}
+	return reject(http.StatusUnsupportedMediaType, "unsupported_media_type", "Unsupported media type",
+		"send the event as JSON with Content-Type: application/json")
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return itoa(n>>20) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return itoa(n>>10) + " KiB"
+	default:
+		return itoa(n) + " bytes"
+	}
+}

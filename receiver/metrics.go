@@ -1,0 +1,67 @@
+package receiver
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics of the receiver, registered once with a Prometheus registry.
+type Metrics struct {
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	commitLatency prometheus.Histogram
+	commitBatch   prometheus.Histogram
+	tableSerial   prometheus.Gauge
+}
+
+// NewMetrics creates and registers the receiver's metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookgate_receiver_requests_total", Help: "Requests by route, outcome, reason and status code.",
+		}, []string{"route", "outcome", "reason", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hookgate_receiver_request_duration_seconds", Help: "Time to answer a request.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "outcome"}),
+		commitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookgate_store_commit_duration_seconds", Help: "Duration of one group commit (transaction and fsync).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		commitBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookgate_store_commit_batch_size", Help: "Writes per group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		tableSerial: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookgate_routing_table_serial", Help: "Serial of the routing table being served.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.commitLatency, m.commitBatch, m.tableSerial)
+	return m
+}
+
+func (m *Metrics) observeRequest(route, outcome, reason string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(route, outcome, reason, itoa(int64(code))).Inc()
+	m.latency.WithLabelValues(route, outcome).Observe(d.Seconds())
+}
+
+// ObserveCommit records one group commit.
+func (m *Metrics) ObserveCommit(d time.Duration, batch int) {
+	if m == nil {
+		return
+	}
+	m.commitLatency.Observe(d.Seconds())
+	m.commitBatch.Observe(float64(batch))
+}
+
+// ObserveTable records the loaded table's serial.
+func (m *Metrics) ObserveTable(serial uint64) {
+	if m == nil {
+		return
+	}
+	m.tableSerial.Set(float64(serial))
+}

@@ -1,0 +1,126 @@
+package receiver
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/hookgate/hookgate/internal/routing"
+)
+
+// parsedEvent is what the pipeline needs from a body: the partner's id and the type.
+type parsedEvent struct {
+	id  string
+	typ string
+}
+
+// parseEvent checks that the body is a JSON object, finds the event id and type where
+// the endpoint's verification type puts them (DESIGN §3), and checks the type.
+func parseEvent(ep *routing.Endpoint, h http.Header, body []byte) (parsedEvent, *rejection) {
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil || doc == nil || dec.More() {
+		return parsedEvent{}, reject(http.StatusBadRequest, "invalid_json", "Bad request", "the body must be one JSON object")
+	}
+	ev := parsedEvent{id: eventID(ep, h, doc), typ: eventType(ep, h, doc)}
+	if len(ev.id) > maxEventIDLength {
+		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id is longer than "+itoa(maxEventIDLength)+" characters")
+	}
+	if len(ep.EventTypes) > 0 && !typeAllowed(ep.EventTypes, ev.typ) {
+		if ev.typ == "" {
+			return ev, reject(http.StatusUnprocessableEntity, "event_type_missing", "Unprocessable event", "this endpoint accepts only typed events: set the body's type field")
+		}
+		return ev, reject(http.StatusUnprocessableEntity, "event_type_not_allowed", "Unprocessable event", "this endpoint does not accept events of type "+strconv.Quote(ev.typ))
+	}
+	return ev, nil
+}
+
+func eventID(ep *routing.Endpoint, h http.Header, doc map[string]any) string {
+	if ep.Idempotency.Header != "" {
+		return h.Get(ep.Idempotency.Header)
+	}
+	if ep.Idempotency.JSONPath != "" {
+		return scalar(lookup(doc, ep.Idempotency.JSONPath))
+	}
+	switch ep.Verification.Type {
+	case "StandardWebhooks":
+		return h.Get("Webhook-Id")
+	case "Stripe":
+		return scalar(doc["id"])
+	case "GitHub":
+		return h.Get("X-GitHub-Delivery")
+	case "Shopify":
+		return h.Get("X-Shopify-Webhook-Id")
+	case "Slack":
+		return scalar(doc["event_id"])
+	}
+	return firstOf(scalar(doc["id"]), h.Get("Webhook-Id"), h.Get("X-Pps-Webhook-Id"))
+}
+
+func eventType(ep *routing.Endpoint, h http.Header, doc map[string]any) string {
+	switch ep.Verification.Type {
+	case "GitHub":
+		return h.Get("X-GitHub-Event")
+	case "Shopify":
+		return h.Get("X-Shopify-Topic")
+	case "Slack":
+		return scalar(lookup(doc, "event.type"))
+	}
+	return firstOf(scalar(doc["type"]), h.Get("X-Pps-Topic"))
+}
+
+// lookup follows a dotted path ("data.id", optionally "$." first) through objects.
+func lookup(doc map[string]any, path string) any {
+	path = strings.TrimPrefix(strings.TrimPrefix(path, "$"), ".")
+	var cur any = doc
+	for _, part := range strings.Split(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = obj[part]
+	}
+	return cur
+}
+
+// scalar renders a string or number; anything else has no id.
+func scalar(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case json.Number:
+		return t.String()
+	}
+	return ""
+}
+
+func firstOf(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// typeAllowed matches exact types and "prefix*" patterns.
+func typeAllowed(patterns []string, typ string) bool {
+	if typ == "" {
+		return false
+	}
+	for _, p := range patterns {
+		if prefix, wild := strings.CutSuffix(p, "*"); wild {
+			if strings.HasPrefix(typ, prefix) {
+				return true
+			}
+		} else if p == typ {
+			return true
+		}
+	}
+	return false
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

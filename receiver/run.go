@@ -1,0 +1,201 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/store"
+)
+
+// Options configure `hookgate receiver` (DESIGN §9).
+type Options struct {
+	Namespace             string
+	RoutingSecret         string
+	RoutingFile           string
+	Listen                string
+	ProbeListen           string
+	DataDir               string
+	TrustedProxies        []netip.Prefix
+	EventRetention        time.Duration
+	StoreRetention        time.Duration
+	MaxEventsPerNamespace int
+	// ShutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
+	ShutdownTimeout time.Duration
+	// KubeConfig is the cluster connection; nil with RoutingFile set.
+	KubeConfig *rest.Config
+	Identity   string
+	Log        logr.Logger
+	AuditLog   *zap.Logger
+	// Registry takes the receiver's metrics and serves them on /metrics.
+	Registry Registry
+	// Ready, when set, receives the bound webhook and probe addresses once serving.
+	Ready func(webhook, probe string)
+}
+
+// Registry registers and gathers metrics.
+type Registry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
+// Run serves until ctx ends, then shuts down gracefully: stop accepting, finish in-flight
+// requests, close the store.
+func Run(ctx context.Context, opts Options) error {
+	if opts.RoutingFile == "" && opts.KubeConfig == nil {
+		return errors.New("either --routing-file or a cluster connection (KUBECONFIG or in-cluster) is needed")
+	}
+	if opts.RoutingFile == "" && opts.Namespace == "" {
+		return errors.New("--namespace is required when loading the routing table from the cluster")
+	}
+	if opts.RoutingSecret == "" {
+		opts.RoutingSecret = routing.DefaultSecretName
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 25 * time.Second
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	metrics := NewMetrics(opts.Registry)
+	st, err := store.OpenBolt(opts.DataDir, metrics.ObserveCommit)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			opts.Log.Error(err, "closing the store")
+		}
+	}()
+
+	holder := routing.NewHolder()
+	onLoad := func(t *routing.Table) { metrics.ObserveTable(t.Serial) }
+	bg, stopBackground := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { stopBackground(); wg.Wait() }()
+	goBackground := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(bg); err != nil {
+				opts.Log.Error(err, "background task stopped", "task", name)
+			}
+		}()
+	}
+	if opts.RoutingFile != "" {
+		fw := &routing.FileWatcher{Path: opts.RoutingFile, Holder: holder, Log: opts.Log.WithName("routing"), OnLoad: onLoad}
+		if err := fw.Load(); err != nil {
+			return fmt.Errorf("routing file %s: %w", opts.RoutingFile, err)
+		}
+		goBackground("routing-file", fw.Start)
+	} else {
+		client, err := kubernetes.NewForConfig(opts.KubeConfig)
+		if err != nil {
+			return err
+		}
+		log := opts.Log.WithName("routing")
+		watcher := &routing.SecretWatcher{
+			Client: client, Namespace: opts.Namespace, Name: opts.RoutingSecret, Holder: holder, Log: log,
+			Cache: &routing.DiskCache{Path: filepath.Join(opts.DataDir, "routing-table.json.gz")}, OnLoad: onLoad,
+		}
+		identity := opts.Identity
+		if identity == "" {
+			identity = routing.Identity()
+		}
+		reporter := &routing.LeaseReporter{Client: client, Namespace: opts.Namespace, Identity: identity, Holder: holder, Log: log}
+		goBackground("routing-secret", watcher.Start)
+		goBackground("lease", reporter.Start)
+	}
+
+	srv := NewServer(Config{
+		Store: st, Holder: holder, TrustedProxies: opts.TrustedProxies, AuditLog: opts.AuditLog,
+		Metrics: metrics, Gatherer: opts.Registry, Log: opts.Log,
+	})
+	goBackground("prune", func(ctx context.Context) error { return srv.pruneLoop(ctx, opts.StoreRetention) })
+
+	webhookLn, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", opts.Listen, err)
+	}
+	probeLn, err := net.Listen("tcp", opts.ProbeListen)
+	if err != nil {
+		_ = webhookLn.Close()
+		return fmt.Errorf("listening on %s: %w", opts.ProbeListen, err)
+	}
+	webhook := newHTTPServer(srv.Handler())
+	probe := newHTTPServer(srv.ProbeHandler())
+	errs := make(chan error, 2)
+	go func() { errs <- webhook.Serve(webhookLn) }()
+	go func() { errs <- probe.Serve(probeLn) }()
+	opts.Log.Info("receiver serving", "webhook", webhookLn.Addr().String(), "probe", probeLn.Addr().String(), "dataDir", opts.DataDir)
+	if opts.Ready != nil {
+		opts.Ready(webhookLn.Addr().String(), probeLn.Addr().String())
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errs:
+	}
+	opts.Log.Info("shutting down: no new requests, finishing those in flight")
+	shutdown, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	defer cancel()
+	if err := webhook.Shutdown(shutdown); err != nil {
+		opts.Log.Error(err, "webhook server shutdown")
+	}
+	_ = probe.Shutdown(shutdown)
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
+// pruneLoop removes finished events after the store retention, which never undercuts the
+// longest dedup window of the loaded table.
+func (s *Server) pruneLoop(ctx context.Context, retention time.Duration) error {
+	ticker := time.NewTicker(time.Minute)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		keep := retention
+		if t := s.routes.holder.Current(); t != nil {
+			for _, e := range t.Endpoints {
+				keep = max(keep, e.Idempotency.Window.Std())
+			}
+		}
+		now := s.now()
+		if n, err := s.store.Prune(ctx, now.Add(-keep), now); err != nil {
+			s.log.Error(err, "pruning the store")
+		} else if n > 0 {
+			s.log.Info("pruned finished events", "count", n, "olderThan", keep.String())
+		}
+	}
+}

@@ -1,0 +1,354 @@
+// Package receiver is hookgate's data plane: it receives partner events, verifies them,
+// stores them durably, and answers at once.
+package receiver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/store"
+	"github.com/hookgate/hookgate/receiver/verify"
+)
+
+// Paths of the webhook port (DESIGN §5).
+const (
+	pathPrefix = "/api/webhooks/"
+	pathStatus = "/api/webhooks/status"
+	pathHealth = "/api/health"
+)
+
+// Server handles the webhook port and the probe port.
+type Server struct {
+	store          store.Store
+	routes         *routeCache
+	trustedProxies []netip.Prefix
+	jwks           *verify.JWKSCache
+	limiter        *rateLimiter
+	auditLog       *zap.Logger
+	metrics        *Metrics
+	gatherer       prometheus.Gatherer
+	log            logr.Logger
+	now            func() time.Time
+}
+
+// Config is what a Server needs.
+type Config struct {
+	Store          store.Store
+	Holder         *routing.Holder
+	TrustedProxies []netip.Prefix
+	AuditLog       *zap.Logger // nil: no audit lines
+	Metrics        *Metrics    // nil: no metrics
+	Gatherer       prometheus.Gatherer
+	Log            logr.Logger
+	// JWKSClient fetches JWT key sets (nil: a client with a 5 s timeout).
+	JWKSClient *http.Client
+	Now        func() time.Time
+}
+
+// NewServer builds a server.
+func NewServer(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Gatherer == nil {
+		cfg.Gatherer = prometheus.NewRegistry()
+	}
+	return &Server{
+		store: cfg.Store, routes: &routeCache{holder: cfg.Holder}, trustedProxies: cfg.TrustedProxies,
+		jwks: verify.NewJWKSCache(cfg.JWKSClient), limiter: newRateLimiter(),
+		auditLog: cfg.AuditLog, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, now: cfg.Now,
+	}
+}
+
+// Handler serves the webhook port.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &auditRecord{requestID: newRequestID(), clientIP: clientIP(r, s.trustedProxies)}
+		w.Header().Set("X-Request-Id", rec.requestID)
+		started := time.Now()
+		var rej *rejection
+		switch {
+		case r.URL.Path == pathStatus:
+			rec.route = "status"
+			rej = s.handleStatus(w, r, rec)
+		case r.URL.Path == pathHealth:
+			rec.route = "health"
+			s.handleHealth(w, rec)
+		case len(r.URL.Path) > len(pathPrefix) && r.URL.Path[:len(pathPrefix)] == pathPrefix:
+			rec.route = "event"
+			rej = s.handleEvent(w, r, rec)
+		default:
+			rec.route = "other"
+			rej = reject(http.StatusNotFound, "unknown_path", "Not found", "no webhook endpoint at this path")
+		}
+		if rej != nil {
+			rec.outcome, rec.reason, rec.status = outcomeRejected, rej.reason, rej.status
+			writeRejection(w, rec.requestID, rej)
+		}
+		s.audit(rec, time.Since(started))
+	})
+}
+
+// acceptedBody is the answer to a stored (202) or duplicate (200) event.
+type acceptedBody struct {
+	UUID      string `json:"uuid"`
+	EventID   string `json:"eventId"`
+	Status    string `json:"status"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// handleEvent is the ingest pipeline of DESIGN §5, in order: the first step that fails
+// answers. It returns a rejection, or nil once it has answered 2xx.
+func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditRecord) *rejection {
+	now := s.now()
+	rt := s.routes.get()
+	if rt == nil {
+		return reject(http.StatusServiceUnavailable, "no_routing_table", "Service unavailable", "the receiver has not loaded its routing table yet; retry later")
+	}
+
+	// 1. route
+	ep, ok := rt.table.EndpointByPath(r.URL.Path)
+	if !ok {
+		return reject(http.StatusNotFound, "unknown_path", "Not found", "no webhook endpoint at this path")
+	}
+	rec.endpoint = routing.Key(ep.Namespace, ep.Name)
+	if r.Method != http.MethodPost {
+		rej := reject(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed", "send events with POST")
+		rej.allow = http.MethodPost
+		return rej
+	}
+
+	// 2. limits
+	if r.ContentLength > ep.MaxBodyBytes {
+		return tooLarge(ep.MaxBodyBytes)
+	}
+	if rej := checkContentType(r); rej != nil {
+		return rej
+	}
+	body, rej := readBody(w, r, ep.MaxBodyBytes)
+	if rej != nil {
+		return rej
+	}
+
+	// 3. authenticate
+	partner, rej := s.authenticate(r.Context(), rt, ep, r.Header, body, now)
+	if partner != nil {
+		rec.partner = routing.Key(partner.Namespace, partner.Name)
+	}
+	if rej != nil {
+		return rej
+	}
+
+	// 4. authorize
+	if rej := authorize(rt, ep, partner, rec.clientIP); rej != nil {
+		return rej
+	}
+
+	// 5. rate limit
+	if rej := s.limiter.take(partner, now); rej != nil {
+		return rej
+	}
+
+	// 6. parse
+	parsed, rej := parseEvent(ep, r.Header, body)
+	if rej != nil {
+		return rej
+	}
+
+	// 7. dedupe and 8. store, in one durable write
+	in := newIngest(ep, partner, parsed, r.Header.Get("Content-Type"), body, now)
+	result, err := s.store.Ingest(r.Context(), in)
+	if err != nil {
+		s.log.Error(err, "storing an event failed", "endpoint", rec.endpoint)
+		return reject(http.StatusServiceUnavailable, "store_unavailable", "Service unavailable", "the event could not be stored; it was not accepted, retry later")
+	}
+
+	// acknowledge
+	rec.uuid, rec.eventID = result.Event.UUID, result.Event.EventID
+	answer := acceptedBody{UUID: result.Event.UUID, EventID: result.Event.EventID, Status: result.Event.Phase}
+	if result.Duplicate {
+		rec.outcome, rec.reason, rec.status = outcomeDuplicate, "duplicate", http.StatusOK
+		answer.Duplicate = true
+		writeJSON(w, http.StatusOK, answer)
+		return nil
+	}
+	rec.outcome, rec.status = outcomeAccepted, http.StatusAccepted
+	writeJSON(w, http.StatusAccepted, answer)
+	return nil
+}
+
+// newIngest makes the store record of an accepted event.
+func newIngest(ep *routing.Endpoint, p *routing.Partner, parsed parsedEvent, contentType string, body []byte, now time.Time) store.Ingest {
+	id := uuid.Must(uuid.NewV7()).String()
+	sum := sha256.Sum256(body)
+	phase := store.PhaseStored
+	if ep.Destination != nil {
+		phase = store.PhaseQueued
+	}
+	eventID := parsed.id
+	dedupKey := ""
+	if eventID != "" {
+		dedupKey = routing.Key(p.Namespace, p.Name) + "\x00" + routing.Key(ep.Namespace, ep.Name) + "\x00" + eventID
+	} else {
+		eventID = id
+	}
+	return store.Ingest{
+		Event: store.Event{
+			UUID: id, EventID: eventID, Type: parsed.typ,
+			PartnerNamespace: p.Namespace, Partner: p.Name,
+			EndpointNamespace: ep.Namespace, Endpoint: ep.Name,
+			ReceivedAt: now, PayloadSHA256: hex.EncodeToString(sum[:]), SizeBytes: int64(len(body)),
+			ContentType: contentType, Phase: phase,
+		},
+		Payload:     body,
+		DedupKey:    dedupKey,
+		DedupWindow: ep.Idempotency.Window.Std(),
+	}
+}
+
+// statusBody is the status API's answer.
+type statusBody struct {
+	UUID             string     `json:"uuid"`
+	EventID          string     `json:"eventId"`
+	Type             string     `json:"type,omitempty"`
+	Status           string     `json:"status"`
+	Attempts         int32      `json:"attempts"`
+	LastResponseCode int32      `json:"lastResponseCode,omitempty"`
+	LastError        string     `json:"lastError,omitempty"`
+	ReceivedAt       time.Time  `json:"receivedAt"`
+	NextAttemptAt    *time.Time `json:"nextAttemptAt,omitempty"`
+	DeliveredAt      *time.Time `json:"deliveredAt,omitempty"`
+}
+
+// handleStatus answers GET /api/webhooks/status?eventId=... for the authenticated
+// partner's own events.
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, rec *auditRecord) *rejection {
+	now := s.now()
+	if r.Method != http.MethodGet {
+		rej := reject(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed", "query the status with GET")
+		rej.allow = http.MethodGet
+		return rej
+	}
+	rt := s.routes.get()
+	if rt == nil {
+		return reject(http.StatusServiceUnavailable, "no_routing_table", "Service unavailable", "the receiver has not loaded its routing table yet; retry later")
+	}
+	partner, rej := partnerByAPIKey(rt, r.Header.Get(verify.HeaderAPIKey), now)
+	if rej != nil {
+		return rej
+	}
+	rec.partner = routing.Key(partner.Namespace, partner.Name)
+	if rej := authorize(rt, nil, partner, rec.clientIP); rej != nil {
+		return rej
+	}
+	if rej := s.limiter.take(partner, now); rej != nil {
+		return rej
+	}
+	id := r.URL.Query().Get("eventId")
+	if id == "" || len(id) > maxEventIDLength {
+		return reject(http.StatusBadRequest, "missing_event_id", "Bad request", "pass the event's id or uuid as ?eventId=")
+	}
+	ev, err := s.findEvent(r.Context(), rec.partner, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return reject(http.StatusNotFound, "unknown_event", "Not found", "no event with this id for this partner")
+	}
+	if err != nil {
+		s.log.Error(err, "reading an event's status")
+		return reject(http.StatusServiceUnavailable, "store_unavailable", "Service unavailable", "the status could not be read; retry later")
+	}
+	rec.outcome, rec.status, rec.uuid, rec.eventID = outcomeAnswered, http.StatusOK, ev.UUID, ev.EventID
+	writeJSON(w, http.StatusOK, statusBody{
+		UUID: ev.UUID, EventID: ev.EventID, Type: ev.Type, Status: ev.Phase, Attempts: ev.Attempts,
+		LastResponseCode: ev.LastResponseCode, LastError: ev.LastError, ReceivedAt: ev.ReceivedAt,
+		NextAttemptAt: ev.NextAttemptAt, DeliveredAt: ev.DeliveredAt,
+	})
+	return nil
+}
+
+// findEvent looks an id up as the partner's event id, then as a uuid; another partner's
+// event is not found.
+func (s *Server) findEvent(ctx context.Context, partnerKey, id string) (*store.Event, error) {
+	ev, err := s.store.FindByEventID(ctx, partnerKey, id)
+	if err == nil || !errors.Is(err, store.ErrNotFound) {
+		return ev, err
+	}
+	if _, perr := uuid.Parse(id); perr != nil {
+		return nil, store.ErrNotFound
+	}
+	ev, err = s.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if ev.PartnerKey() != partnerKey {
+		return nil, store.ErrNotFound
+	}
+	return ev, nil
+}
+
+// healthBody is GET /api/health.
+type healthBody struct {
+	Status        string `json:"status"`
+	Store         string `json:"store"`
+	RoutingTable  string `json:"routingTable"`
+	RoutingSerial uint64 `json:"routingSerial,omitempty"`
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, rec *auditRecord) {
+	body, ok := s.health()
+	rec.outcome, rec.status = outcomeAnswered, http.StatusOK
+	if !ok {
+		rec.status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, rec.status, body)
+}
+
+func (s *Server) health() (healthBody, bool) {
+	body := healthBody{Status: "ok", Store: "ok", RoutingTable: "loaded"}
+	ok := true
+	if err := s.store.Healthy(); err != nil {
+		body.Status, body.Store, ok = "unavailable", "unavailable", false
+	}
+	if t := s.routes.holder.Current(); t == nil {
+		body.Status, body.RoutingTable, ok = "unavailable", "not loaded", false
+	} else {
+		body.RoutingSerial = t.Serial
+	}
+	return body, ok
+}
+
+// ProbeHandler serves the probe port: /healthz, /readyz, /metrics.
+func (s *Server) ProbeHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		body, ok := s.health()
+		status := http.StatusOK
+		if !ok {
+			status = http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, body)
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,92 @@
+// Package store keeps received events durably. The receiver sees only the Store
+// interface: the embedded implementation (bbolt, one file in the data directory) now, and
+// PostgreSQL later for several replicas.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Phase values mirror WebhookEvent status.phase.
+const (
+	PhaseQueued     = "Queued"
+	PhaseDelivering = "Delivering"
+	PhaseRetrying   = "Retrying"
+	PhaseDelivered  = "Delivered"
+	PhaseFailed     = "Failed"
+	PhaseStored     = "Stored"
+)
+
+// ErrNotFound: no such event.
+var ErrNotFound = errors.New("event not found")
+
+// ErrClosed: the store was closed; nothing more can be written.
+var ErrClosed = errors.New("store is closed")
+
+// Event is one stored event's record. The payload is kept apart (Store.Payload).
+type Event struct {
+	UUID              string    `json:"uuid"`
+	EventID           string    `json:"eventId"`
+	Type              string    `json:"type,omitempty"`
+	PartnerNamespace  string    `json:"partnerNamespace"`
+	Partner           string    `json:"partner"`
+	EndpointNamespace string    `json:"endpointNamespace"`
+	Endpoint          string    `json:"endpoint"`
+	ReceivedAt        time.Time `json:"receivedAt"`
+	PayloadSHA256     string    `json:"payloadSHA256"`
+	SizeBytes         int64     `json:"sizeBytes"`
+	ContentType       string    `json:"contentType,omitempty"`
+
+	Phase            string     `json:"phase"`
+	Attempts         int32      `json:"attempts,omitempty"`
+	LastAttemptAt    *time.Time `json:"lastAttemptAt,omitempty"`
+	NextAttemptAt    *time.Time `json:"nextAttemptAt,omitempty"`
+	LastResponseCode int32      `json:"lastResponseCode,omitempty"`
+	LastError        string     `json:"lastError,omitempty"`
+	DeliveredAt      *time.Time `json:"deliveredAt,omitempty"`
+}
+
+// Finished reports whether no delivery is pending.
+func (e *Event) Finished() bool {
+	return e.Phase == PhaseDelivered || e.Phase == PhaseFailed || e.Phase == PhaseStored
+}
+
+// PartnerKey identifies the sending partner across namespaces.
+func (e *Event) PartnerKey() string { return e.PartnerNamespace + "/" + e.Partner }
+
+// Ingest is one event to store, deduplicated against earlier ones.
+type Ingest struct {
+	Event   Event
+	Payload []byte
+	// DedupKey, when set, makes a second event with the same key within DedupWindow a
+	// duplicate of the first.
+	DedupKey    string
+	DedupWindow time.Duration
+}
+
+// IngestResult is what Ingest did: stored the new event, or found the original.
+type IngestResult struct {
+	Event     Event
+	Duplicate bool
+}
+
+// Store is the receiver's durable event store.
+type Store interface {
+	// Ingest deduplicates and stores an event. It returns only once the event is durable
+	// (fsync'd), or with an error, in which case nothing was stored.
+	Ingest(ctx context.Context, in Ingest) (IngestResult, error)
+	// Get finds an event by uuid.
+	Get(ctx context.Context, uuid string) (*Event, error)
+	// FindByEventID finds a partner's latest event with the partner's own event id.
+	FindByEventID(ctx context.Context, partnerKey, eventID string) (*Event, error)
+	// Payload returns an event's raw body.
+	Payload(ctx context.Context, uuid string) ([]byte, error)
+	// Prune deletes finished events received before olderThan and expired dedup keys,
+	// and reports how many events it removed.
+	Prune(ctx context.Context, olderThan, now time.Time) (int, error)
+	// Healthy is nil while the store can write.
+	Healthy() error
+	Close() error
+}

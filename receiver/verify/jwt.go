@@ -1,0 +1,182 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// HeaderAuthorization carries "Bearer <jwt>".
+const HeaderAuthorization = "Authorization"
+
+const (
+	maxJWKSBytes   = 1 << 20
+	maxTokenBytes  = 16 << 10
+	jwksMinRefresh = 30 * time.Second
+)
+
+// JWKSCache caches key sets by URL. A token with a key id the cached set does not hold
+// triggers a refetch, at most once every MinRefresh per URL, so that a stream of forged
+// key ids cannot turn the receiver into a load generator against the JWKS server.
+type JWKSCache struct {
+	Client     *http.Client
+	MinRefresh time.Duration
+
+	mu   sync.Mutex
+	sets map[string]*jwksEntry
+}
+
+type jwksEntry struct {
+	mu          sync.Mutex
+	keys        jose.JSONWebKeySet
+	lastAttempt time.Time
+	fetches     int
+}
+
+// NewJWKSCache returns a cache using client (nil: a client with a 5 s timeout).
+func NewJWKSCache(client *http.Client) *JWKSCache {
+	if client == nil {
+		client = &http.Client{Timeout: 5 * time.Second}
+	}
+	return &JWKSCache{Client: client, MinRefresh: jwksMinRefresh, sets: map[string]*jwksEntry{}}
+}
+
+// Fetches reports how many times a URL's set was fetched (for tests and metrics).
+func (c *JWKSCache) Fetches(url string) int {
+	e := c.entry(url)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.fetches
+}
+
+func (c *JWKSCache) entry(url string) *jwksEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.sets[url]
+	if !ok {
+		e = &jwksEntry{}
+		c.sets[url] = e
+	}
+	return e
+}
+
+// Key returns the key with kid from the set at url, fetching it when needed.
+func (c *JWKSCache) Key(ctx context.Context, url, kid string, now time.Time) (*jose.JSONWebKey, error) {
+	e := c.entry(url)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if k := findKey(e.keys, kid); k != nil {
+		return k, nil
+	}
+	if !e.lastAttempt.IsZero() && now.Sub(e.lastAttempt) < c.MinRefresh {
+		return nil, fail(ReasonUnknownKey, "the token's key id is not in the issuer's key set")
+	}
+	e.lastAttempt = now
+	e.fetches++
+	set, err := c.fetch(ctx, url)
+	if err != nil {
+		return nil, fail(ReasonKeyUnavailable, "the issuer's key set could not be fetched; try again later")
+	}
+	e.keys = set
+	if k := findKey(e.keys, kid); k != nil {
+		return k, nil
+	}
+	return nil, fail(ReasonUnknownKey, "the token's key id is not in the issuer's key set")
+}
+
+func findKey(set jose.JSONWebKeySet, kid string) *jose.JSONWebKey {
+	for i := range set.Keys {
+		k := &set.Keys[i]
+		if (kid == "" || k.KeyID == kid) && k.Valid() && k.IsPublic() && (k.Use == "" || k.Use == "sig") {
+			return k
+		}
+	}
+	return nil
+}
+
+func (c *JWKSCache) fetch(ctx context.Context, url string) (jose.JSONWebKeySet, error) {
+	var set jose.JSONWebKeySet
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return set, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.Client.Do(req)
+	if err != nil {
+		return set, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return set, fmt.Errorf("JWKS answered %d", resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes))
+	if err != nil {
+		return set, err
+	}
+	err = json.Unmarshal(data, &set)
+	return set, err
+}
+
+// JWTConfig is what a token must satisfy.
+type JWTConfig struct {
+	JWKSURL  string
+	Issuer   string
+	Audience string
+}
+
+// ParseBearer extracts the token from an Authorization header.
+func ParseBearer(value string) (string, error) {
+	if value == "" {
+		return "", fail(ReasonMissingHeader, "header Authorization: Bearer <jwt> is required")
+	}
+	scheme, token, ok := strings.Cut(strings.TrimSpace(value), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return "", fail(ReasonMalformedHeader, "header Authorization must be Bearer <jwt>")
+	}
+	if len(token) > maxTokenBytes {
+		return "", fail(ReasonMalformedHeader, "the bearer token is too long")
+	}
+	return strings.TrimSpace(token), nil
+}
+
+// JWT checks a bearer token: RS256 or ES256, a key from the JWKS, issuer, audience, and
+// exp/nbf/iat with leeway. A token without exp is refused.
+func JWT(ctx context.Context, cache *JWKSCache, cfg JWTConfig, authorization string, now time.Time, leeway time.Duration) error {
+	raw, err := ParseBearer(authorization)
+	if err != nil {
+		return err
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	if err != nil || len(tok.Headers) != 1 {
+		return fail(ReasonInvalidToken, "the bearer token is not a JWS signed with RS256 or ES256")
+	}
+	key, err := cache.Key(ctx, cfg.JWKSURL, tok.Headers[0].KeyID, now)
+	if err != nil {
+		return err
+	}
+	var claims jwt.Claims
+	if err := tok.Claims(key.Key, &claims); err != nil {
+		return fail(ReasonInvalidSignature, "the bearer token's signature does not verify")
+	}
+	if claims.Expiry == nil {
+		return fail(ReasonInvalidToken, "the bearer token has no exp claim")
+	}
+	if err := claims.ValidateWithLeeway(jwt.Expected{Issuer: cfg.Issuer, AnyAudience: jwt.Audience{cfg.Audience}, Time: now}, leeway); err != nil {
+		reason := ReasonInvalidToken
+		if err == jwt.ErrExpired || err == jwt.ErrNotValidYet || err == jwt.ErrIssuedInTheFuture {
+			reason = ReasonStaleTimestamp
+		}
+		return fail(reason, "the bearer token is not valid here: %s", strings.TrimPrefix(err.Error(), "go-jose/go-jose/jwt: "))
+	}
+	return nil
+}
