@@ -142,7 +142,9 @@ func TestPipelineOutcomes(t *testing.T) {
 		{name: "suspended partner with a bad signature is still 401", path: "/api/webhooks/events", body: event("evt_11", "order.created"),
 			headers: signed(globexKey, "whsec_wrong", now), wantStatus: 401, wantError: "Unauthorized"},
 		{name: "StandardWebhooks wrong secret", path: "/api/webhooks/standard", body: []byte(`{}`),
-			headers: func(b []byte) map[string]string { return standardHeaders("whsec_"+strings.Repeat("A", 32), "msg_2", now, b) }, wantStatus: 401, wantError: "Unauthorized"},
+			headers: func(b []byte) map[string]string {
+				return standardHeaders("whsec_"+strings.Repeat("A", 32), "msg_2", now, b)
+			}, wantStatus: 401, wantError: "Unauthorized"},
 		{name: "Stripe stale", path: "/api/webhooks/stripe", body: []byte(`{"id":"evt_old"}`),
 			headers: func(b []byte) map[string]string {
 				old := now.Add(-10 * time.Minute)
