@@ -104,7 +104,7 @@ func newFixture(t testing.TB) *fixture {
 			MaxBodyBytes: 1 << 20,
 			Retry:        routing.Retry{MaxAttempts: 12, InitialBackoff: routing.Duration(5 * time.Second), MaxBackoff: routing.Duration(time.Hour)},
 		}
-		if !(typ == "PartnerHMAC" || typ == "APIKey") {
+		if typ != "PartnerHMAC" && typ != "APIKey" {
 			e.Partners = []string{"acme"}
 			e.Verification.Secret = endpointSecret
 		}

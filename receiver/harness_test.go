@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -107,7 +108,9 @@ func (r *testReceiver) stop() {
 		return
 	}
 	r.cancel()
-	<-r.done
+	if err := <-r.done; err != nil {
+		panic(fmt.Sprintf("receiver stopped with an error: %v", err))
+	}
 	r.cancel = nil
 }
 

@@ -126,11 +126,12 @@ func Run(ctx context.Context, opts Options) error {
 	})
 	goBackground("prune", func(ctx context.Context) error { return srv.pruneLoop(ctx, opts.StoreRetention) })
 
-	webhookLn, err := net.Listen("tcp", opts.Listen)
+	var lc net.ListenConfig
+	webhookLn, err := lc.Listen(ctx, "tcp", opts.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", opts.Listen, err)
 	}
-	probeLn, err := net.Listen("tcp", opts.ProbeListen)
+	probeLn, err := lc.Listen(ctx, "tcp", opts.ProbeListen)
 	if err != nil {
 		_ = webhookLn.Close()
 		return fmt.Errorf("listening on %s: %w", opts.ProbeListen, err)

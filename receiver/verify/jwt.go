@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -173,7 +174,7 @@ func JWT(ctx context.Context, cache *JWKSCache, cfg JWTConfig, authorization str
 	}
 	if err := claims.ValidateWithLeeway(jwt.Expected{Issuer: cfg.Issuer, AnyAudience: jwt.Audience{cfg.Audience}, Time: now}, leeway); err != nil {
 		reason := ReasonInvalidToken
-		if err == jwt.ErrExpired || err == jwt.ErrNotValidYet || err == jwt.ErrIssuedInTheFuture {
+		if errors.Is(err, jwt.ErrExpired) || errors.Is(err, jwt.ErrNotValidYet) || errors.Is(err, jwt.ErrIssuedInTheFuture) {
 			reason = ReasonStaleTimestamp
 		}
 		return fail(reason, "the bearer token is not valid here: %s", strings.TrimPrefix(err.Error(), "go-jose/go-jose/jwt: "))

@@ -1,0 +1,279 @@
+package receiver
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/store"
+)
+
+// The test binary doubles as a receiver process: with HOOKGATE_TEST_CHILD set, TestMain
+// runs Run instead of the tests, so that a test can SIGKILL a real receiver process.
+func TestMain(m *testing.M) {
+	if os.Getenv("HOOKGATE_TEST_CHILD") == "receiver" {
+		os.Exit(childReceiver())
+	}
+	os.Exit(m.Run())
+}
+
+func childReceiver() int {
+	if limit := os.Getenv("HOOKGATE_TEST_FSIZE"); limit != "" {
+		// Play a full disk: writes past the limit fail with EFBIG instead of killing us.
+		n, _ := strconv.ParseUint(limit, 10, 64)
+		signal.Ignore(syscall.SIGXFSZ)
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+			fmt.Fprintln(os.Stderr, "setrlimit:", err)
+			return 1
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err := Run(ctx, Options{
+		RoutingFile: os.Getenv("HOOKGATE_TEST_ROUTING"), DataDir: os.Getenv("HOOKGATE_TEST_DATA"),
+		Listen: "127.0.0.1:0", ProbeListen: "127.0.0.1:0", StoreRetention: time.Hour, Log: logr.Discard(),
+		Ready: func(webhook, probe string) { fmt.Printf("READY %s %s\n", webhook, probe) },
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "receiver:", err)
+		return 1
+	}
+	return 0
+}
+
+type childProcess struct {
+	cmd           *exec.Cmd
+	url, probeURL string
+}
+
+func startChild(t *testing.T, routingFile, dataDir string, env ...string) *childProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{"HOOKGATE_TEST_CHILD=receiver", "HOOKGATE_TEST_ROUTING=" + routingFile, "HOOKGATE_TEST_DATA=" + dataDir}, env...)...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan [2]string, 1)
+	go func() {
+		scanner := bufio.NewScanner(stdout)
+		scanner.Buffer(make([]byte, 1<<20), 1<<20)
+		for scanner.Scan() {
+			if f := strings.Fields(scanner.Text()); len(f) == 3 && f[0] == "READY" {
+				ready <- [2]string{f[1], f[2]}
+			}
+		}
+	}()
+	select {
+	case addrs := <-ready:
+		return &childProcess{cmd: cmd, url: "http://" + addrs[0], probeURL: "http://" + addrs[1]}
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("child receiver did not start")
+	}
+	return nil
+}
+
+func (c *childProcess) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	_ = c.cmd.Wait()
+}
+
+func (c *childProcess) terminate(t *testing.T) {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	if err := c.cmd.Wait(); err != nil {
+		t.Errorf("receiver exited with %v after SIGTERM", err)
+	}
+}
+
+func crashTable(apiKey, secret string) *routing.Table {
+	return &routing.Table{
+		Partners: []routing.Partner{{Namespace: "p", Name: "acme", RateLimit: &routing.RateLimit{RequestsPerSecond: 1000000, Burst: 1000000},
+			Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: secret}}}},
+		Endpoints: []routing.Endpoint{{
+			Namespace: "p", Name: "events", Path: "/api/webhooks/events",
+			Verification: routing.Verification{Type: "PartnerHMAC", Tolerance: routing.Duration(5 * time.Minute)},
+			Idempotency:  routing.Idempotency{Window: routing.Duration(72 * time.Hour)},
+			MaxBodyBytes: 1 << 20,
+			Destination:  &routing.Destination{URL: "http://127.0.0.1:9/", Timeout: routing.Duration(time.Second)},
+		}},
+	}
+}
+
+// load sends signed events from workers until stop closes, and returns the acknowledged
+// ones (event id -> uuid) and counts.
+func load(rcvURL, apiKey, secret string, workers, payloadBytes int, stop <-chan struct{}, prefix string) (map[string]string, int64, int64, int64) {
+	var mu sync.Mutex
+	acked := map[string]string{}
+	var sent, failed, refused atomic.Int64
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	filler := strings.Repeat("x", payloadBytes)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("%s-%d-%d", prefix, w, i)
+				body := []byte(fmt.Sprintf(`{"id":%q,"type":"order.created","data":{"pad":%q}}`, id, filler))
+				req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, rcvURL+"/api/webhooks/events", strings.NewReader(string(body)))
+				for k, v := range partnerHMACHeaders(apiKey, secret, time.Now(), body) {
+					req.Header.Set(k, v)
+				}
+				sent.Add(1)
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				var answer acceptedBody
+				_ = json.NewDecoder(resp.Body).Decode(&answer)
+				resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					mu.Lock()
+					acked[id] = answer.UUID
+					mu.Unlock()
+				} else {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return acked, sent.Load(), failed.Load(), refused.Load()
+}
+
+// TestCrashKeepsEveryAcknowledgedEvent kills a loaded receiver with SIGKILL, restarts it
+// on the same data directory, and finds every event that got a 2xx.
+func TestCrashKeepsEveryAcknowledgedEvent(t *testing.T) {
+	const apiKey, secret = "hgk_crash", "whsec_crash"
+	dir := t.TempDir()
+	routingFile := writeRoutingFile(t, dir, crashTable(apiKey, secret))
+	dataDir := filepath.Join(dir, "data")
+	allAcked := map[string]string{}
+	for round := 1; round <= 3; round++ {
+		child := startChild(t, routingFile, dataDir)
+		stop := make(chan struct{})
+		killAfter := time.Duration(300*round) * time.Millisecond
+		time.AfterFunc(killAfter, func() { child.kill(); close(stop) })
+		acked, sent, failed, refused := load(child.url, apiKey, secret, 32, 512, stop, fmt.Sprintf("r%d", round))
+		t.Logf("round %d: SIGKILL after %s under load: %d sent, %d acknowledged, %d cut off by the kill, %d refused", round, killAfter, sent, len(acked), failed, refused)
+		if len(acked) == 0 {
+			t.Fatalf("round %d acknowledged nothing", round)
+		}
+		for k, v := range acked {
+			allAcked[k] = v
+		}
+	}
+
+	child := startChild(t, routingFile, dataDir)
+	found := 0
+	for id, uuid := range allAcked {
+		r := do(t, nil, newRequest(t, http.MethodGet, child.url+"/api/webhooks/status?eventId="+id, map[string]string{"x-api-key": apiKey}, nil))
+		if r.status == http.StatusOK && r.body["uuid"] == uuid {
+			found++
+		} else {
+			t.Errorf("acknowledged event %s (uuid %s) is lost: %d %s", id, uuid, r.status, r.raw)
+		}
+	}
+	child.terminate(t)
+	st, err := store.OpenBolt(dataDir, nil)
+	if err != nil {
+		t.Fatalf("the store does not open after the crashes: %v", err)
+	}
+	defer st.Close()
+	if err := st.Check(); err != nil {
+		t.Fatalf("the store is inconsistent: %v", err)
+	}
+	stored, _ := st.Count()
+	t.Logf("after 3 SIGKILLs: %d of %d acknowledged events found through the restarted receiver; %d events in the store; consistency check passed", found, len(allAcked), stored)
+}
+
+// TestFullDiskNeverAcknowledges fills the disk (a file size limit on the receiver
+// process): writes that cannot be made get 503, /readyz turns false, and every event that
+// got a 2xx is there after a restart with room.
+func TestFullDiskNeverAcknowledges(t *testing.T) {
+	const apiKey, secret = "hgk_full", "whsec_full"
+	dir := t.TempDir()
+	routingFile := writeRoutingFile(t, dir, crashTable(apiKey, secret))
+	dataDir := filepath.Join(dir, "data")
+	child := startChild(t, routingFile, dataDir, "HOOKGATE_TEST_FSIZE="+strconv.Itoa(2<<20))
+	stop := make(chan struct{})
+	var once sync.Once
+	go func() {
+		// Stop the load once the store has refused for a while.
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case <-deadline:
+				once.Do(func() { close(stop) })
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			r, err := http.Get(child.probeURL + "/readyz")
+			if err == nil {
+				r.Body.Close()
+				if r.StatusCode == http.StatusServiceUnavailable {
+					time.Sleep(200 * time.Millisecond)
+					once.Do(func() { close(stop) })
+					return
+				}
+			}
+		}
+	}()
+	acked, sent, failed, refused := load(child.url, apiKey, secret, 8, 8192, stop, "full")
+	t.Logf("2 MiB file size limit: %d sent, %d acknowledged, %d refused, %d transport errors", sent, len(acked), refused, failed)
+	if refused == 0 {
+		t.Fatal("the store never refused a write: the disk did not fill")
+	}
+	r := do(t, nil, newRequest(t, http.MethodGet, child.probeURL+"/readyz", nil, nil))
+	if r.status != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d with a full disk, want 503", r.status)
+	}
+	r = do(t, nil, newRequest(t, http.MethodGet, child.url+"/api/health", nil, nil))
+	if r.status != http.StatusServiceUnavailable || r.body["store"] != "unavailable" {
+		t.Errorf("/api/health = %d %s with a full disk", r.status, r.raw)
+	}
+	body := []byte(fmt.Sprintf(`{"id":"after-full","type":"order.created","pad":%q}`, strings.Repeat("x", 8192)))
+	r = do(t, nil, newRequest(t, http.MethodPost, child.url+"/api/webhooks/events", partnerHMACHeaders(apiKey, secret, time.Now(), body), body))
+	if r.status != http.StatusServiceUnavailable || r.body["error"] != "Service unavailable" {
+		t.Errorf("a POST that does not fit on the full disk got %d %s, want 503", r.status, r.raw)
+	}
+	child.terminate(t)
+
+	child = startChild(t, routingFile, dataDir)
+	defer child.terminate(t)
+	for id, uuid := range acked {
+		r := do(t, nil, newRequest(t, http.MethodGet, child.url+"/api/webhooks/status?eventId="+id, map[string]string{"x-api-key": apiKey}, nil))
+		if r.status != http.StatusOK || r.body["uuid"] != uuid {
+			t.Errorf("acknowledged event %s is lost: %d %s", id, r.status, r.raw)
+		}
+	}
+	t.Logf("all %d acknowledged events found after restarting without the limit", len(acked))
+}
