@@ -50,6 +50,14 @@ test: verify-generated vet ## Run every test against a real API server (envtest)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted" >&2; exit 1; fi
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZ_TIME (default 5s) each.
+	FUZZ_TIME=$(FUZZ_TIME) hack/fuzz.sh
+
+.PHONY: bench-store
+bench-store: ## go test -bench of authenticate+store per request (real fsync).
+	go test -run='^$$' -bench=. -benchtime=3s ./receiver/
+
 .PHONY: build
 build: ## Build bin/hookgate.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/hookgate .
