@@ -27,6 +27,7 @@ var ErrClosed = errors.New("store is closed")
 
 // Event is one stored event's record. The payload is kept apart (Store.Payload).
 type Event struct {
+	// UUID is time-ordered (v7): the store relies on it to prune oldest first.
 	UUID              string    `json:"uuid"`
 	EventID           string    `json:"eventId"`
 	Type              string    `json:"type,omitempty"`
