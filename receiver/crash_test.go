@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -276,4 +277,65 @@ func TestFullDiskNeverAcknowledges(t *testing.T) {
 		}
 	}
 	t.Logf("all %d acknowledged events found after restarting without the limit", len(acked))
+}
+
+// TestRestartDuringDelivery kills the receiver while deliveries are in flight and
+// restarts it: every acknowledged event reaches the destination at least once.
+func TestRestartDuringDelivery(t *testing.T) {
+	const apiKey, secret = "hgk_restart", "whsec_restart"
+	var mu sync.Mutex
+	seen := map[string]int{}
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond) // slower than ingest: a backlog builds up
+		mu.Lock()
+		seen[r.Header.Get("X-Hookgate-Event-Id")]++
+		mu.Unlock()
+	}))
+	defer sink.Close()
+	table := crashTable(apiKey, secret)
+	table.Endpoints[0].Destination.URL = sink.URL
+	table.Endpoints[0].Retry = routing.Retry{MaxAttempts: 12, InitialBackoff: routing.Duration(50 * time.Millisecond), MaxBackoff: routing.Duration(time.Second)}
+	dir := t.TempDir()
+	routingFile := writeRoutingFile(t, dir, table)
+	dataDir := filepath.Join(dir, "data")
+
+	child := startChild(t, routingFile, dataDir)
+	stop := make(chan struct{})
+	time.AfterFunc(time.Second, func() { close(stop) })
+	acked, sent, _, _ := load(child.url, apiKey, secret, 16, 256, stop, "d")
+	mu.Lock()
+	deliveredBeforeKill := len(seen)
+	mu.Unlock()
+	child.kill()
+	t.Logf("%d sent, %d acknowledged; %d delivered when the receiver was killed", sent, len(acked), deliveredBeforeKill)
+	if deliveredBeforeKill >= len(acked) {
+		t.Fatalf("no delivery was pending at the kill; the test proves nothing")
+	}
+
+	child = startChild(t, routingFile, dataDir)
+	defer child.terminate(t)
+	deadline := time.Now().Add(90 * time.Second)
+	var missing int
+	for {
+		mu.Lock()
+		missing = 0
+		for id := range acked {
+			if seen[id] == 0 {
+				missing++
+			}
+		}
+		duplicates := 0
+		for _, n := range seen {
+			duplicates += n - 1
+		}
+		mu.Unlock()
+		if missing == 0 {
+			t.Logf("after the restart all %d acknowledged events were delivered (%d deliveries repeated: at least once)", len(acked), duplicates)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d acknowledged events never reached the destination", missing, len(acked))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -117,6 +117,8 @@ func newFixture(t testing.TB) *fixture {
 		e.EventTypes = []string{"order.*", "customer.created"}
 		e.MaxBodyBytes = 4096
 		e.Destination = &routing.Destination{URL: "http://127.0.0.1:9/never", Timeout: routing.Duration(time.Second)}
+		// Paused: events stay Queued, so that the answers below are predictable.
+		e.Paused = true
 	})
 	endpoint("stored", "PartnerHMAC", nil)
 	endpoint("restricted", "PartnerHMAC", func(e *routing.Endpoint) { e.Partners = []string{"acme"} })

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/delivery"
 	"github.com/hookgate/hookgate/receiver/store"
 )
 
@@ -33,6 +34,10 @@ type Options struct {
 	EventRetention        time.Duration
 	StoreRetention        time.Duration
 	MaxEventsPerNamespace int
+	// AllowLinkLocalDestinations lets deliveries reach link-local addresses.
+	AllowLinkLocalDestinations bool
+	// DeliveryWorkers bounds concurrent deliveries (default 64).
+	DeliveryWorkers int
 	// ShutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
 	ShutdownTimeout time.Duration
 	// KubeConfig is the cluster connection; nil with RoutingFile set.
@@ -120,10 +125,15 @@ func Run(ctx context.Context, opts Options) error {
 		goBackground("lease", reporter.Start)
 	}
 
+	dispatcher := delivery.NewDispatcher(delivery.Options{
+		Store: st, Holder: holder, Log: opts.Log.WithName("delivery"), Workers: opts.DeliveryWorkers,
+		AllowLinkLocal: opts.AllowLinkLocalDestinations, Metrics: delivery.NewMetrics(opts.Registry),
+	})
 	srv := NewServer(Config{
 		Store: st, Holder: holder, TrustedProxies: opts.TrustedProxies, AuditLog: opts.AuditLog,
-		Metrics: metrics, Gatherer: opts.Registry, Log: opts.Log,
+		Metrics: metrics, Gatherer: opts.Registry, Log: opts.Log, OnStored: dispatcher.Wake,
 	})
+	goBackground("delivery", dispatcher.Start)
 	goBackground("prune", func(ctx context.Context) error { return srv.pruneLoop(ctx, opts.StoreRetention) })
 
 	var lc net.ListenConfig

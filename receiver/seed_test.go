@@ -35,6 +35,7 @@ func TestSeedExamples(t *testing.T) {
 			Idempotency:  routing.Idempotency{Window: routing.Duration(72 * time.Hour)},
 			MaxBodyBytes: 1 << 20,
 			Destination:  &routing.Destination{URL: "http://127.0.0.1:9/", Timeout: routing.Duration(time.Second)},
+			Paused:       true, // the events stay Queued for the status checks
 		}},
 	}
 	rcv := startTestReceiver(t, table, nil)

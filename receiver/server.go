@@ -42,6 +42,7 @@ type Server struct {
 	gatherer       prometheus.Gatherer
 	log            logr.Logger
 	now            func() time.Time
+	onStored       func()
 }
 
 // Config is what a Server needs.
@@ -56,6 +57,8 @@ type Config struct {
 	// JWKSClient fetches JWT key sets (nil: a client with a 5 s timeout).
 	JWKSClient *http.Client
 	Now        func() time.Time
+	// OnStored, when set, is called after each newly stored event (wakes delivery).
+	OnStored func()
 }
 
 // NewServer builds a server.
@@ -69,7 +72,7 @@ func NewServer(cfg Config) *Server {
 	return &Server{
 		store: cfg.Store, routes: &routeCache{holder: cfg.Holder}, trustedProxies: cfg.TrustedProxies,
 		jwks: verify.NewJWKSCache(cfg.JWKSClient), limiter: newRateLimiter(),
-		auditLog: cfg.AuditLog, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, now: cfg.Now,
+		auditLog: cfg.AuditLog, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, now: cfg.Now, onStored: cfg.OnStored,
 	}
 }
 
@@ -187,6 +190,9 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	}
 	rec.outcome, rec.status = outcomeAccepted, http.StatusAccepted
 	writeJSON(w, http.StatusAccepted, answer)
+	if s.onStored != nil && in.Event.Phase == store.PhaseQueued {
+		s.onStored()
+	}
 	return nil
 }
 

@@ -8,19 +8,22 @@ import (
 )
 
 type index struct {
-	byPath    map[string]*Endpoint
-	byKeyHash map[string]*Partner
-	byPartner map[string]*Partner
+	byPath     map[string]*Endpoint
+	byKeyHash  map[string]*Partner
+	byPartner  map[string]*Partner
+	byEndpoint map[string]*Endpoint
 }
 
 func (t *Table) buildIndex() {
 	ix := &index{
-		byPath:    make(map[string]*Endpoint, len(t.Endpoints)),
-		byKeyHash: make(map[string]*Partner, len(t.Partners)),
-		byPartner: make(map[string]*Partner, len(t.Partners)),
+		byPath:     make(map[string]*Endpoint, len(t.Endpoints)),
+		byKeyHash:  make(map[string]*Partner, len(t.Partners)),
+		byPartner:  make(map[string]*Partner, len(t.Partners)),
+		byEndpoint: make(map[string]*Endpoint, len(t.Endpoints)),
 	}
 	for i := range t.Endpoints {
 		ix.byPath[t.Endpoints[i].Path] = &t.Endpoints[i]
+		ix.byEndpoint[Key(t.Endpoints[i].Namespace, t.Endpoints[i].Name)] = &t.Endpoints[i]
 	}
 	for i := range t.Partners {
 		p := &t.Partners[i]
@@ -87,4 +90,10 @@ func (p *Partner) SigningSecrets(now time.Time) []string {
 		}
 	}
 	return out
+}
+
+// Endpoint finds an endpoint by namespace and name.
+func (t *Table) Endpoint(namespace, name string) (*Endpoint, bool) {
+	e, ok := t.idx().byEndpoint[Key(namespace, name)]
+	return e, ok
 }

@@ -65,7 +65,7 @@ func OpenBolt(dir string, observe CommitObserver) (*Bolt, error) {
 		return nil, fmt.Errorf("opening the event store: %w", err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketDue} {
+		for _, b := range [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketDue, bucketAttempts, bucketReflect, bucketTokens} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -177,12 +177,8 @@ func (s *Bolt) write(ctx context.Context, apply func(tx *bolt.Tx) error) error {
 
 // Ingest implements Store.
 func (s *Bolt) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
-	record, err := json.Marshal(&in.Event)
-	if err != nil {
-		return IngestResult{}, err
-	}
 	var result IngestResult
-	err = s.write(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, func(tx *bolt.Tx) error {
 		result = IngestResult{Event: in.Event}
 		if in.DedupKey != "" {
 			dedup := tx.Bucket(bucketDedup)
@@ -205,9 +201,12 @@ func (s *Bolt) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
 			}
 		}
 		uuid := []byte(in.Event.UUID)
-		if err := tx.Bucket(bucketEvents).Put(uuid, record); err != nil {
+		stored := in.Event
+		stored.Version = 0
+		if err := putEvent(tx, &stored); err != nil {
 			return err
 		}
+		result.Event = stored
 		if err := tx.Bucket(bucketPayloads).Put(uuid, in.Payload); err != nil {
 			return err
 		}
@@ -309,8 +308,18 @@ func (s *Bolt) Prune(ctx context.Context, olderThan, now time.Time) (int, error)
 			for _, del := range []struct {
 				bucket []byte
 				key    []byte
-			}{{bucketEvents, []byte(e.UUID)}, {bucketPayloads, []byte(e.UUID)}, {bucketByID, byIDKey(e.PartnerKey(), e.EventID, e.UUID)}} {
+			}{{bucketEvents, []byte(e.UUID)}, {bucketPayloads, []byte(e.UUID)}, {bucketByID, byIDKey(e.PartnerKey(), e.EventID, e.UUID)}, {bucketReflect, []byte(e.UUID)}} {
 				if err := tx.Bucket(del.bucket).Delete(del.key); err != nil {
+					return err
+				}
+			}
+		}
+		attempts := tx.Bucket(bucketAttempts)
+		for _, e := range doomed {
+			prefix := []byte(e.UUID + "\x00")
+			c := attempts.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+				if err := c.Delete(); err != nil {
 					return err
 				}
 			}

@@ -47,12 +47,36 @@ type Event struct {
 	LastResponseCode int32      `json:"lastResponseCode,omitempty"`
 	LastError        string     `json:"lastError,omitempty"`
 	DeliveredAt      *time.Time `json:"deliveredAt,omitempty"`
+	// AttemptBase is Attempts when the event was last queued again by hand: the retry
+	// budget counts from there.
+	AttemptBase int32 `json:"attemptBase,omitempty"`
+	// Version increases with every change, so that the status reflector writes only the
+	// newest state and knows when it has.
+	Version uint64 `json:"version"`
+}
+
+// Attempt is one delivery attempt.
+type Attempt struct {
+	Number       int32         `json:"number"`
+	StartedAt    time.Time     `json:"startedAt"`
+	Duration     time.Duration `json:"duration"`
+	ResponseCode int32         `json:"responseCode,omitempty"`
+	Error        string        `json:"error,omitempty"`
+}
+
+// Outcome is what an attempt decided: the next phase and, for Retrying, when.
+type Outcome struct {
+	Phase         string
+	NextAttemptAt time.Time
 }
 
 // Finished reports whether no delivery is pending.
 func (e *Event) Finished() bool {
 	return e.Phase == PhaseDelivered || e.Phase == PhaseFailed || e.Phase == PhaseStored
 }
+
+// EndpointKey identifies the endpoint across namespaces.
+func (e *Event) EndpointKey() string { return e.EndpointNamespace + "/" + e.Endpoint }
 
 // PartnerKey identifies the sending partner across namespaces.
 func (e *Event) PartnerKey() string { return e.PartnerNamespace + "/" + e.Partner }
@@ -87,6 +111,23 @@ type Store interface {
 	// Prune deletes finished events received before olderThan and expired dedup keys,
 	// and reports how many events it removed.
 	Prune(ctx context.Context, olderThan, now time.Time) (int, error)
+	// Due returns up to limit queued or retrying events due at now, oldest due first.
+	Due(ctx context.Context, now time.Time, limit int) ([]Event, error)
+	// RecordAttempt stores an attempt and its outcome.
+	RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outcome) (*Event, error)
+	// Attempts lists an event's attempts, first first.
+	Attempts(ctx context.Context, uuid string) ([]Attempt, error)
+	// Requeue queues a finished event again (redelivery); it is due at once.
+	Requeue(ctx context.Context, uuid string, now time.Time) (*Event, error)
+	// RequeueFailed queues every Failed event of an endpoint again.
+	RequeueFailed(ctx context.Context, endpointKey string, now time.Time) (int, error)
+	// Unreflected returns up to limit events whose newest state the status reflector has
+	// not written yet; MarkReflected records that it wrote version.
+	Unreflected(ctx context.Context, limit int) ([]Event, error)
+	MarkReflected(ctx context.Context, uuid string, version uint64) error
+	// Token and SetToken keep small named values (handled redelivery annotations).
+	Token(ctx context.Context, name string) (string, error)
+	SetToken(ctx context.Context, name, value string) error
 	// Healthy is nil while the store can write.
 	Healthy() error
 	Close() error
