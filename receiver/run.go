@@ -15,10 +15,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/internal/scheme"
 	"github.com/hookgate/hookgate/receiver/delivery"
+	"github.com/hookgate/hookgate/receiver/eventstatus"
 	"github.com/hookgate/hookgate/receiver/store"
 )
 
@@ -40,7 +44,8 @@ type Options struct {
 	DeliveryWorkers int
 	// ShutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
 	ShutdownTimeout time.Duration
-	// KubeConfig is the cluster connection; nil with RoutingFile set.
+	// KubeConfig is the cluster connection: the routing table (unless RoutingFile is
+	// set) and the WebhookEvent status view. Without it the receiver runs standalone.
 	KubeConfig *rest.Config
 	Identity   string
 	Log        logr.Logger
@@ -107,7 +112,7 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		goBackground("routing-file", fw.Start)
 	} else {
-		client, err := kubernetes.NewForConfig(opts.KubeConfig)
+		client, err := kubernetes.NewForConfig(withUserAgent(opts.KubeConfig, "hookgate-receiver/routing"))
 		if err != nil {
 			return err
 		}
@@ -134,6 +139,11 @@ func Run(ctx context.Context, opts Options) error {
 		Metrics: metrics, Gatherer: opts.Registry, Log: opts.Log, OnStored: dispatcher.Wake,
 	})
 	goBackground("delivery", dispatcher.Start)
+	if opts.KubeConfig != nil {
+		if err := startReflection(opts, st, holder, dispatcher.Wake, goBackground); err != nil {
+			return err
+		}
+	}
 	goBackground("prune", func(ctx context.Context) error { return srv.pruneLoop(ctx, opts.StoreRetention) })
 
 	var lc net.ListenConfig
@@ -209,4 +219,35 @@ func (s *Server) pruneLoop(ctx context.Context, retention time.Duration) error {
 			s.log.Info("pruned finished events", "count", n, "olderThan", keep.String())
 		}
 	}
+}
+
+// startReflection runs the WebhookEvent status reflector and the redelivery watcher.
+func startReflection(opts Options, st store.Store, holder *routing.Holder, wake func(), goBackground func(string, func(context.Context) error)) error {
+	cfg := withUserAgent(opts.KubeConfig, "hookgate-receiver/status")
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return fmt.Errorf("connecting to the API server: %w", err)
+	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	reflector := eventstatus.New(eventstatus.Options{
+		Client: c, Store: st, Holder: holder, Log: opts.Log.WithName("eventstatus"),
+		Retention: opts.EventRetention, MaxPerNamespace: opts.MaxEventsPerNamespace, Wake: wake, Registry: opts.Registry,
+	})
+	goBackground("eventstatus", reflector.Start)
+	goBackground("redelivery", (&eventstatus.RedeliveryWatcher{Client: meta, Reflector: reflector}).Start)
+	return nil
+}
+
+// withUserAgent copies cfg, names the caller, and lets the status view write quickly:
+// it is rate limited by its own batching, not by client-go's default 5 QPS.
+func withUserAgent(cfg *rest.Config, agent string) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.UserAgent = agent
+	if c.QPS == 0 {
+		c.QPS, c.Burst = 200, 400
+	}
+	return c
 }

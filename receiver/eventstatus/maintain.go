@@ -1,0 +1,114 @@
+package eventstatus
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/receiver/store"
+)
+
+// maintain prunes WebhookEvents past the retention and caps each namespace, and queues
+// redeliveries asked for on endpoints, once a minute (redeliveries: every few seconds).
+func (r *Reflector) maintain(ctx context.Context) {
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	redeliver := time.NewTicker(2 * time.Second)
+	defer redeliver.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-prune.C:
+			if err := r.prune(ctx); err != nil {
+				r.opts.Log.V(1).Info("pruning WebhookEvents failed", "error", err.Error())
+			}
+		case <-redeliver.C:
+			r.redeliverFailed(ctx)
+		}
+	}
+}
+
+// prune deletes WebhookEvents older than the retention, then the oldest finished ones of
+// any namespace over the cap. Only the view shrinks: the store keeps the events.
+func (r *Reflector) prune(ctx context.Context) error {
+	var list metav1.PartialObjectMetadataList
+	list.SetGroupVersionKind(hookgatev1alpha1.GroupVersion.WithKind("WebhookEventList"))
+	if err := r.opts.Client.List(ctx, &list); err != nil {
+		return err
+	}
+	now := r.opts.Now()
+	byNamespace := map[string][]*metav1.PartialObjectMetadata{}
+	for i := range list.Items {
+		o := &list.Items[i]
+		if now.Sub(o.CreationTimestamp.Time) > r.opts.Retention {
+			r.delete(ctx, o)
+			continue
+		}
+		byNamespace[o.Namespace] = append(byNamespace[o.Namespace], o)
+	}
+	for _, items := range byNamespace {
+		excess := len(items) - r.opts.MaxPerNamespace
+		if excess <= 0 {
+			continue
+		}
+		sort.Slice(items, func(i, j int) bool { return items[i].CreationTimestamp.Before(&items[j].CreationTimestamp) })
+		for _, o := range items {
+			if excess == 0 {
+				break
+			}
+			if finished(o.Labels[hookgatev1alpha1.LabelPhase]) {
+				r.delete(ctx, o)
+				excess--
+			}
+		}
+	}
+	return nil
+}
+
+func finished(phase string) bool {
+	return phase == store.PhaseDelivered || phase == store.PhaseFailed || phase == store.PhaseStored
+}
+
+func (r *Reflector) delete(ctx context.Context, o *metav1.PartialObjectMetadata) {
+	if err := r.opts.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+		r.opts.Log.V(1).Info("deleting a WebhookEvent failed", "name", o.Name, "error", err.Error())
+	}
+}
+
+// redeliverFailed queues the Failed events of endpoints whose hookgate.io/redeliver-failed
+// annotation has a value not handled yet.
+func (r *Reflector) redeliverFailed(ctx context.Context) {
+	t := r.opts.Holder.Current()
+	if t == nil {
+		return
+	}
+	for i := range t.Endpoints {
+		e := &t.Endpoints[i]
+		token := e.Annotations[hookgatev1alpha1.AnnotationRedeliverFailed]
+		if token == "" {
+			continue
+		}
+		key := e.Namespace + "/" + e.Name
+		name := "redeliver-failed/" + key
+		if handled, err := r.opts.Store.Token(ctx, name); err != nil || handled == token {
+			continue
+		}
+		n, err := r.opts.Store.RequeueFailed(ctx, key, r.opts.Now())
+		if err != nil {
+			r.opts.Log.Error(err, "queueing Failed events again", "endpoint", key)
+			continue
+		}
+		if err := r.opts.Store.SetToken(ctx, name, token); err != nil {
+			r.opts.Log.Error(err, "recording a handled redelivery", "endpoint", key)
+		}
+		r.opts.Log.Info("queued Failed events again", "endpoint", key, "count", n)
+		if r.opts.Wake != nil {
+			r.opts.Wake()
+		}
+	}
+}

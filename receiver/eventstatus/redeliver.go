@@ -1,0 +1,66 @@
+package eventstatus
+
+import (
+	"context"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+)
+
+// RedeliveryWatcher queues an event again when its WebhookEvent's hookgate.io/redeliver
+// annotation takes a value not handled yet. It watches metadata only.
+type RedeliveryWatcher struct {
+	Client    metadata.Interface
+	Reflector *Reflector
+}
+
+// Start watches until ctx ends.
+func (w *RedeliveryWatcher) Start(ctx context.Context) error {
+	gvr := hookgatev1alpha1.GroupVersion.WithResource("webhookevents")
+	factory := metadatainformer.NewSharedInformerFactory(w.Client, 10*time.Minute)
+	informer := factory.ForResource(gvr).Informer()
+	handle := func(obj any) {
+		o, ok := obj.(*metav1.PartialObjectMetadata)
+		if !ok {
+			return
+		}
+		token := o.Annotations[hookgatev1alpha1.AnnotationRedeliver]
+		if token == "" {
+			return
+		}
+		w.Reflector.redeliver(ctx, o.Name, token)
+	}
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    handle,
+		UpdateFunc: func(_, obj any) { handle(obj) },
+	}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	<-ctx.Done()
+	factory.Shutdown()
+	return nil
+}
+
+func (r *Reflector) redeliver(ctx context.Context, uuid, token string) {
+	name := "redeliver/" + uuid
+	if handled, err := r.opts.Store.Token(ctx, name); err != nil || handled == token {
+		return
+	}
+	if _, err := r.opts.Store.Requeue(ctx, uuid, r.opts.Now()); err != nil {
+		r.opts.Log.Error(err, "queueing an event again", "uuid", uuid)
+		return
+	}
+	if err := r.opts.Store.SetToken(ctx, name, token); err != nil {
+		r.opts.Log.Error(err, "recording a handled redelivery", "uuid", uuid)
+	}
+	r.opts.Log.Info("event queued again on request", "uuid", uuid)
+	if r.opts.Wake != nil {
+		r.opts.Wake()
+	}
+}

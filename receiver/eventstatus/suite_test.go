@@ -1,0 +1,62 @@
+package eventstatus_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/hookgate/hookgate/internal/testcluster"
+)
+
+var cluster *testcluster.Cluster
+
+func TestMain(m *testing.M) {
+	var err error
+	cluster, err = testcluster.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: envtest:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = cluster.Stop()
+	os.Exit(code)
+}
+
+// fastClient writes as fast as the test needs.
+func fastClient(t *testing.T) client.Client {
+	t.Helper()
+	cfg := *cluster.Config
+	cfg.QPS, cfg.Burst = 1000, 2000
+	c, err := client.New(&cfg, client.Options{Scheme: cluster.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newNamespace(t *testing.T, name string) {
+	t.Helper()
+	if err := cluster.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, check func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		if err = check(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	return 0
+}
