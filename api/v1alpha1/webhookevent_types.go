@@ -73,8 +73,11 @@ type WebhookEventStatus struct {
 }
 
 // WebhookEvent is a read-only view of one stored event, written by the receiver.
+//
+// It has no status subresource on purpose: the receiver is its only writer, and writing
+// spec, labels and status in one request halves the load the view puts on the API server
+// (an event is one create, each later state one patch).
 // +kubebuilder:object:root=true
-// +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,shortName=whev,categories=hookgate
 // +kubebuilder:printcolumn:name="Partner",type=string,JSONPath=`.spec.partner`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpoint`

@@ -60,7 +60,7 @@ type Reflector struct {
 // New returns a reflector; Start runs it.
 func New(opts Options) *Reflector {
 	if opts.Workers <= 0 {
-		opts.Workers = 8
+		opts.Workers = 32
 	}
 	if opts.Interval <= 0 {
 		opts.Interval = 250 * time.Millisecond
@@ -179,31 +179,29 @@ func (r *Reflector) reflectOnce(ctx context.Context) (int, error) {
 	return written, firstErr
 }
 
-// write makes the WebhookEvent match the stored event, then marks that version done.
+// write makes the WebhookEvent match the stored event in one request (a create, or a
+// merge patch of its phase label and status), then marks that version done.
 func (r *Reflector) write(ctx context.Context, ev *store.Event) error {
 	r.notePartnerEvent(ev)
 	obj := r.object(ev)
 	err := r.opts.Client.Create(ctx, obj)
-	switch {
-	case apierrors.IsAlreadyExists(err):
-		labels, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{hookgatev1alpha1.LabelPhase: ev.Phase}}})
-		if err := r.opts.Client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, labels)); err != nil {
-			if apierrors.IsNotFound(err) {
-				return r.opts.Store.MarkReflected(ctx, ev.UUID, ev.Version) // deleted meanwhile: pruned
-			}
-			return err
+	if apierrors.IsAlreadyExists(err) {
+		patch, perr := json.Marshal(map[string]any{
+			"metadata": map[string]any{"labels": map[string]string{hookgatev1alpha1.LabelPhase: ev.Phase}},
+			"status":   statusPatch(ev),
+		})
+		if perr != nil {
+			return perr
 		}
+		err = r.opts.Client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch))
+		if apierrors.IsNotFound(err) {
+			err = nil // pruned meanwhile
+		}
+	}
+	switch {
 	case apierrors.IsNotFound(err) || apierrors.IsForbidden(err) && isNamespaceTerminating(err):
 		// The namespace is gone: nothing to reflect into.
-		return r.opts.Store.MarkReflected(ctx, ev.UUID, ev.Version)
 	case err != nil:
-		return err
-	}
-	status, err := json.Marshal(map[string]any{"status": statusPatch(ev)})
-	if err != nil {
-		return err
-	}
-	if err := r.opts.Client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, status)); err != nil {
 		return err
 	}
 	return r.opts.Store.MarkReflected(ctx, ev.UUID, ev.Version)
@@ -236,6 +234,11 @@ func (r *Reflector) object(ev *store.Event) *hookgatev1alpha1.WebhookEvent {
 			Partner: ev.Partner, Endpoint: ev.Endpoint, EventID: ev.EventID, UUID: ev.UUID, Type: ev.Type,
 			ReceivedAt: metav1.NewTime(ev.ReceivedAt), PayloadSHA256: ev.PayloadSHA256, SizeBytes: ev.SizeBytes,
 		},
+		Status: hookgatev1alpha1.WebhookEventStatus{
+			Phase: hookgatev1alpha1.EventPhase(ev.Phase), Attempts: ev.Attempts, LastResponseCode: ev.LastResponseCode,
+			LastError: ev.LastError, LastAttemptAt: metaTime(ev.LastAttemptAt), NextAttemptAt: metaTime(ev.NextAttemptAt),
+			DeliveredAt: metaTime(ev.DeliveredAt),
+		},
 	}
 	if t := r.opts.Holder.Current(); t != nil {
 		if p, ok := t.Partner(ev.PartnerNamespace, ev.Partner); ok && p.UID != "" {
@@ -246,6 +249,13 @@ func (r *Reflector) object(ev *store.Event) *hookgatev1alpha1.WebhookEvent {
 		}
 	}
 	return obj
+}
+
+func metaTime(t *time.Time) *metav1.Time {
+	if t == nil {
+		return nil
+	}
+	return &metav1.Time{Time: *t}
 }
 
 // statusPatch is a JSON merge patch of the status: absent values are written as null so
