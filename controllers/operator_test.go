@@ -56,6 +56,13 @@ func testReadyWaitsForReceiver(t *testing.T) *receiver {
 		t.Fatal(err)
 	}
 
+	// The receiver's generated role lets it read the routing Secret and nothing else.
+	if _, err := receiverClientset.CoreV1().Secrets(receiverNamespace).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("the receiver may list every Secret of its namespace: %v", err)
+	}
+	if _, err := receiverClientset.CoreV1().Secrets(ns).Get(ctx, "acme-credentials", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("the receiver may read a partner's credentials Secret: %v", err)
+	}
 	rcv := startReceiver(t, "receiver-0")
 	took := eventually(t, 15*time.Second, "Ready=True once the receiver serves the table",
 		partnerCondition(ns, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, hookgatev1alpha1.ReasonReconciled))

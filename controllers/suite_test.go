@@ -6,18 +6,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/controllers"
@@ -31,6 +37,9 @@ var (
 	cluster   *testcluster.Cluster
 	publisher *controllers.Publisher
 	clientset *kubernetes.Clientset
+	// receiverClientset acts as the receiver's service account, bound to nothing but the
+	// generated config/rbac/receiver roles.
+	receiverClientset *kubernetes.Clientset
 )
 
 func TestMain(m *testing.M) {
@@ -56,6 +65,10 @@ func runSuite(m *testing.M) int {
 	defer cancel()
 	if err := cluster.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: receiverNamespace}}); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
+	if receiverClientset, err = receiverIdentity(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: receiver identity:", err)
 		return 1
 	}
 	mgr, pub, err := controllers.NewManager(&cfg, cluster.Scheme, controllers.Options{
@@ -206,10 +219,10 @@ func startReceiver(t *testing.T, identity string) *receiver {
 	r := &receiver{holder: routing.NewHolder(), cancel: cancel, done: make(chan struct{})}
 	log := ctrl.Log.WithName("test-receiver").WithValues("identity", identity)
 	watcher := &routing.SecretWatcher{
-		Client: clientset, Namespace: receiverNamespace, Name: routing.DefaultSecretName,
+		Client: receiverClientset, Namespace: receiverNamespace, Name: routing.DefaultSecretName,
 		Holder: r.holder, Cache: &routing.DiskCache{Path: filepath.Join(t.TempDir(), "routing.json.gz")}, Log: log,
 	}
-	reporter := &routing.LeaseReporter{Client: clientset, Namespace: receiverNamespace, Identity: identity, Holder: r.holder, Log: log}
+	reporter := &routing.LeaseReporter{Client: receiverClientset, Namespace: receiverNamespace, Identity: identity, Holder: r.holder, Log: log}
 	go func() { _ = watcher.Start(ctx) }()
 	go func() { defer close(r.done); _ = reporter.Start(ctx) }()
 	return r
@@ -235,4 +248,39 @@ func updatePartner(t *testing.T, ns, name string, mutate func(*hookgatev1alpha1.
 	if err != nil {
 		t.Fatalf("updating partner %s/%s: %v", ns, name, err)
 	}
+}
+
+// receiverIdentity installs the generated receiver roles, binds them to a user, and
+// returns a client acting as that user.
+func receiverIdentity(ctx context.Context) (*kubernetes.Clientset, error) {
+	const user = "system:serviceaccount:hookgate-system:hookgate-receiver"
+	raw, err := os.ReadFile(filepath.Join(testcluster.RepoRoot(), "config", "rbac", "receiver", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	for _, doc := range strings.Split(string(raw), "\n---") {
+		obj := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil || len(obj.Object) == 0 {
+			continue
+		}
+		if err := cluster.Client.Create(ctx, obj); err != nil {
+			return nil, err
+		}
+		subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, Name: user}}
+		ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: obj.GetKind(), Name: obj.GetName()}
+		var binding client.Object = &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: obj.GetName()}, Subjects: subject, RoleRef: ref}
+		if obj.GetKind() == "Role" {
+			binding = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: obj.GetName(), Namespace: obj.GetNamespace()}, Subjects: subject, RoleRef: ref}
+		}
+		if err := cluster.Client.Create(ctx, binding); err != nil {
+			return nil, err
+		}
+	}
+	u, err := cluster.Env.AddUser(envtest.User{Name: user}, nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg := u.Config()
+	cfg.QPS, cfg.Burst = 200, 400
+	return kubernetes.NewForConfig(cfg)
 }

@@ -13,9 +13,9 @@ import (
 )
 
 // maintain prunes WebhookEvents past the retention and caps each namespace, and queues
-// redeliveries asked for on endpoints, once a minute (redeliveries: every few seconds).
+// redeliveries asked for on endpoints (every few seconds).
 func (r *Reflector) maintain(ctx context.Context) {
-	prune := time.NewTicker(time.Minute)
+	prune := time.NewTicker(r.opts.PruneInterval)
 	defer prune.Stop()
 	redeliver := time.NewTicker(2 * time.Second)
 	defer redeliver.Stop()

@@ -38,6 +38,8 @@ type Options struct {
 	// Retention and MaxPerNamespace bound the WebhookEvents kept (DESIGN §3).
 	Retention       time.Duration
 	MaxPerNamespace int
+	// PruneInterval is how often retention and the cap are applied (default 1 minute).
+	PruneInterval time.Duration
 	// Wake, when set, is called after a redelivery queued events.
 	Wake     func()
 	Registry prometheus.Registerer
@@ -73,6 +75,9 @@ func New(opts Options) *Reflector {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.PruneInterval <= 0 {
+		opts.PruneInterval = time.Minute
 	}
 	r := &Reflector{
 		opts:          opts,

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
@@ -167,4 +168,58 @@ func TestWebhookEventsReflectDelivery(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPerNamespaceCap keeps at most MaxPerNamespace WebhookEvents, dropping the oldest
+// finished ones; the store keeps every event.
+func TestPerNamespaceCap(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const ns = "capped"
+	newNamespace(t, ns)
+	table := &routing.Table{Partners: []routing.Partner{{Namespace: ns, Name: "acme"}}}
+	table.Finalize(nil)
+	holder := routing.NewHolder()
+	holder.Swap(table)
+	st, err := store.OpenBolt(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reflector := eventstatus.New(eventstatus.Options{Client: fastClient(t), Store: st, Holder: holder, Log: logr.Discard(),
+		Interval: 50 * time.Millisecond, MaxPerNamespace: 3, PruneInterval: 500 * time.Millisecond})
+	var ids []string
+	for i := range 6 {
+		id := uuid.Must(uuid.NewV7()).String()
+		ids = append(ids, id)
+		phase := store.PhaseStored
+		if i == 0 {
+			phase = store.PhaseQueued // unfinished: never dropped by the cap
+		}
+		if _, err := st.Ingest(ctx, store.Ingest{Event: store.Event{UUID: id, EventID: fmt.Sprint(i), PartnerNamespace: ns, Partner: "acme",
+			EndpointNamespace: ns, Endpoint: "e", ReceivedAt: time.Now(), Phase: phase}}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			time.Sleep(1100 * time.Millisecond) // creation timestamps have a one-second resolution
+		}
+	}
+	go func() { _ = reflector.Start(ctx) }()
+	eventually(t, 15*time.Second, "capped at 3", func() error {
+		var list hookgatev1alpha1.WebhookEventList
+		if err := cluster.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		names := map[string]bool{}
+		for _, o := range list.Items {
+			names[o.Name] = true
+		}
+		if len(list.Items) != 3 || !names[ids[0]] || !names[ids[5]] {
+			return fmt.Errorf("%d WebhookEvents: %v", len(list.Items), names)
+		}
+		return nil
+	})
+	if n, _ := st.Count(); n != 6 {
+		t.Errorf("the store lost events: %d", n)
+	}
 }
