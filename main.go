@@ -19,8 +19,8 @@ type command struct {
 var commands = map[string]command{
 	"operator": {summary: "run the control plane: reconcile Partners and WebhookEndpoints", run: runOperator},
 	"receiver": {summary: "run the data plane: receive, verify, store and deliver events", run: runReceiver},
-	"send":     {summary: "sign and POST a test event as a partner"},
-	"status":   {summary: "print the delivery status of an event"},
+	"send":     {summary: "sign and POST a test event as a partner", run: runSend},
+	"status":   {summary: "print the delivery status of an event", run: runStatus},
 	"version":  {summary: "print the version", run: runVersion},
 }
 
