@@ -59,6 +59,10 @@ fuzz: ## Run every fuzz target for FUZZ_TIME (default 5s) each.
 bench-store: ## go test -bench of authenticate+store per request (real fsync).
 	go test -run='^$$' -bench=. -benchtime=3s ./receiver/
 
+.PHONY: run
+run: ## Start the whole system locally on an embedded control plane (Ctrl-C stops it).
+	hack/run-local.sh
+
 .PHONY: build
 build: ## Build bin/hookgate.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/hookgate .

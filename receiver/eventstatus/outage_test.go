@@ -144,6 +144,10 @@ func TestAPIServerOutageDuringIngest(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	newNamespace(t, ns)
+	// Later tests prune every namespace: leave them none of these thousands.
+	t.Cleanup(func() {
+		_ = cluster.Client.DeleteAllOf(context.Background(), &hookgatev1alpha1.WebhookEvent{}, client.InNamespace(ns))
+	})
 	partner := &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}
 	if err := cluster.Client.Create(ctx, partner); err != nil {
 		t.Fatal(err)
