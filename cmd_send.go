@@ -31,9 +31,9 @@ import (
 // partnerFlags are the flags send and status share: who the partner is and where its
 // credentials come from.
 type partnerFlags struct {
-	partner, namespace, url string
-	apiKey, signingSecret   string
-	timeout                 time.Duration
+	partner, namespace    string
+	apiKey, signingSecret string
+	timeout               time.Duration
 }
 
 func (p *partnerFlags) bind(fs *flag.FlagSet) {

@@ -39,7 +39,12 @@ func TestSendAndStatus(t *testing.T) {
 			Log: logr.Discard(), Registry: prometheus.NewRegistry(), Ready: func(w, _ string) { ready <- "http://" + w }})
 	}()
 	base := <-ready
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("receiver: %v", err)
+		}
+	}()
 	data := filepath.Join(dir, "data.json")
 	if err := os.WriteFile(data, []byte(`{"orderId":"ORD-456"}`), 0o600); err != nil {
 		t.Fatal(err)
