@@ -29,7 +29,7 @@ make --no-print-directory -s build
 go build -o "$RUN_DIR/local-control-plane" ./hack/local-control-plane
 go build -o "$RUN_DIR/demo-sink" ./hack/demo-sink
 
-"$RUN_DIR/local-control-plane" --kubeconfig "$KUBECONFIG" >"$RUN_DIR/control-plane.log" 2>&1 &
+"$RUN_DIR/local-control-plane" --write-kubeconfig "$KUBECONFIG" >"$RUN_DIR/control-plane.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 120); do
   grep -q "control plane ready" "$RUN_DIR/control-plane.log" 2>/dev/null && break

@@ -14,10 +14,10 @@ import (
 )
 
 func main() {
-	kubeconfig := flag.String("kubeconfig", "", "where to write the admin kubeconfig (required)")
+	kubeconfig := flag.String("write-kubeconfig", "", "where to write the admin kubeconfig (required)")
 	flag.Parse()
 	if *kubeconfig == "" {
-		fmt.Fprintln(os.Stderr, "local-control-plane: --kubeconfig is required")
+		fmt.Fprintln(os.Stderr, "local-control-plane: --write-kubeconfig is required")
 		os.Exit(2)
 	}
 	cluster, err := testcluster.Start()
