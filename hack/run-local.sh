@@ -22,7 +22,8 @@ cleanup() {
   wait 2>/dev/null || true
   echo "stopped."
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
 
 echo "building bin/hookgate and the local tools..."
 make --no-print-directory -s build
@@ -67,4 +68,5 @@ In another terminal:
 Logs: $RUN_DIR/{operator,receiver,audit,sink}.log. Ctrl-C stops everything.
 EOF
 wait -n "${pids[@]}" || true
-echo "a process exited; see the logs in $RUN_DIR" >&2
+echo "a process exited unexpectedly; see the logs in $RUN_DIR" >&2
+exit 1
