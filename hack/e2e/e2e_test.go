@@ -1,0 +1,146 @@
+// Package e2e runs the real hookgate binary as operator and receiver against a local
+// control plane, drives it with kubectl and `hookgate send`, and checks what a platform
+// team would: the event is Delivered in `kubectl get webhookevents`, and `hookgate status`
+// agrees.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/internal/testcluster"
+)
+
+func run(t *testing.T, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestEndToEnd(t *testing.T) {
+	cluster, err := testcluster.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cluster.Stop() }()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "hookgate")
+	if out, err := run(t, nil, "go", "build", "-o", bin, testcluster.RepoRoot()); err != nil {
+		t.Fatalf("building hookgate: %v\n%s", err, out)
+	}
+	env := []string{"KUBECONFIG=" + cluster.Kubeconfig, "HOOKGATE_API_KEY=", "HOOKGATE_SIGNING_SECRET="}
+	kubectl := func(args ...string) string {
+		t.Helper()
+		out, err := run(t, env, cluster.Kubectl, args...)
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	kubectl("create", "namespace", "hookgate-system")
+	kubectl("create", "namespace", "partners")
+
+	var delivered atomic.Int32
+	sink := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { delivered.Add(1) }))
+	defer sink.Close()
+
+	receiverAddr := freePort(t)
+	start := func(name string, extraEnv []string, args ...string) {
+		log, err := os.Create(filepath.Join(dir, name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(append(os.Environ(), env...), extraEnv...)
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+			if t.Failed() {
+				raw, _ := os.ReadFile(log.Name())
+				t.Logf("%s log:\n%s", name, raw)
+			}
+		})
+	}
+	start("operator", nil, "operator", "--receiver-namespace", "hookgate-system", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
+	start("receiver", []string{"POD_NAME=receiver-0"}, "receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, "data"),
+		"--listen", receiverAddr, "--probe-listen", "127.0.0.1:0")
+
+	manifest := filepath.Join(dir, "acme.yaml")
+	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(`apiVersion: hookgate.io/v1alpha1
+kind: Partner
+metadata:
+  name: acme
+spec:
+  displayName: Acme Corp
+---
+apiVersion: hookgate.io/v1alpha1
+kind: WebhookEndpoint
+metadata:
+  name: events
+spec:
+  path: /api/webhooks/events
+  partners: [acme]
+  destination:
+    url: %s/hooks
+`, sink.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubectl("apply", "-n", "partners", "-f", manifest)
+	t.Log(strings.TrimSpace(kubectl("wait", "-n", "partners", "--for=condition=Ready", "partner/acme", "webhookendpoint/events", "--timeout=60s")))
+
+	out, err := run(t, env, bin, "send", "--partner", "acme", "-n", "partners", "--url", "http://"+receiverAddr+"/api/webhooks/events",
+		"--type", "order.created", "--data", `{"orderId":"ORD-456"}`, "--id", "evt_e2e")
+	if err != nil || !strings.Contains(out, `"status": "Queued"`) {
+		t.Fatalf("hookgate send: %v\n%s", err, out)
+	}
+	t.Logf("hookgate send:\n%s", out)
+
+	deadline := time.Now().Add(30 * time.Second)
+	var table string
+	for {
+		table = kubectl("get", "webhookevents", "-n", "partners", "-l", "hookgate.io/partner=acme")
+		if strings.Contains(table, "Delivered") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not Delivered within 30s:\n%s", table)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("kubectl get webhookevents -n partners:\n%s", table)
+	if delivered.Load() < 1 {
+		t.Fatal("the destination saw nothing")
+	}
+	out, err = run(t, env, bin, "status", "--partner", "acme", "-n", "partners", "--url", "http://"+receiverAddr, "evt_e2e")
+	if err != nil || !strings.Contains(out, `"status": "Delivered"`) {
+		t.Fatalf("hookgate status: %v\n%s", err, out)
+	}
+	t.Logf("hookgate status:\n%s", out)
+}
