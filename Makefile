@@ -7,6 +7,8 @@ CONTROLLER_GEN_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT ?= $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+HELM_VERSION ?= v3.22.0
+HELM ?= $(BIN)/helm-$(HELM_VERSION)
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 FUZZ_TIME ?= 5s
 
@@ -25,6 +27,10 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=hookgate-operator paths=./controllers/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=hookgate-receiver paths=./receiver output:rbac:artifacts:config=config/rbac/receiver
+	@# The chart carries the same CRDs and RBAC rules (helm cannot read files outside it).
+	rm -f charts/hookgate/crds/*.yaml && cp config/crd/bases/*.yaml charts/hookgate/crds/
+	cp config/rbac/role.yaml charts/hookgate/files/operator-role.yaml
+	cp config/rbac/receiver/role.yaml charts/hookgate/files/receiver-role.yaml
 
 .PHONY: verify-generated
 verify-generated: $(CONTROLLER_GEN) ## Fail when `make generate manifests` would change files.
@@ -47,9 +53,9 @@ envtest: ## Build (once) the kube-apiserver, etcd and kubectl used by the tests.
 	@hack/setup-envtest.sh
 
 .PHONY: test
-test: verify-generated vet ## Run every test against a real API server (envtest).
+test: verify-generated vet $(HELM) ## Run every test against a real API server (envtest).
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted" >&2; exit 1; fi
-	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test $(GO_TEST_FLAGS) ./...
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" HELM=$(HELM) go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_TIME (default 5s) each.
@@ -63,6 +69,10 @@ bench-store: ## go test -bench of authenticate+store per request (real fsync).
 run: ## Start the whole system locally on an embedded control plane (Ctrl-C stops it).
 	hack/run-local.sh
 
+.PHONY: deploy
+deploy: $(HELM) ## Install the chart into the cluster of KUBECONFIG (HELM_ARGS adds flags).
+	$(HELM) upgrade --install hookgate charts/hookgate --namespace hookgate-system --create-namespace $(HELM_ARGS)
+
 .PHONY: build
 build: ## Build bin/hookgate.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/hookgate .
@@ -73,6 +83,14 @@ $(CONTROLLER_GEN):
 	@mkdir -p $(BIN)/.tmp
 	GOBIN=$(BIN)/.tmp go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(BIN)/.tmp/controller-gen $@
+
+$(HELM):
+	@mkdir -p $(BIN)/.tmp
+	GOBIN=$(BIN)/.tmp go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(BIN)/.tmp/helm $@
+
+.PHONY: helm
+helm: $(HELM) ## Install the pinned helm into ./bin.
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(BIN)/.tmp
