@@ -1,0 +1,594 @@
+// Command bench is `make bench`: it measures hookgate's ingest against a bare net/http
+// baseline driven by the same load generator in the same run, then delivery, then the
+// whole system as `make run` starts it, and prints tables and bin/bench/results.json.
+// Every server listens on loopback; every load is bounded in time.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hookgate/hookgate/internal/routing"
+)
+
+const (
+	apiKey = "hgk_bench"
+	secret = "whsec_bench"
+)
+
+type ingestRow struct {
+	Name              string  `json:"name"`
+	Headline          bool    `json:"headline"`
+	PayloadBytes      int     `json:"payloadBytes"`
+	Concurrency       int     `json:"concurrency"`
+	AcceptedPerSec    float64 `json:"acceptedPerSec"`
+	P50Ms             float64 `json:"p50Ms"`
+	P95Ms             float64 `json:"p95Ms"`
+	P99Ms             float64 `json:"p99Ms"`
+	PeakRssMiB        float64 `json:"peakRssMiB"`
+	CPUSecondsPer1000 float64 `json:"cpuSecondsPer1000"`
+	BaselinePerSec    float64 `json:"baselinePerSec"`
+	Ratio             float64 `json:"ratio"`
+	Errors            int64   `json:"errors"`
+}
+
+type deliveryRow struct {
+	Name            string  `json:"name"`
+	PayloadBytes    int     `json:"payloadBytes"`
+	AcceptedPerSec  float64 `json:"acceptedPerSec"`
+	DeliveredPerSec float64 `json:"deliveredPerSec"`
+	P50Ms           float64 `json:"p50Ms"`
+	P99Ms           float64 `json:"p99Ms"`
+	PeakRssMiB      float64 `json:"peakRssMiB,omitempty"`
+	Errors          int64   `json:"errors"`
+}
+
+type results struct {
+	Ingest   []ingestRow   `json:"ingest"`
+	Delivery []deliveryRow `json:"delivery"`
+	Commit   string        `json:"commit"`
+	Machine  string        `json:"machine"`
+	Duration string        `json:"duration"`
+}
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "baseline-server" {
+		os.Exit(baselineServer(os.Args[2]))
+	}
+	hookgate := flag.String("hookgate", "bin/hookgate", "the hookgate binary")
+	duration := flag.Duration("duration", 10*time.Second, "length of each load run")
+	out := flag.String("out", "bin/bench/results.json", "where to write the JSON results")
+	partners := flag.Int("partners", 100, "partners in the routing table")
+	system := flag.Bool("system", true, "also measure the whole system as make run starts it (needs KUBEBUILDER_ASSETS)")
+	flag.Parse()
+	if err := run(*hookgate, *duration, *out, *partners, *system); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(hookgate string, duration time.Duration, out string, partners int, system bool) error {
+	started := time.Now()
+	work, err := os.MkdirTemp("", "hookgate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	res := results{Commit: gitCommit(), Machine: machine(), Duration: duration.String()}
+
+	type setting struct {
+		payload, concurrency int
+		headline             bool
+	}
+	for _, s := range []setting{{1 << 10, 64, true}, {64 << 10, 64, true}, {1 << 10, 8, false}, {1 << 10, 256, false}} {
+		name := fmt.Sprintf("%d KiB, concurrency %d", s.payload>>10, s.concurrency)
+		fmt.Fprintf(os.Stderr, "ingest %s: baseline...\n", name)
+		baseline, err := measureBaseline(s.payload, s.concurrency, duration)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "ingest %s: hookgate...\n", name)
+		row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, "")
+		if err != nil {
+			return err
+		}
+		row.Name, row.Headline = name, s.headline
+		row.BaselinePerSec = baseline
+		if baseline > 0 {
+			row.Ratio = row.AcceptedPerSec / baseline
+		}
+		res.Ingest = append(res.Ingest, row)
+	}
+	for _, payload := range []int{1 << 10, 64 << 10} {
+		fmt.Fprintf(os.Stderr, "delivery %d KiB...\n", payload>>10)
+		row, err := measureDelivery(hookgate, work, partners, payload, 64, duration)
+		if err != nil {
+			return err
+		}
+		res.Delivery = append(res.Delivery, row)
+	}
+	if system {
+		fmt.Fprintln(os.Stderr, "whole system (control plane, operator, receiver with status reflection)...")
+		row, err := measureSystem(hookgate, work, 1<<10, 64, duration)
+		if err != nil {
+			return fmt.Errorf("whole system: %w", err)
+		}
+		res.Delivery = append(res.Delivery, row)
+	}
+	printTables(res)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	raw, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(out, raw, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nresults: %s (%s in all)\n", out, time.Since(started).Round(time.Second))
+	return nil
+}
+
+// --- load generator -------------------------------------------------------------------
+
+type loadResult struct {
+	ok, errors int64
+	latencies  []time.Duration
+	elapsed    time.Duration
+}
+
+// generate posts signed events with unique ids from `concurrency` workers for `duration`.
+func generate(url, key, signingSecret string, payload, concurrency int, duration time.Duration, sentAt *sync.Map) loadResult {
+	pad := strings.Repeat("x", max(0, payload-80))
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}}
+	var ok, failed atomic.Int64
+	lat := make([][]time.Duration, concurrency)
+	res := loadResult{}
+	deadline := time.Now().Add(duration)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				id := fmt.Sprintf("evt_%d_%d", w, i)
+				body := []byte(fmt.Sprintf(`{"id":%q,"type":"order.created","data":{"pad":%q}}`, id, pad))
+				req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				ts := strconv.FormatInt(time.Now().Unix(), 10)
+				m := hmac.New(sha256.New, []byte(signingSecret))
+				m.Write([]byte(ts + "."))
+				m.Write(body)
+				req.Header.Set("x-api-key", key)
+				req.Header.Set("x-timestamp", ts)
+				req.Header.Set("x-webhook-signature", "sha256="+hex.EncodeToString(m.Sum(nil)))
+				t0 := time.Now()
+				if sentAt != nil {
+					sentAt.Store(id, t0)
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					failed.Add(1)
+					continue
+				}
+				ok.Add(1)
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.ok, res.errors = ok.Load(), failed.Load()
+	for _, l := range lat {
+		res.latencies = append(res.latencies, l...)
+	}
+	return res
+}
+
+func percentileMs(d []time.Duration, p float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return float64(d[min(len(d)-1, int(float64(len(d))*p))].Microseconds()) / 1000
+}
+
+// --- the baseline: a bare net/http server that reads the body and answers 202 ----------
+
+func baselineServer(addr string) int {
+	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	})}
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func measureBaseline(payload, concurrency int, duration time.Duration) (float64, error) {
+	addr := freeAddr()
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(self, "baseline-server", addr)
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if err := waitHTTP("http://" + addr + "/"); err != nil {
+		return 0, err
+	}
+	r := generate("http://"+addr+"/api/webhooks/events", apiKey, secret, payload, concurrency, duration, nil)
+	return float64(r.ok) / r.elapsed.Seconds(), nil
+}
+
+// --- hookgate standalone ----------------------------------------------------------------
+
+func table(partners int, destination string) *routing.Table {
+	t := &routing.Table{}
+	for i := range partners {
+		key := fmt.Sprintf("hgk_other_%d", i)
+		if i == 0 {
+			key = apiKey
+		}
+		t.Partners = append(t.Partners, routing.Partner{Namespace: "bench", Name: fmt.Sprintf("partner-%d", i),
+			RateLimit:   &routing.RateLimit{RequestsPerSecond: 1000000, Burst: 1000000},
+			Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(key), SigningSecret: secret}}})
+	}
+	ep := routing.Endpoint{Namespace: "bench", Name: "events", Path: "/api/webhooks/events", MaxBodyBytes: 1 << 20,
+		Verification: routing.Verification{Type: "PartnerHMAC", Tolerance: routing.Duration(5 * time.Minute)},
+		Idempotency:  routing.Idempotency{Window: routing.Duration(time.Hour)},
+		Retry:        routing.Retry{MaxAttempts: 12, InitialBackoff: routing.Duration(time.Second), MaxBackoff: routing.Duration(time.Minute)}}
+	if destination != "" {
+		ep.Destination = &routing.Destination{URL: destination, Timeout: routing.Duration(10 * time.Second)}
+	}
+	t.Endpoints = []routing.Endpoint{ep}
+	return t
+}
+
+type receiverProc struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
+}
+
+func startReceiver(hookgate, work string, t *routing.Table, extraEnv []string, args ...string) (*receiverProc, error) {
+	dir, err := os.MkdirTemp(work, "receiver-")
+	if err != nil {
+		return nil, err
+	}
+	addr := freeAddr()
+	base := []string{"receiver", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--probe-listen", freeAddr()}
+	if t != nil {
+		raw, _ := json.Marshal(t)
+		file := filepath.Join(dir, "routing.json")
+		if err := os.WriteFile(file, raw, 0o600); err != nil {
+			return nil, err
+		}
+		base = append(base, "--routing-file", file)
+	}
+	cmd := exec.Command(hookgate, append(base, args...)...)
+	cmd.Env = append(os.Environ(), extraEnv...)
+	// The audit log is part of the product's cost: it is written, and read here.
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &receiverProc{cmd: cmd, url: "http://" + addr, done: make(chan struct{})}
+	go func() { _, _ = io.Copy(io.Discard, stdout); close(p.done) }()
+	if err := waitHTTP(p.url + "/api/health"); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *receiverProc) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	<-p.done
+	_ = p.cmd.Wait()
+}
+
+// cpuSeconds reads the process's user+system time from /proc.
+func cpuSeconds(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+// peakRSSMiB reads the process's high-water resident set size.
+func peakRSSMiB(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func measureIngest(hookgate, work string, partners, payload, concurrency int, duration time.Duration, _ string) (ingestRow, error) {
+	p, err := startReceiver(hookgate, work, table(partners, ""), nil)
+	if err != nil {
+		return ingestRow{}, err
+	}
+	defer p.stop()
+	cpu0 := cpuSeconds(p.cmd.Process.Pid)
+	r := generate(p.url+"/api/webhooks/events", apiKey, secret, payload, concurrency, duration, nil)
+	cpu := cpuSeconds(p.cmd.Process.Pid) - cpu0
+	row := ingestRow{PayloadBytes: payload, Concurrency: concurrency, AcceptedPerSec: float64(r.ok) / r.elapsed.Seconds(),
+		P50Ms: percentileMs(r.latencies, .50), P95Ms: percentileMs(r.latencies, .95), P99Ms: percentileMs(r.latencies, .99),
+		PeakRssMiB: peakRSSMiB(p.cmd.Process.Pid), Errors: r.errors}
+	if r.ok > 0 {
+		row.CPUSecondsPer1000 = cpu / float64(r.ok) * 1000
+	}
+	return row, nil
+}
+
+// --- delivery ---------------------------------------------------------------------------
+
+type sink struct {
+	url     string
+	srv     *http.Server
+	sentAt  *sync.Map
+	mu      sync.Mutex
+	lat     []time.Duration
+	count   atomic.Int64
+	firstAt atomic.Int64
+	lastAt  atomic.Int64
+}
+
+func startSink() (*sink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &sink{url: "http://" + ln.Addr().String() + "/hooks", sentAt: &sync.Map{}}
+	s.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		now := time.Now()
+		if t0, ok := s.sentAt.Load(r.Header.Get("X-Hookgate-Event-Id")); ok {
+			s.mu.Lock()
+			s.lat = append(s.lat, now.Sub(t0.(time.Time)))
+			s.mu.Unlock()
+		}
+		s.count.Add(1)
+		s.firstAt.CompareAndSwap(0, now.UnixNano())
+		s.lastAt.Store(now.UnixNano())
+	})}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// drain waits until the sink has seen n deliveries or nothing arrives for 5 s.
+func (s *sink) drain(n int64) {
+	last, idle := s.count.Load(), time.Now()
+	for s.count.Load() < n && time.Since(idle) < 5*time.Second {
+		time.Sleep(50 * time.Millisecond)
+		if c := s.count.Load(); c != last {
+			last, idle = c, time.Now()
+		}
+	}
+}
+
+func deliveryFrom(name string, payload int, r loadResult, s *sink) deliveryRow {
+	s.drain(r.ok)
+	span := time.Duration(s.lastAt.Load() - s.firstAt.Load())
+	row := deliveryRow{Name: name, PayloadBytes: payload, AcceptedPerSec: float64(r.ok) / r.elapsed.Seconds(), Errors: r.errors}
+	if span > 0 {
+		row.DeliveredPerSec = float64(s.count.Load()) / span.Seconds()
+	}
+	s.mu.Lock()
+	row.P50Ms, row.P99Ms = percentileMs(s.lat, .5), percentileMs(s.lat, .99)
+	s.mu.Unlock()
+	return row
+}
+
+func measureDelivery(hookgate, work string, partners, payload, concurrency int, duration time.Duration) (deliveryRow, error) {
+	s, err := startSink()
+	if err != nil {
+		return deliveryRow{}, err
+	}
+	defer s.srv.Close()
+	p, err := startReceiver(hookgate, work, table(partners, s.url), nil)
+	if err != nil {
+		return deliveryRow{}, err
+	}
+	defer p.stop()
+	r := generate(p.url+"/api/webhooks/events", apiKey, secret, payload, concurrency, duration, s.sentAt)
+	row := deliveryFrom(fmt.Sprintf("receiver standalone, %d KiB, concurrency %d", payload>>10, concurrency), payload, r, s)
+	row.PeakRssMiB = peakRSSMiB(p.cmd.Process.Pid)
+	return row, nil
+}
+
+// --- the whole system, as make run starts it --------------------------------------------
+
+func measureSystem(hookgate, work string, payload, concurrency int, duration time.Duration) (deliveryRow, error) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return deliveryRow{}, errors.New("KUBEBUILDER_ASSETS is not set (make bench sets it)")
+	}
+	dir, err := os.MkdirTemp(work, "system-")
+	if err != nil {
+		return deliveryRow{}, err
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	cp := exec.Command(filepath.Join(filepath.Dir(hookgate), "local-control-plane"), "--write-kubeconfig", kubeconfig)
+	cpOut, _ := cp.StdoutPipe()
+	if err := cp.Start(); err != nil {
+		return deliveryRow{}, err
+	}
+	defer func() { _ = cp.Process.Signal(os.Interrupt); _ = cp.Wait() }()
+	buf := make([]byte, 4096)
+	if n, _ := cpOut.Read(buf); !strings.Contains(string(buf[:n]), "ready") {
+		return deliveryRow{}, fmt.Errorf("control plane: %s", buf[:n])
+	}
+	go func() { _, _ = io.Copy(io.Discard, cpOut) }()
+	env := []string{"KUBECONFIG=" + kubeconfig}
+	kubectl := func(stdin string, args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(assets, "kubectl"), args...)
+		cmd.Env = append(os.Environ(), env...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, ns := range []string{"hookgate-system", "bench"} {
+		if out, err := kubectl("", "create", "namespace", ns); err != nil {
+			return deliveryRow{}, fmt.Errorf("%w: %s", err, out)
+		}
+	}
+	operator := exec.Command(hookgate, "operator", "--receiver-namespace", "hookgate-system", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
+	operator.Env = append(os.Environ(), env...)
+	if err := operator.Start(); err != nil {
+		return deliveryRow{}, err
+	}
+	defer func() { _ = operator.Process.Signal(os.Interrupt); _ = operator.Wait() }()
+	p, err := startReceiver(hookgate, work, nil, append(env, "POD_NAME=receiver-0"), "--namespace", "hookgate-system")
+	if err != nil {
+		return deliveryRow{}, err
+	}
+	defer p.stop()
+	s, err := startSink()
+	if err != nil {
+		return deliveryRow{}, err
+	}
+	defer s.srv.Close()
+	manifest := fmt.Sprintf(`apiVersion: hookgate.io/v1alpha1
+kind: Partner
+metadata: {name: acme}
+spec: {rateLimit: {requestsPerSecond: 1000000, burst: 1000000}}
+---
+apiVersion: hookgate.io/v1alpha1
+kind: WebhookEndpoint
+metadata: {name: events}
+spec:
+  path: /api/webhooks/events
+  destination: {url: %q, signing: None}
+`, s.url)
+	if out, err := kubectl(manifest, "apply", "-n", "bench", "-f", "-"); err != nil {
+		return deliveryRow{}, fmt.Errorf("%w: %s", err, out)
+	}
+	if out, err := kubectl("", "wait", "-n", "bench", "--for=condition=Ready", "partner/acme", "webhookendpoint/events", "--timeout=60s"); err != nil {
+		return deliveryRow{}, fmt.Errorf("%w: %s", err, out)
+	}
+	key, err := kubectl("", "get", "secret", "-n", "bench", "acme-credentials", "-o", "jsonpath={.data.apiKey}")
+	if err != nil {
+		return deliveryRow{}, err
+	}
+	sec, err := kubectl("", "get", "secret", "-n", "bench", "acme-credentials", "-o", "jsonpath={.data.signingSecret}")
+	if err != nil {
+		return deliveryRow{}, err
+	}
+	r := generate(p.url+"/api/webhooks/events", decode(key), decode(sec), payload, concurrency, duration, s.sentAt)
+	row := deliveryFrom(fmt.Sprintf("whole system (make run), %d KiB, concurrency %d", payload>>10, concurrency), payload, r, s)
+	row.PeakRssMiB = peakRSSMiB(p.cmd.Process.Pid)
+	return row, nil
+}
+
+// --- helpers ----------------------------------------------------------------------------
+
+func decode(b64 string) string {
+	raw, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	return string(raw)
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitHTTP(url string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil { //nolint:noctx // a readiness poll
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer within 20s", url)
+}
+
+func gitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func machine() string {
+	model := ""
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores, %s, %s/%s, %s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+func printTables(r results) {
+	fmt.Printf("\nhookgate bench, commit %s, %s, %s per run\n\n", r.Commit, r.Machine, r.Duration)
+	fmt.Println("Ingest (PartnerHMAC, every event fsync'd before its 202; baseline: bare net/http answering 202)")
+	fmt.Printf("%-26s %10s %8s %8s %8s %9s %10s %11s %7s %6s\n", "setting", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "RSS MiB", "CPU s/1k", "baseline/s", "ratio", "errors")
+	for _, row := range r.Ingest {
+		mark := " "
+		if row.Headline {
+			mark = "*"
+		}
+		fmt.Printf("%s%-25s %10.0f %8.2f %8.2f %8.2f %9.1f %10.3f %11.0f %7.2f %6d\n", mark, row.Name, row.AcceptedPerSec, row.P50Ms, row.P95Ms, row.P99Ms,
+			row.PeakRssMiB, row.CPUSecondsPer1000, row.BaselinePerSec, row.Ratio, row.Errors)
+	}
+	fmt.Println("(* headline rows)")
+	fmt.Println("\nDelivery (sink answering 200; latency from POST to the sink)")
+	fmt.Printf("%-48s %10s %11s %8s %8s %8s %6s\n", "setting", "accepted/s", "delivered/s", "p50 ms", "p99 ms", "RSS MiB", "errors")
+	for _, row := range r.Delivery {
+		fmt.Printf("%-48s %10.0f %11.0f %8.2f %8.2f %8.1f %6d\n", row.Name, row.AcceptedPerSec, row.DeliveredPerSec, row.P50Ms, row.P99Ms, row.PeakRssMiB, row.Errors)
+	}
+}
