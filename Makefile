@@ -11,7 +11,7 @@ HELM_VERSION ?= v3.22.0
 HELM ?= $(BIN)/helm-$(HELM_VERSION)
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 FUZZ_TIME ?= 5s
-BENCH_DURATION ?= 10s
+BENCH_DURATION ?= 8s
 
 .PHONY: help
 help: ## Show this help.
@@ -65,8 +65,8 @@ fuzz: ## Run every fuzz target for FUZZ_TIME (default 5s) each.
 .PHONY: bench
 bench: build ## Load harness: ingest vs a net/http baseline, delivery, whole system (about 4 minutes).
 	go build -o $(BIN)/local-control-plane ./hack/local-control-plane
-	go build -o $(BIN)/bench ./hack/bench
-	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(BIN)/bench --hookgate $(BIN)/hookgate --duration $(BENCH_DURATION)
+	go build -o $(BIN)/hookgate-bench ./hack/bench
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(BIN)/hookgate-bench --hookgate $(BIN)/hookgate --duration $(BENCH_DURATION)
 
 .PHONY: bench-store
 bench-store: ## go test -bench of authenticate+store per request (real fsync).

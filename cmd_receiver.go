@@ -32,7 +32,7 @@ func runReceiver(args []string, _, stderr io.Writer) int {
 	fs.DurationVar(&opts.StoreRetention, "store-retention", 7*24*time.Hour, "how long finished events are kept in the store (at least the longest dedup window)")
 	fs.IntVar(&opts.MaxEventsPerNamespace, "max-events-per-namespace", 5000, "cap on WebhookEvent resources per namespace")
 	fs.BoolVar(&opts.AllowLinkLocalDestinations, "allow-link-local-destinations", false, "let deliveries reach link-local addresses such as 169.254.169.254")
-	fs.IntVar(&opts.DeliveryWorkers, "delivery-workers", 64, "concurrent deliveries at most")
+	fs.IntVar(&opts.DeliveryWorkers, "delivery-workers", 128, "concurrent deliveries at most (32 per destination)")
 	fs.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long in-flight requests may finish on SIGTERM")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)

@@ -40,7 +40,7 @@ type Options struct {
 	MaxEventsPerNamespace int
 	// AllowLinkLocalDestinations lets deliveries reach link-local addresses.
 	AllowLinkLocalDestinations bool
-	// DeliveryWorkers bounds concurrent deliveries (default 64).
+	// DeliveryWorkers bounds concurrent deliveries (default 128).
 	DeliveryWorkers int
 	// ShutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
 	ShutdownTimeout time.Duration

@@ -49,10 +49,10 @@ type Dispatcher struct {
 // NewDispatcher returns a dispatcher; Start runs it.
 func NewDispatcher(opts Options) *Dispatcher {
 	if opts.Workers <= 0 {
-		opts.Workers = 64
+		opts.Workers = 128
 	}
 	if opts.PerDestination <= 0 {
-		opts.PerDestination = 16
+		opts.PerDestination = 32
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 250 * time.Millisecond
