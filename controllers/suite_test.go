@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
@@ -125,20 +124,8 @@ func startGarbageCollector(ctx context.Context) (*exec.Cmd, error) {
 	return cmd, cmd.Start()
 }
 
-// eventually polls check every 50 ms until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < timeout {
-		if err = check(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
-	return 0
-}
+// eventually is testcluster.Eventually.
+var eventually = testcluster.Eventually
 
 func newNamespace(t *testing.T, name string) string {
 	t.Helper()

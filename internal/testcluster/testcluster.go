@@ -96,3 +96,19 @@ func (c *Cluster) RunKubectl(t testing.TB, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// Eventually polls check every 50 ms until it returns nil, and fails the test with the
+// last error if timeout passes first. It returns how long it took.
+func Eventually(t testing.TB, timeout time.Duration, what string, check func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		if err = check(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	return 0
+}
