@@ -8,7 +8,6 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -37,22 +36,8 @@ type PartnerReconciler struct {
 
 // Reconcile fetches the Partner, runs reconcile, and writes the status once.
 func (r *PartnerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	defer r.Publisher.Trigger()
-	var partner hookgatev1alpha1.Partner
-	if err := r.Client.Get(ctx, req.NamespacedName, &partner); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !partner.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
-	}
-	before := partner.Status.DeepCopy()
-	result, err := r.reconcile(ctx, &partner)
-	if !equality.Semantic.DeepEqual(before, &partner.Status) {
-		if perr := r.Client.Status().Update(ctx, &partner); perr != nil {
-			return ctrl.Result{}, errors.Join(err, perr)
-		}
-	}
-	return result, err
+	return reconcileStatus(ctx, r.Client, r.Publisher, req, &hookgatev1alpha1.Partner{},
+		func(o *hookgatev1alpha1.Partner) any { return &o.Status }, r.reconcile)
 }
 
 func (r *PartnerReconciler) reconcile(ctx context.Context, p *hookgatev1alpha1.Partner) (ctrl.Result, error) {

@@ -7,7 +7,6 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -37,22 +36,8 @@ type WebhookEndpointReconciler struct {
 
 // Reconcile fetches the endpoint, runs reconcile, and writes the status once.
 func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	defer r.Publisher.Trigger()
-	var endpoint hookgatev1alpha1.WebhookEndpoint
-	if err := r.Client.Get(ctx, req.NamespacedName, &endpoint); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !endpoint.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
-	}
-	before := endpoint.Status.DeepCopy()
-	result, err := r.reconcile(ctx, &endpoint)
-	if !equality.Semantic.DeepEqual(before, &endpoint.Status) {
-		if perr := r.Client.Status().Update(ctx, &endpoint); perr != nil {
-			return ctrl.Result{}, errors.Join(err, perr)
-		}
-	}
-	return result, err
+	return reconcileStatus(ctx, r.Client, r.Publisher, req, &hookgatev1alpha1.WebhookEndpoint{},
+		func(o *hookgatev1alpha1.WebhookEndpoint) any { return &o.Status }, r.reconcile)
 }
 
 func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint) (ctrl.Result, error) {

@@ -3,7 +3,7 @@ package receiver
 import (
 	"crypto/rsa"
 	"net/netip"
-	"sync"
+	"sync/atomic"
 
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver/verify"
@@ -42,11 +42,11 @@ func compileRoutes(t *routing.Table) *routes {
 	return r
 }
 
-// routeCache recompiles routes when the holder's table changes.
+// routeCache recompiles routes when the holder's table changes. Requests read it without
+// a lock; two that see a new table at once may both compile it, and either result is right.
 type routeCache struct {
 	holder *routing.Holder
-	mu     sync.Mutex
-	cur    *routes
+	cur    atomic.Pointer[routes]
 }
 
 func (c *routeCache) get() *routes {
@@ -54,10 +54,10 @@ func (c *routeCache) get() *routes {
 	if t == nil {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cur == nil || c.cur.table != t {
-		c.cur = compileRoutes(t)
+	if r := c.cur.Load(); r != nil && r.table == t {
+		return r
 	}
-	return c.cur
+	r := compileRoutes(t)
+	c.cur.Store(r)
+	return r
 }
