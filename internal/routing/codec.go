@@ -22,7 +22,7 @@ const (
 	// MaxSecretBytes is the Kubernetes limit on a Secret's data.
 	MaxSecretBytes = 1 << 20
 	// maxDecodedBytes bounds decompression of a table.
-	maxDecodedBytes = 64 << 20
+	maxDecodedBytes = 16 << 20
 )
 
 // Encode serializes a finalized table.
