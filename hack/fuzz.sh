@@ -11,12 +11,12 @@ while IFS=: read -r file name; do
   echo "fuzz: $pkg $name ($FUZZ_TIME)"
   # go test -fuzz sometimes ends with a bare "context deadline exceeded" when the time is
   # up while a worker is busy (no crash, no failing input written): that run is repeated
-  # once. A real failure writes its input under testdata/fuzz and fails at once.
-  for try in 1 2; do
+  # (up to twice). A real failure writes its input under testdata/fuzz and fails at once.
+  for try in 1 2 3; do
     if go test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZ_TIME" "$pkg" >/tmp/fuzz-$$.log 2>&1; then
       break
     fi
-    if [ "$try" = 1 ] && ! grep -q "Failing input written to" /tmp/fuzz-$$.log && grep -q "context deadline exceeded" /tmp/fuzz-$$.log; then
+    if [ "$try" -lt 3 ] && ! grep -q "Failing input written to" /tmp/fuzz-$$.log && grep -q "context deadline exceeded" /tmp/fuzz-$$.log; then
       echo "fuzz: $name ended on the fuzzer's own deadline without a failure; running it again"
       continue
     fi
