@@ -34,6 +34,7 @@ type partnerFlags struct {
 	partner, namespace    string
 	apiKey, signingSecret string
 	timeout               time.Duration
+	logs                  *logFlags
 }
 
 func (p *partnerFlags) bind(fs *flag.FlagSet) {
@@ -43,6 +44,7 @@ func (p *partnerFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&p.apiKey, "api-key", os.Getenv("HOOKGATE_API_KEY"), "API key (default $HOOKGATE_API_KEY; else read from the Partner's Secret)")
 	fs.StringVar(&p.signingSecret, "signing-secret", os.Getenv("HOOKGATE_SIGNING_SECRET"), "signing secret (default $HOOKGATE_SIGNING_SECRET; else read from the Partner's Secret)")
 	fs.DurationVar(&p.timeout, "timeout", 30*time.Second, "time limit of the request")
+	p.logs = bindLogFlags(fs)
 }
 
 // credentials fills in what the flags did not give from the Partner's Secret.
@@ -71,10 +73,10 @@ func (p *partnerFlags) credentials(ctx context.Context, needSecret bool) error {
 		return fmt.Errorf("reading the credentials Secret %s/%s: %w", p.namespace, name, err)
 	}
 	if p.apiKey == "" {
-		p.apiKey = string(secret.Data["apiKey"])
+		p.apiKey = string(secret.Data[hookgatev1alpha1.SecretKeyAPIKey])
 	}
 	if p.signingSecret == "" {
-		p.signingSecret = string(secret.Data["signingSecret"])
+		p.signingSecret = string(secret.Data[hookgatev1alpha1.SecretKeySigningSecret])
 	}
 	if p.apiKey == "" || (needSecret && p.signingSecret == "") {
 		return fmt.Errorf("the Secret %s/%s lacks apiKey or signingSecret", p.namespace, name)
@@ -82,7 +84,7 @@ func (p *partnerFlags) credentials(ctx context.Context, needSecret bool) error {
 	return nil
 }
 
-func runSend(args []string, stdout, stderr io.Writer) int {
+func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hookgate send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var p partnerFlags
@@ -95,6 +97,7 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	ctrl.SetLogger(p.logs.logger(stderr))
 	fail := func(code int, format string, a ...any) int {
 		fmt.Fprintf(stderr, "hookgate send: "+format+"\n", a...)
 		return code
@@ -120,7 +123,7 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 		_, _ = rand.Read(b)
 		id = "evt_" + hex.EncodeToString(b)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	if err := p.credentials(ctx, true); err != nil {
 		return fail(1, "%v", err)
@@ -144,7 +147,7 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 	return printResponse("send", req, stdout, stderr)
 }
 
-func runStatus(args []string, stdout, stderr io.Writer) int {
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hookgate status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var p partnerFlags
@@ -154,11 +157,12 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	ctrl.SetLogger(p.logs.logger(stderr))
 	if base == "" || fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "hookgate status: usage: hookgate status --partner NAME -n NS --url http://HOST:PORT EVENT_ID")
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	if err := p.credentials(ctx, false); err != nil {
 		fmt.Fprintf(stderr, "hookgate status: %v\n", err)

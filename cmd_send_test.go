@@ -13,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver"
 )
@@ -22,7 +23,7 @@ func TestSendAndStatus(t *testing.T) {
 	table := &routing.Table{
 		Partners: []routing.Partner{{Namespace: "p", Name: "acme", Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: secret}}}},
 		Endpoints: []routing.Endpoint{{Namespace: "p", Name: "events", Path: "/api/webhooks/events", MaxBodyBytes: 1 << 20,
-			Verification: routing.Verification{Type: "PartnerHMAC", Tolerance: routing.Duration(5 * time.Minute)},
+			Verification: routing.Verification{Type: hookgatev1alpha1.VerificationPartnerHMAC, Tolerance: routing.Duration(5 * time.Minute)},
 			Idempotency:  routing.Idempotency{Window: routing.Duration(time.Hour)}}},
 	}
 	dir := t.TempDir()
@@ -35,8 +36,10 @@ func TestSendAndStatus(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- receiver.Run(ctx, receiver.Options{RoutingFile: file, DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", ProbeListen: "127.0.0.1:0",
-			Log: logr.Discard(), Registry: prometheus.NewRegistry(), Ready: func(w, _ string) { ready <- "http://" + w }})
+		opts := receiver.DefaultOptions()
+		opts.RoutingFile, opts.DataDir, opts.Listen, opts.ProbeListen = file, filepath.Join(dir, "data"), "127.0.0.1:0", "127.0.0.1:0"
+		opts.Log, opts.Registry, opts.Ready = logr.Discard(), prometheus.NewRegistry(), func(w, _ string) { ready <- "http://" + w }
+		done <- receiver.Run(ctx, opts)
 	}()
 	base := <-ready
 	defer func() {
@@ -78,7 +81,7 @@ func TestSendAndStatus(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			var stdout, stderr bytes.Buffer
-			code := dispatch(c.args, &stdout, &stderr)
+			code := dispatch(context.Background(), c.args, &stdout, &stderr)
 			if code != c.wantCode || !strings.Contains(stdout.String(), c.wantOut) || !strings.Contains(stderr.String(), c.wantErr) {
 				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, c.wantCode, stdout.String(), stderr.String())
 			}

@@ -3,17 +3,20 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+
+	ctrl "sigs.k8s.io/controller-runtime"
 )
 
 // command is one subcommand of the hookgate binary.
 type command struct {
 	summary string
 	// run is nil for a subcommand that is part of the CLI contract but not built yet.
-	run func(args []string, stdout, stderr io.Writer) int
+	run func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 var commands = map[string]command{
@@ -28,10 +31,11 @@ var commands = map[string]command{
 var version = "dev"
 
 func main() {
-	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
+	// SIGTERM and SIGINT end the context: the long-running commands shut down cleanly.
+	os.Exit(dispatch(ctrl.SetupSignalHandler(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func dispatch(args []string, stdout, stderr io.Writer) int {
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -50,7 +54,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hookgate %s: not implemented yet in this build\n", name)
 		return 2
 	}
-	return cmd.run(args[1:], stdout, stderr)
+	return cmd.run(ctx, args[1:], stdout, stderr)
 }
 
 func usage(w io.Writer) {
@@ -67,7 +71,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun 'hookgate <command> -h' for the flags of a command.")
 }
 
-func runVersion(_ []string, stdout, _ io.Writer) int {
+func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) int {
 	fmt.Fprintln(stdout, "hookgate", version)
 	return 0
 }

@@ -3,21 +3,11 @@ package controllers
 import (
 	"crypto/rand"
 	"encoding/base64"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 )
 
 const (
-	// APIKeyPrefix and SigningSecretPrefix mark hookgate credentials (DESIGN §3).
-	APIKeyPrefix        = "hgk_"
-	SigningSecretPrefix = "whsec_"
-
-	// Keys of a credentials Secret.
-	SecretKeyAPIKey                = "apiKey"
-	SecretKeySigningSecret         = "signingSecret"
-	SecretKeyPreviousAPIKey        = "previousApiKey"
-	SecretKeyPreviousSigningSecret = "previousSigningSecret"
-	// SecretKeyDestinationSigning is the key of an endpoint's <name>-signing Secret.
-	SecretKeyDestinationSigning = "secret"
-
 	// Annotations the operator keeps on the credentials Secrets it created.
 	annotationPreviousNotAfter = "hookgate.io/previous-not-after"
 	annotationRotationHandled  = "hookgate.io/rotation-handled"
@@ -29,7 +19,7 @@ func newAPIKey() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b), nil
+	return hookgatev1alpha1.APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // newSigningSecret returns whsec_ + 32 random bytes, base64, as Standard Webhooks secrets are.
@@ -38,7 +28,7 @@ func newSigningSecret() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return SigningSecretPrefix + base64.StdEncoding.EncodeToString(b), nil
+	return hookgatev1alpha1.SigningSecretPrefix + base64.StdEncoding.EncodeToString(b), nil
 }
 
 func randomBytes(n int) ([]byte, error) {

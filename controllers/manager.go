@@ -16,28 +16,11 @@ import (
 	"github.com/hookgate/hookgate/internal/routing"
 )
 
-// Options configure the operator (DESIGN §9).
-type Options struct {
-	ReceiverNamespace      string
-	RoutingSecretName      string
-	WatchNamespaces        []string
-	MetricsBindAddress     string
-	HealthProbeBindAddress string
-	LeaderElection         bool
-	LeaderElectionID       string
-}
-
 // NewManager builds the operator: the Partner and WebhookEndpoint controllers and the
 // routing table publisher, sharing one cache.
 func NewManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options) (ctrl.Manager, *Publisher, error) {
-	if opts.ReceiverNamespace == "" {
-		return nil, nil, fmt.Errorf("the receiver namespace is required (--receiver-namespace)")
-	}
-	if opts.RoutingSecretName == "" {
-		opts.RoutingSecretName = routing.DefaultSecretName
-	}
-	if opts.LeaderElectionID == "" {
-		opts.LeaderElectionID = "hookgate-operator.hookgate.io"
+	if err := opts.Validate(); err != nil {
+		return nil, nil, err
 	}
 	cacheOpts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
@@ -54,6 +37,8 @@ func NewManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options) (ctrl.Ma
 			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = float32(opts.KubeAPIQPS), opts.KubeAPIBurst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         cacheOpts,

@@ -15,13 +15,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
-	"github.com/hookgate/hookgate/controllers"
 	"github.com/hookgate/hookgate/internal/routing"
 )
 
-// TestOperator runs in order: the first step needs a cluster with no receiver yet.
+// TestOperator runs in order: the first step needs a cluster with no receiver yet and
+// starts the receiver the others share. Any step also runs alone (go test -run
+// 'TestOperator/rotation'): it then starts the shared receiver itself.
 func TestOperator(t *testing.T) {
 	var rcv *receiver
 	t.Cleanup(func() {
@@ -29,17 +31,23 @@ func TestOperator(t *testing.T) {
 			rcv.stop()
 		}
 	})
-	t.Run("partner Ready waits for a receiver", func(t *testing.T) { rcv = testReadyWaitsForReceiver(t) })
-	if rcv == nil {
-		t.Fatal("no receiver; the remaining steps need one")
+	withReceiver := func(step func(*testing.T)) func(*testing.T) {
+		return func(t *testing.T) {
+			if rcv == nil {
+				rcv = startReceiver(t, "receiver-0")
+			}
+			step(t)
+		}
 	}
-	t.Run("credentials Secret", testCredentialsSecret)
-	t.Run("user-made Secret is never modified", testUserSecretUntouched)
-	t.Run("rotation with grace period", testRotation)
-	t.Run("path conflicts", testPathConflicts)
-	t.Run("endpoint readiness reasons", testEndpointReasons)
-	t.Run("changes reach the routing table", testChangesPropagate)
-	t.Run("a thousand partners", testThousandPartners)
+	t.Run("partner Ready waits for a receiver", func(t *testing.T) { rcv = testReadyWaitsForReceiver(t) })
+	t.Run("credentials Secret", withReceiver(testCredentialsSecret))
+	t.Run("user-made Secret is never modified", withReceiver(testUserSecretUntouched))
+	t.Run("rotation with grace period", withReceiver(testRotation))
+	t.Run("path conflicts", withReceiver(testPathConflicts))
+	t.Run("endpoint readiness reasons", withReceiver(testEndpointReasons))
+	t.Run("status writes survive concurrent edits", withReceiver(testStatusWritesDoNotConflict))
+	t.Run("changes reach the routing table", withReceiver(testChangesPropagate))
+	t.Run("a thousand partners", withReceiver(testThousandPartners))
 }
 
 func testReadyWaitsForReceiver(t *testing.T) *receiver {
@@ -100,7 +108,7 @@ func testCredentialsSecret(t *testing.T) {
 		if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "acme-credentials"}, &secret); err != nil {
 			return err
 		}
-		if !strings.HasPrefix(string(secret.Data["apiKey"]), "hgk_") || !strings.HasPrefix(string(secret.Data["signingSecret"]), "whsec_") {
+		if !strings.HasPrefix(string(secret.Data[hookgatev1alpha1.SecretKeyAPIKey]), hookgatev1alpha1.APIKeyPrefix) || !strings.HasPrefix(string(secret.Data[hookgatev1alpha1.SecretKeySigningSecret]), hookgatev1alpha1.SigningSecretPrefix) {
 			return fmt.Errorf("keys missing or malformed")
 		}
 		return nil
@@ -109,12 +117,12 @@ func testCredentialsSecret(t *testing.T) {
 	if !metav1.IsControlledBy(&secret, partner) {
 		t.Fatalf("Secret is not controlled by the Partner: %+v", secret.OwnerReferences)
 	}
-	if len(secret.Data["apiKey"]) != len("hgk_")+43 {
-		t.Errorf("apiKey has %d characters, want hgk_ + 43 (32 bytes base64url)", len(secret.Data["apiKey"]))
+	if len(secret.Data[hookgatev1alpha1.SecretKeyAPIKey]) != len(hookgatev1alpha1.APIKeyPrefix)+43 {
+		t.Errorf("apiKey has %d characters, want hgk_ + 43 (32 bytes base64url)", len(secret.Data[hookgatev1alpha1.SecretKeyAPIKey]))
 	}
 	eventually(t, 10*time.Second, "status filled in", func() error {
 		p := getPartner(t, ns, "acme")
-		if p.Status.SecretName != "acme-credentials" || p.Status.APIKeyPrefix != string(secret.Data["apiKey"][:8]) {
+		if p.Status.SecretName != "acme-credentials" || p.Status.APIKeyPrefix != string(secret.Data[hookgatev1alpha1.SecretKeyAPIKey][:8]) {
 			return fmt.Errorf("status %+v", p.Status)
 		}
 		return conditionIs(p.Status.Conditions, hookgatev1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, "")
@@ -139,12 +147,12 @@ func testUserSecretUntouched(t *testing.T) {
 	ns := newNamespace(t, "usersecret")
 	user := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "globex-keys", Namespace: ns},
-		Data:       map[string][]byte{"apiKey": []byte("user-chosen-key"), "signingSecret": []byte("user-chosen-secret")},
+		Data:       map[string][]byte{hookgatev1alpha1.SecretKeyAPIKey: []byte("user-chosen-key"), hookgatev1alpha1.SecretKeySigningSecret: []byte("user-chosen-secret")},
 	}
 	if err := cluster.Client.Create(ctx, user); err != nil {
 		t.Fatal(err)
 	}
-	incomplete := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "initech-keys", Namespace: ns}, Data: map[string][]byte{"apiKey": []byte("only-a-key")}}
+	incomplete := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "initech-keys", Namespace: ns}, Data: map[string][]byte{hookgatev1alpha1.SecretKeyAPIKey: []byte("only-a-key")}}
 	if err := cluster.Client.Create(ctx, incomplete); err != nil {
 		t.Fatal(err)
 	}
@@ -158,14 +166,14 @@ func testUserSecretUntouched(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the user's Secret is used", partnerCondition(ns, "globex", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, ""))
 	eventually(t, 10*time.Second, "a Secret without signingSecret is reported",
-		partnerCondition(ns, "initech", hookgatev1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, controllers.ReasonSecretKeyMissing))
+		partnerCondition(ns, "initech", hookgatev1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, hookgatev1alpha1.ReasonSecretKeyMissing))
 
 	// A rotation request cannot touch the user's Secret either.
 	updatePartner(t, ns, "globex", func(p *hookgatev1alpha1.Partner) {
 		p.Annotations = map[string]string{hookgatev1alpha1.AnnotationRotate: "1"}
 	})
 	eventually(t, 10*time.Second, "rotation refused with a reason",
-		partnerCondition(ns, "globex", hookgatev1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, controllers.ReasonRotationNotPossible))
+		partnerCondition(ns, "globex", hookgatev1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, hookgatev1alpha1.ReasonRotationNotPossible))
 	table, _, err := publishedTable()
 	if err != nil {
 		t.Fatal(err)
@@ -317,11 +325,11 @@ func testEndpointReasons(t *testing.T) {
 		spec   hookgatev1alpha1.WebhookEndpointSpec
 		reason string
 	}{
-		{"unknown-partner", hookgatev1alpha1.WebhookEndpointSpec{Partners: []string{"nobody"}}, controllers.ReasonPartnerNotFound},
+		{"unknown-partner", hookgatev1alpha1.WebhookEndpointSpec{Partners: []string{"nobody"}}, hookgatev1alpha1.ReasonPartnerNotFound},
 		{"missing-secret", hookgatev1alpha1.WebhookEndpointSpec{Partners: []string{"acme"}, Verification: hookgatev1alpha1.Verification{
-			Type: hookgatev1alpha1.VerificationGitHub, SecretRef: &hookgatev1alpha1.SecretKeySelector{Name: "absent", Key: "secret"}}}, controllers.ReasonSecretNotFound},
+			Type: hookgatev1alpha1.VerificationGitHub, SecretRef: &hookgatev1alpha1.SecretKeySelector{Name: "absent", Key: "secret"}}}, hookgatev1alpha1.ReasonSecretNotFound},
 		{"missing-service", hookgatev1alpha1.WebhookEndpointSpec{Destination: &hookgatev1alpha1.Destination{
-			Service: &hookgatev1alpha1.ServiceDestination{Name: "orders", Port: 8080}}}, controllers.ReasonServiceNotFound},
+			Service: &hookgatev1alpha1.ServiceDestination{Name: "orders", Port: 8080}}}, hookgatev1alpha1.ReasonServiceNotFound},
 	}
 	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}); err != nil {
 		t.Fatal(err)
@@ -339,7 +347,7 @@ func testEndpointReasons(t *testing.T) {
 	if err := cluster.Client.Create(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "wrong port", endpointCondition(ns, "missing-service", metav1.ConditionFalse, controllers.ReasonServicePortNotFound))
+	eventually(t, 10*time.Second, "wrong port", endpointCondition(ns, "missing-service", metav1.ConditionFalse, hookgatev1alpha1.ReasonServicePortNotFound))
 	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
 			return err
@@ -354,7 +362,7 @@ func testEndpointReasons(t *testing.T) {
 	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "missing-service-signing"}, &signing); err != nil {
 		t.Fatalf("destination signing Secret: %v", err)
 	}
-	if !strings.HasPrefix(string(signing.Data["secret"]), "whsec_") {
+	if !strings.HasPrefix(string(signing.Data[hookgatev1alpha1.SecretKeyDefault]), hookgatev1alpha1.SigningSecretPrefix) {
 		t.Error("signing Secret has no whsec_ secret")
 	}
 	table, _, err := publishedTable()
@@ -362,7 +370,7 @@ func testEndpointReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, _ := table.EndpointByPath("/api/webhooks/reasons/missing-service")
-	if e == nil || e.Destination == nil || e.Destination.URL != "http://orders.reasons.svc:8080/" || e.Destination.SigningSecret != string(signing.Data["secret"]) {
+	if e == nil || e.Destination == nil || e.Destination.URL != "http://orders.reasons.svc:8080/" || e.Destination.SigningSecret != string(signing.Data[hookgatev1alpha1.SecretKeyDefault]) {
 		t.Fatalf("destination in the table: %+v", e)
 	}
 	var ep hookgatev1alpha1.WebhookEndpoint
@@ -380,7 +388,7 @@ func testChangesPropagate(t *testing.T) {
 	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	hmacKey := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "github", Namespace: ns}, Data: map[string][]byte{"secret": []byte("v1")}}
+	hmacKey := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "github", Namespace: ns}, Data: map[string][]byte{hookgatev1alpha1.SecretKeyDefault: []byte("v1")}}
 	if err := cluster.Client.Create(ctx, hmacKey); err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +442,7 @@ func testChangesPropagate(t *testing.T) {
 			return nil
 		}},
 		{"referenced Secret", func() error {
-			hmacKey.Data["secret"] = []byte("v2")
+			hmacKey.Data[hookgatev1alpha1.SecretKeyDefault] = []byte("v2")
 			return cluster.Client.Update(ctx, hmacKey)
 		}, func(table *routing.Table) error {
 			if e, ok := table.EndpointByPath("/api/webhooks/changes/gh"); !ok || e.Verification.Secret != "v2" {
@@ -559,4 +567,68 @@ func testThousandPartners(t *testing.T) {
 		n, created.Round(time.Millisecond), (created + inTable).Round(time.Millisecond), time.Since(start).Round(time.Millisecond),
 		writesAfter-writesBefore, len(data))
 	_ = allReady
+}
+
+// testStatusWritesDoNotConflict changes a Partner's spec and annotations from two
+// goroutines while the operator reconciles it: a status write that conflicted with those
+// edits would show up as a reconcile error in the controller's metrics.
+func testStatusWritesDoNotConflict(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "conflicts")
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "Ready", partnerCondition(ns, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+
+	errorsBefore := reconcileErrors(t, "partner")
+	deadline := time.Now().Add(5 * time.Second)
+	var edits atomic.Int64
+	var wg sync.WaitGroup
+	patch := func(body func(i int) string) {
+		defer wg.Done()
+		for i := 0; time.Now().Before(deadline); i++ {
+			p := &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}
+			if err := cluster.Client.Patch(ctx, p, client.RawPatch(types.MergePatchType, []byte(body(i)))); err != nil {
+				t.Errorf("patch: %v", err)
+				return
+			}
+			edits.Add(1)
+		}
+	}
+	wg.Add(2)
+	// Toggling suspended changes the generation, so that every reconcile writes status.
+	go patch(func(i int) string {
+		time.Sleep(50 * time.Millisecond)
+		return fmt.Sprintf(`{"spec":{"suspended":%v}}`, i%2 == 0)
+	})
+	go patch(func(i int) string { return fmt.Sprintf(`{"metadata":{"annotations":{"example.com/touch":"%d"}}}`, i) })
+	wg.Wait()
+	updatePartner(t, ns, "acme", func(p *hookgatev1alpha1.Partner) { p.Spec.Suspended = false })
+	eventually(t, 15*time.Second, "Ready again, for the latest generation", partnerCondition(ns, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+	if got := reconcileErrors(t, "partner") - errorsBefore; got != 0 {
+		t.Errorf("%v reconcile errors while %d edits raced the status writes, want 0", got, edits.Load())
+	}
+	t.Logf("%d concurrent edits raced the status writes", edits.Load())
+}
+
+// reconcileErrors reads controller-runtime's error counter of one controller.
+func reconcileErrors(t *testing.T, controller string) float64 {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_errors_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == controller {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -50,7 +50,7 @@ func (r *PartnerReconciler) reconcile(ctx context.Context, p *hookgatev1alpha1.P
 	}
 	if prob != nil {
 		r.setCondition(p, hookgatev1alpha1.ConditionCredentialsReady, false, prob.Reason, prob.Message)
-		r.setCondition(p, hookgatev1alpha1.ConditionReady, false, ReasonCredentialsNotReady, "the credentials Secret is not usable: "+prob.Message)
+		r.setCondition(p, hookgatev1alpha1.ConditionReady, false, hookgatev1alpha1.ReasonCredentialsNotReady, "the credentials Secret is not usable: "+prob.Message)
 		return result, nil
 	}
 
@@ -66,7 +66,7 @@ func (r *PartnerReconciler) reconcile(ctx context.Context, p *hookgatev1alpha1.P
 		}
 	}
 	if entryRev == 0 {
-		r.setCondition(p, hookgatev1alpha1.ConditionReady, false, ReasonPublishing, "waiting for the partner to enter the routing table")
+		r.setCondition(p, hookgatev1alpha1.ConditionReady, false, hookgatev1alpha1.ReasonPublishing, "waiting for the partner to enter the routing table")
 		return result, nil
 	}
 	ready, reason, message, err := r.Publisher.readiness(ctx, entryRev)
@@ -80,9 +80,7 @@ func (r *PartnerReconciler) reconcile(ctx context.Context, p *hookgatev1alpha1.P
 }
 
 func (r *PartnerReconciler) setCondition(p *hookgatev1alpha1.Partner, typ string, ok bool, reason, message string) {
-	if setCondition(&p.Status.Conditions, p.Generation, typ, ok, reason, message) && !ok && reason != ReasonPublishing && reason != hookgatev1alpha1.ReasonWaitingForReceiver {
-		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reason, "Reconcile", "%s", message)
-	}
+	setCondition(r.Recorder, p, &p.Status.Conditions, typ, ok, reason, message)
 }
 
 // reconcileCredentials makes sure the credentials Secret exists and holds usable keys,
@@ -103,21 +101,21 @@ func (r *PartnerReconciler) reconcileCredentials(ctx context.Context, p *hookgat
 	owned := metav1.IsControlledBy(&secret, p)
 	if !owned {
 		// A Secret the operator did not create is read, never written.
-		if len(secret.Data[SecretKeyAPIKey]) == 0 || len(secret.Data[SecretKeySigningSecret]) == 0 {
-			return &problem{ReasonSecretKeyMissing, fmt.Sprintf("Secret %q was not created by hookgate and lacks key %q or %q", name, SecretKeyAPIKey, SecretKeySigningSecret)}
+		if len(secret.Data[hookgatev1alpha1.SecretKeyAPIKey]) == 0 || len(secret.Data[hookgatev1alpha1.SecretKeySigningSecret]) == 0 {
+			return &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q was not created by hookgate and lacks key %q or %q", name, hookgatev1alpha1.SecretKeyAPIKey, hookgatev1alpha1.SecretKeySigningSecret)}
 		}
 		if token := p.Annotations[hookgatev1alpha1.AnnotationRotate]; token != "" {
 			message := fmt.Sprintf("Secret %q was not created by hookgate, so it cannot be rotated: write new keys into it", name)
-			r.markCredentialsReady(p, &secret, ReasonRotationNotPossible, message)
+			r.markCredentialsReady(p, &secret, hookgatev1alpha1.ReasonRotationNotPossible, message)
 			return nil
 		}
-		r.markCredentialsReady(p, &secret, ReasonCredentialsFound, fmt.Sprintf("using Secret %q provided by the user", name))
+		r.markCredentialsReady(p, &secret, hookgatev1alpha1.ReasonCredentialsFound, fmt.Sprintf("using Secret %q provided by the user", name))
 		return nil
 	}
 
 	updated := secret.DeepCopy()
 	changed := false
-	if len(updated.Data[SecretKeyAPIKey]) == 0 || len(updated.Data[SecretKeySigningSecret]) == 0 {
+	if len(updated.Data[hookgatev1alpha1.SecretKeyAPIKey]) == 0 || len(updated.Data[hookgatev1alpha1.SecretKeySigningSecret]) == 0 {
 		// Someone emptied the operator's own Secret: make it whole again.
 		if err := fillCredentials(updated); err != nil {
 			return err
@@ -145,7 +143,7 @@ func (r *PartnerReconciler) reconcileCredentials(ctx context.Context, p *hookgat
 			return err
 		}
 	}
-	r.markCredentialsReady(p, updated, ReasonCredentialsCreated, fmt.Sprintf("credentials in Secret %q", name))
+	r.markCredentialsReady(p, updated, hookgatev1alpha1.ReasonCredentialsCreated, fmt.Sprintf("credentials in Secret %q", name))
 	return nil
 }
 
@@ -171,17 +169,15 @@ func (r *PartnerReconciler) createCredentials(ctx context.Context, p *hookgatev1
 		// AlreadyExists: the cache had not seen it yet; the watch brings us back.
 		return err
 	}
-	r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, ReasonCredentialsCreated, "Create", "created credentials Secret %q", name)
-	r.markCredentialsReady(p, secret, ReasonCredentialsCreated, fmt.Sprintf("credentials in Secret %q", name))
+	r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, hookgatev1alpha1.ReasonCredentialsCreated, "Create", "created credentials Secret %q", name)
+	r.markCredentialsReady(p, secret, hookgatev1alpha1.ReasonCredentialsCreated, fmt.Sprintf("credentials in Secret %q", name))
 	return nil
 }
 
 func (r *PartnerReconciler) markCredentialsReady(p *hookgatev1alpha1.Partner, secret *corev1.Secret, reason, message string) {
-	key := string(secret.Data[SecretKeyAPIKey])
+	key := string(secret.Data[hookgatev1alpha1.SecretKeyAPIKey])
 	p.Status.APIKeyPrefix = key[:min(8, len(key))]
-	if setCondition(&p.Status.Conditions, p.Generation, hookgatev1alpha1.ConditionCredentialsReady, true, reason, message) && reason == ReasonRotationNotPossible {
-		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reason, "Reconcile", "%s", message)
-	}
+	r.setCondition(p, hookgatev1alpha1.ConditionCredentialsReady, true, reason, message)
 }
 
 func fillCredentials(s *corev1.Secret) error {
@@ -196,8 +192,8 @@ func fillCredentials(s *corev1.Secret) error {
 	if s.Data == nil {
 		s.Data = map[string][]byte{}
 	}
-	s.Data[SecretKeyAPIKey] = []byte(apiKey)
-	s.Data[SecretKeySigningSecret] = []byte(signing)
+	s.Data[hookgatev1alpha1.SecretKeyAPIKey] = []byte(apiKey)
+	s.Data[hookgatev1alpha1.SecretKeySigningSecret] = []byte(signing)
 	return nil
 }
 
@@ -208,8 +204,8 @@ func rotate(s *corev1.Secret, token string, grace time.Duration, now time.Time) 
 	}
 	dropPrevious(s)
 	if grace > 0 {
-		s.Data[SecretKeyPreviousAPIKey] = s.Data[SecretKeyAPIKey]
-		s.Data[SecretKeyPreviousSigningSecret] = s.Data[SecretKeySigningSecret]
+		s.Data[hookgatev1alpha1.SecretKeyPreviousAPIKey] = s.Data[hookgatev1alpha1.SecretKeyAPIKey]
+		s.Data[hookgatev1alpha1.SecretKeyPreviousSigningSecret] = s.Data[hookgatev1alpha1.SecretKeySigningSecret]
 		s.Annotations[annotationPreviousNotAfter] = now.Add(grace).UTC().Format(time.RFC3339Nano)
 	}
 	s.Annotations[annotationRotationHandled] = token
@@ -217,8 +213,8 @@ func rotate(s *corev1.Secret, token string, grace time.Duration, now time.Time) 
 }
 
 func dropPrevious(s *corev1.Secret) {
-	delete(s.Data, SecretKeyPreviousAPIKey)
-	delete(s.Data, SecretKeyPreviousSigningSecret)
+	delete(s.Data, hookgatev1alpha1.SecretKeyPreviousAPIKey)
+	delete(s.Data, hookgatev1alpha1.SecretKeyPreviousSigningSecret)
 	delete(s.Annotations, annotationPreviousNotAfter)
 }
 

@@ -15,21 +15,6 @@ import (
 	"github.com/hookgate/hookgate/internal/routing"
 )
 
-// Condition reasons for resources that cannot be served yet.
-const (
-	ReasonSecretNotFound      = "SecretNotFound"
-	ReasonSecretKeyMissing    = "SecretKeyMissing"
-	ReasonPartnerNotFound     = "PartnerNotFound"
-	ReasonPartnerNotReady     = "PartnerNotReady"
-	ReasonServiceNotFound     = "ServiceNotFound"
-	ReasonServicePortNotFound = "ServicePortNotFound"
-	ReasonCredentialsNotReady = "CredentialsNotReady"
-	ReasonPublishing          = "Publishing"
-	ReasonRotationNotPossible = "RotationNotPossible"
-	ReasonCredentialsCreated  = "CredentialsCreated"
-	ReasonCredentialsFound    = "CredentialsFound"
-)
-
 // Field index names.
 const (
 	indexEndpointPath    = "hookgate.io/endpoint-path"
@@ -44,13 +29,13 @@ func resolvePartner(ctx context.Context, r client.Reader, p *hookgatev1alpha1.Pa
 	name := p.CredentialsSecretName()
 	if err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: name}, &secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &problem{ReasonSecretNotFound, fmt.Sprintf("credentials Secret %q does not exist yet", name)}
+			return nil, &problem{hookgatev1alpha1.ReasonSecretNotFound, fmt.Sprintf("credentials Secret %q does not exist yet", name)}
 		}
 		return nil, err
 	}
-	apiKey, signing := string(secret.Data[SecretKeyAPIKey]), string(secret.Data[SecretKeySigningSecret])
+	apiKey, signing := string(secret.Data[hookgatev1alpha1.SecretKeyAPIKey]), string(secret.Data[hookgatev1alpha1.SecretKeySigningSecret])
 	if apiKey == "" || signing == "" {
-		return nil, &problem{ReasonSecretKeyMissing, fmt.Sprintf("Secret %q needs non-empty keys %q and %q", name, SecretKeyAPIKey, SecretKeySigningSecret)}
+		return nil, &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q needs non-empty keys %q and %q", name, hookgatev1alpha1.SecretKeyAPIKey, hookgatev1alpha1.SecretKeySigningSecret)}
 	}
 	entry := &routing.Partner{
 		Namespace: p.Namespace, Name: p.Name, UID: string(p.UID),
@@ -59,7 +44,7 @@ func resolvePartner(ctx context.Context, r client.Reader, p *hookgatev1alpha1.Pa
 		IPAllowlist: p.Spec.IPAllowlist,
 	}
 	if notAfter, ok := previousNotAfter(&secret); ok && now.Before(notAfter) {
-		prevKey, prevSigning := string(secret.Data[SecretKeyPreviousAPIKey]), string(secret.Data[SecretKeyPreviousSigningSecret])
+		prevKey, prevSigning := string(secret.Data[hookgatev1alpha1.SecretKeyPreviousAPIKey]), string(secret.Data[hookgatev1alpha1.SecretKeyPreviousSigningSecret])
 		if prevKey != "" && prevSigning != "" {
 			entry.Credentials = append(entry.Credentials, routing.Credential{
 				APIKeySHA256: routing.HashAPIKey(prevKey), SigningSecret: prevSigning, NotAfter: &notAfter,
@@ -97,7 +82,7 @@ func resolveEndpoint(ctx context.Context, r client.Reader, e *hookgatev1alpha1.W
 		var p hookgatev1alpha1.Partner
 		if err := r.Get(ctx, types.NamespacedName{Namespace: e.Namespace, Name: name}, &p); err != nil {
 			if apierrors.IsNotFound(err) {
-				return nil, &problem{ReasonPartnerNotFound, fmt.Sprintf("Partner %q listed in spec.partners does not exist", name)}
+				return nil, &problem{hookgatev1alpha1.ReasonPartnerNotFound, fmt.Sprintf("Partner %q listed in spec.partners does not exist", name)}
 			}
 			return nil, err
 		}
@@ -110,7 +95,7 @@ func resolveEndpoint(ctx context.Context, r client.Reader, e *hookgatev1alpha1.W
 		MaxBodyBytes: orDefault(e.Spec.MaxBodyBytes, 1<<20),
 		Paused:       e.Spec.Paused,
 		Verification: routing.Verification{
-			Type:      string(orDefault(v.Type, hookgatev1alpha1.VerificationPartnerHMAC)),
+			Type:      v.Type.Effective(),
 			Tolerance: durationOr(v.Tolerance, 5*time.Minute),
 		},
 		Retry: routing.Retry{
@@ -123,7 +108,7 @@ func resolveEndpoint(ctx context.Context, r client.Reader, e *hookgatev1alpha1.W
 		entry.Annotations = map[string]string{hookgatev1alpha1.AnnotationRedeliverFailed: token}
 	}
 	if v.SecretRef != nil {
-		secret, err := secretValue(ctx, r, e.Namespace, v.SecretRef.Name, orDefault(v.SecretRef.Key, "secret"))
+		secret, err := secretValue(ctx, r, e.Namespace, v.SecretRef.Name, orDefault(v.SecretRef.Key, hookgatev1alpha1.SecretKeyDefault))
 		if err != nil {
 			return nil, err
 		}
@@ -163,7 +148,7 @@ func resolveDestination(ctx context.Context, r client.Reader, e *hookgatev1alpha
 		var svc corev1.Service
 		if err := r.Get(ctx, types.NamespacedName{Namespace: e.Namespace, Name: s.Name}, &svc); err != nil {
 			if apierrors.IsNotFound(err) {
-				return nil, &problem{ReasonServiceNotFound, fmt.Sprintf("destination Service %q does not exist", s.Name)}
+				return nil, &problem{hookgatev1alpha1.ReasonServiceNotFound, fmt.Sprintf("destination Service %q does not exist", s.Name)}
 			}
 			return nil, err
 		}
@@ -172,12 +157,12 @@ func resolveDestination(ctx context.Context, r client.Reader, e *hookgatev1alpha
 			found = found || p.Port == s.Port
 		}
 		if !found {
-			return nil, &problem{ReasonServicePortNotFound, fmt.Sprintf("destination Service %q has no port %d", s.Name, s.Port)}
+			return nil, &problem{hookgatev1alpha1.ReasonServicePortNotFound, fmt.Sprintf("destination Service %q has no port %d", s.Name, s.Port)}
 		}
 		dest.URL = fmt.Sprintf("http://%s.%s.svc:%d%s", s.Name, e.Namespace, s.Port, orDefault(s.Path, "/"))
 	}
 	if orDefault(d.Signing, hookgatev1alpha1.DestinationSigningStandardWebhooks) == hookgatev1alpha1.DestinationSigningStandardWebhooks {
-		secret, err := secretValue(ctx, r, e.Namespace, e.SigningSecretName(), SecretKeyDestinationSigning)
+		secret, err := secretValue(ctx, r, e.Namespace, e.SigningSecretName(), hookgatev1alpha1.SecretKeyDefault)
 		if err != nil {
 			return nil, err
 		}
@@ -190,13 +175,13 @@ func secretValue(ctx context.Context, r client.Reader, namespace, name, key stri
 	var secret corev1.Secret
 	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", &problem{ReasonSecretNotFound, fmt.Sprintf("Secret %q does not exist", name)}
+			return "", &problem{hookgatev1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %q does not exist", name)}
 		}
 		return "", err
 	}
 	v := secret.Data[key]
 	if len(v) == 0 {
-		return "", &problem{ReasonSecretKeyMissing, fmt.Sprintf("Secret %q has no key %q", name, key)}
+		return "", &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q has no key %q", name, key)}
 	}
 	return string(v), nil
 }

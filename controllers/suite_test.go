@@ -70,11 +70,9 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "FAIL: receiver identity:", err)
 		return 1
 	}
-	mgr, pub, err := controllers.NewManager(&cfg, cluster.Scheme, controllers.Options{
-		ReceiverNamespace:      receiverNamespace,
-		MetricsBindAddress:     "0",
-		HealthProbeBindAddress: "0",
-	})
+	opts := controllers.DefaultOptions()
+	opts.ReceiverNamespace, opts.MetricsBindAddress, opts.HealthProbeBindAddress = receiverNamespace, "0", "0"
+	mgr, pub, err := controllers.NewManager(&cfg, cluster.Scheme, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: operator:", err)
 		return 1
@@ -198,16 +196,22 @@ type receiver struct {
 	holder *routing.Holder
 	cancel context.CancelFunc
 	done   chan struct{}
+	dir    string
 }
 
 func startReceiver(t *testing.T, identity string) *receiver {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &receiver{holder: routing.NewHolder(), cancel: cancel, done: make(chan struct{})}
+	// The receiver may outlive the step that started it, so its cache is not in t.TempDir.
+	dir, err := os.MkdirTemp("", "hookgate-test-receiver-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{holder: routing.NewHolder(), cancel: cancel, done: make(chan struct{}), dir: dir}
 	log := ctrl.Log.WithName("test-receiver").WithValues("identity", identity)
 	watcher := &routing.SecretWatcher{
 		Client: receiverClientset, Namespace: receiverNamespace, Name: routing.DefaultSecretName,
-		Holder: r.holder, Cache: &routing.DiskCache{Path: filepath.Join(t.TempDir(), "routing.json.gz")}, Log: log,
+		Holder: r.holder, Cache: &routing.DiskCache{Path: filepath.Join(dir, "routing.json.gz")}, Log: log,
 	}
 	reporter := &routing.LeaseReporter{Client: receiverClientset, Namespace: receiverNamespace, Identity: identity, Holder: r.holder, Log: log}
 	go func() { _ = watcher.Start(ctx) }()
@@ -218,6 +222,7 @@ func startReceiver(t *testing.T, identity string) *receiver {
 func (r *receiver) stop() {
 	r.cancel()
 	<-r.done
+	_ = os.RemoveAll(r.dir)
 }
 
 // updatePartner applies mutate to the latest copy, retrying on conflicts with the

@@ -62,7 +62,7 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, e *hookgatev1
 		}
 	}
 	if entry == nil {
-		r.setReady(e, false, ReasonPublishing, "waiting for the endpoint to enter the routing table (every partner it names must be ready)")
+		r.setReady(e, false, hookgatev1alpha1.ReasonPublishing, "waiting for the endpoint to enter the routing table (every partner it names must be ready)")
 		return ctrl.Result{}, nil
 	}
 	ready, reason, message, err := r.Publisher.readiness(ctx, entry.Rev)
@@ -77,9 +77,7 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, e *hookgatev1
 }
 
 func (r *WebhookEndpointReconciler) setReady(e *hookgatev1alpha1.WebhookEndpoint, ok bool, reason, message string) {
-	if setCondition(&e.Status.Conditions, e.Generation, hookgatev1alpha1.ConditionReady, ok, reason, message) && !ok && reason != ReasonPublishing && reason != hookgatev1alpha1.ReasonWaitingForReceiver {
-		r.Recorder.Eventf(e, nil, corev1.EventTypeWarning, reason, "Reconcile", "%s", message)
-	}
+	setCondition(r.Recorder, e, &e.Status.Conditions, hookgatev1alpha1.ConditionReady, ok, reason, message)
 }
 
 // ensureSigningSecret creates <name>-signing when deliveries are signed and it is absent.
@@ -106,7 +104,7 @@ func (r *WebhookEndpointReconciler) ensureSigningSecret(ctx context.Context, e *
 			},
 		},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{SecretKeyDestinationSigning: []byte(value)},
+		Data: map[string][]byte{hookgatev1alpha1.SecretKeyDefault: []byte(value)},
 	}
 	if err := controllerutil.SetControllerReference(e, &secret, r.Client.Scheme()); err != nil {
 		return err

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the envtest control-plane binaries (kube-apiserver, etcd, kubectl) from their Go
 # modules, because the Go module proxy is the only source of binaries on our machines
-# (see DESIGN §8), plus kube-controller-manager, whose garbage collector the tests run to
+# (docs/operations.md), plus kube-controller-manager, whose garbage collector the tests run to
 # show that owner references really delete what a Partner owns. The result goes into the standard envtest asset directory and is reused:
 # a second run returns at once. Prints the asset directory on stdout; progress goes to stderr.
 set -euo pipefail

@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver/store"
 )
@@ -46,11 +47,11 @@ func childReceiver() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err := Run(ctx, Options{
-		RoutingFile: os.Getenv("HOOKGATE_TEST_ROUTING"), DataDir: os.Getenv("HOOKGATE_TEST_DATA"),
-		Listen: "127.0.0.1:0", ProbeListen: "127.0.0.1:0", StoreRetention: time.Hour, Log: logr.Discard(),
-		Ready: func(webhook, probe string) { fmt.Printf("READY %s %s\n", webhook, probe) },
-	})
+	opts := DefaultOptions()
+	opts.RoutingFile, opts.DataDir = os.Getenv("HOOKGATE_TEST_ROUTING"), os.Getenv("HOOKGATE_TEST_DATA")
+	opts.Listen, opts.ProbeListen, opts.StoreRetention, opts.Log = "127.0.0.1:0", "127.0.0.1:0", time.Hour, logr.Discard()
+	opts.Ready = func(webhook, probe string) { fmt.Printf("READY %s %s\n", webhook, probe) }
+	err := Run(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "receiver:", err)
 		return 1
@@ -113,7 +114,7 @@ func crashTable(apiKey, secret string) *routing.Table {
 			Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: secret}}}},
 		Endpoints: []routing.Endpoint{{
 			Namespace: "p", Name: "events", Path: "/api/webhooks/events",
-			Verification: routing.Verification{Type: "PartnerHMAC", Tolerance: routing.Duration(5 * time.Minute)},
+			Verification: routing.Verification{Type: hookgatev1alpha1.VerificationPartnerHMAC, Tolerance: routing.Duration(5 * time.Minute)},
 			Idempotency:  routing.Idempotency{Window: routing.Duration(72 * time.Hour)},
 			MaxBodyBytes: 1 << 20,
 			Destination:  &routing.Destination{URL: "http://127.0.0.1:9/", Timeout: routing.Duration(time.Second)},

@@ -20,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 )
 
@@ -47,7 +48,7 @@ const (
 	fixtureNamespace = "partners"
 )
 
-// fixture is a routing table with a partner or endpoint for every case of DESIGN §5,
+// fixture is a routing table with a partner or endpoint for every case of the HTTP contract (docs/reference.md),
 // plus the keys to sign with.
 type fixture struct {
 	table      *routing.Table
@@ -96,7 +97,7 @@ func newFixture(t testing.TB) *fixture {
 			{Namespace: "elsewhere", Name: "foreign", Credentials: []routing.Credential{cred(foreignKey, foreignSecret, nil)}},
 		},
 	}
-	endpoint := func(name, typ string, mutate func(*routing.Endpoint)) {
+	endpoint := func(name string, typ hookgatev1alpha1.VerificationType, mutate func(*routing.Endpoint)) {
 		e := routing.Endpoint{
 			Namespace: ns, Name: name, Path: "/api/webhooks/" + name,
 			Verification: routing.Verification{Type: typ, Tolerance: routing.Duration(5 * time.Minute)},
@@ -104,7 +105,7 @@ func newFixture(t testing.TB) *fixture {
 			MaxBodyBytes: 1 << 20,
 			Retry:        routing.Retry{MaxAttempts: 12, InitialBackoff: routing.Duration(5 * time.Second), MaxBackoff: routing.Duration(time.Hour)},
 		}
-		if typ != "PartnerHMAC" && typ != "APIKey" {
+		if !typ.UsesPartnerCredentials() {
 			e.Partners = []string{"acme"}
 			e.Verification.Secret = endpointSecret
 		}
@@ -113,30 +114,30 @@ func newFixture(t testing.TB) *fixture {
 		}
 		f.table.Endpoints = append(f.table.Endpoints, e)
 	}
-	endpoint("events", "PartnerHMAC", func(e *routing.Endpoint) {
+	endpoint("events", hookgatev1alpha1.VerificationPartnerHMAC, func(e *routing.Endpoint) {
 		e.EventTypes = []string{"order.*", "customer.created"}
 		e.MaxBodyBytes = 4096
 		e.Destination = &routing.Destination{URL: "http://127.0.0.1:9/never", Timeout: routing.Duration(time.Second)}
 		// Paused: events stay Queued, so that the answers below are predictable.
 		e.Paused = true
 	})
-	endpoint("stored", "PartnerHMAC", nil)
-	endpoint("restricted", "PartnerHMAC", func(e *routing.Endpoint) { e.Partners = []string{"acme"} })
-	endpoint("apikey", "APIKey", nil)
-	endpoint("standard", "StandardWebhooks", func(e *routing.Endpoint) { e.Verification.Secret = standardSecret })
-	endpoint("hmac", "HMAC", func(e *routing.Endpoint) {
+	endpoint("stored", hookgatev1alpha1.VerificationPartnerHMAC, nil)
+	endpoint("restricted", hookgatev1alpha1.VerificationPartnerHMAC, func(e *routing.Endpoint) { e.Partners = []string{"acme"} })
+	endpoint("apikey", hookgatev1alpha1.VerificationAPIKey, nil)
+	endpoint("standard", hookgatev1alpha1.VerificationStandardWebhooks, func(e *routing.Endpoint) { e.Verification.Secret = standardSecret })
+	endpoint("hmac", hookgatev1alpha1.VerificationHMAC, func(e *routing.Endpoint) {
 		e.Verification.Header, e.Verification.Prefix, e.Verification.Encoding = "X-Sig", "sha256=", "hex"
 		e.Verification.SignedContent, e.Verification.TimestampHeader = "{timestamp}.{body}", "X-Ts"
 	})
-	endpoint("stripe", "Stripe", nil)
-	endpoint("github", "GitHub", nil)
-	endpoint("slack", "Slack", nil)
-	endpoint("shopify", "Shopify", nil)
-	endpoint("rsa", "RSASignature", func(e *routing.Endpoint) {
+	endpoint("stripe", hookgatev1alpha1.VerificationStripe, nil)
+	endpoint("github", hookgatev1alpha1.VerificationGitHub, nil)
+	endpoint("slack", hookgatev1alpha1.VerificationSlack, nil)
+	endpoint("shopify", hookgatev1alpha1.VerificationShopify, nil)
+	endpoint("rsa", hookgatev1alpha1.VerificationRSASignature, func(e *routing.Endpoint) {
 		e.Verification.Header = "X-Signature"
 		e.Verification.Secret = base64.StdEncoding.EncodeToString(der)
 	})
-	endpoint("jwt", "JWT", func(e *routing.Endpoint) {
+	endpoint("jwt", hookgatev1alpha1.VerificationJWT, func(e *routing.Endpoint) {
 		e.Verification.Secret = ""
 		e.Verification.JWKSURL, e.Verification.Issuer, e.Verification.Audience = f.jwks.URL, jwtIssuer, jwtAudience
 	})

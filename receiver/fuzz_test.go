@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/verify"
 )
 
 func FuzzParseEvent(f *testing.F) {
@@ -14,12 +16,13 @@ func FuzzParseEvent(f *testing.F) {
 	f.Add([]byte(`[1,2]`), "")
 	f.Add([]byte(`{"id":12345678901234567890}{}`), "")
 	f.Fuzz(func(t *testing.T, body []byte, header string) {
-		for _, typ := range []string{"PartnerHMAC", "Slack", "Stripe", "GitHub"} {
+		for _, typ := range hookgatev1alpha1.VerificationTypes {
+			scheme, _ := verify.Lookup(typ)
 			ep := &routing.Endpoint{Verification: routing.Verification{Type: typ}, EventTypes: []string{"order.*"},
 				Idempotency: routing.Idempotency{JSONPath: "data.id"}}
 			h := http.Header{}
 			h.Set("X-Pps-Topic", header)
-			ev, rej := parseEvent(ep, h, body)
+			ev, rej := parseEvent(ep, scheme, h, body)
 			if rej == nil && (len(ev.id) > maxEventIDLength || !typeAllowed(ep.EventTypes, ev.typ)) {
 				t.Fatalf("accepted id %q type %q", ev.id, ev.typ)
 			}
@@ -65,7 +68,7 @@ func FuzzRoutingFile(f *testing.F) {
 		if err != nil {
 			return
 		}
-		rt := compileRoutes(table)
+		rt := compileRoutes(table, verify.Env{})
 		for _, e := range table.Endpoints {
 			if _, ok := rt.table.EndpointByPath(e.Path); !ok {
 				t.Fatalf("endpoint %q not routable", e.Path)

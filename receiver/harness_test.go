@@ -74,17 +74,14 @@ func startTestReceiver(t testing.TB, table *routing.Table, configure func(*Optio
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "time"
 	ready := make(chan struct{})
-	opts := Options{
-		RoutingFile: writeRoutingFile(t, dir, table),
-		Listen:      "127.0.0.1:0", ProbeListen: "127.0.0.1:0",
-		DataDir:        r.dataDir,
-		StoreRetention: 7 * 24 * time.Hour,
-		Log:            testr.NewWithInterface(t, testr.Options{Verbosity: 0}),
-		AuditLog:       zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), r.audit, zapcore.InfoLevel)).Named("audit"),
-		Ready: func(webhook, probe string) {
-			r.url, r.probeURL = "http://"+webhook, "http://"+probe
-			close(ready)
-		},
+	opts := DefaultOptions()
+	opts.RoutingFile = writeRoutingFile(t, dir, table)
+	opts.Listen, opts.ProbeListen, opts.DataDir = "127.0.0.1:0", "127.0.0.1:0", r.dataDir
+	opts.Log = testr.NewWithInterface(t, testr.Options{Verbosity: 0})
+	opts.AuditLog = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), r.audit, zapcore.InfoLevel)).Named("audit")
+	opts.Ready = func(webhook, probe string) {
+		r.url, r.probeURL = "http://"+webhook, "http://"+probe
+		close(ready)
 	}
 	if configure != nil {
 		configure(&opts)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/verify"
 )
 
 // parsedEvent is what the pipeline needs from a body: the partner's id and the type.
@@ -17,15 +18,15 @@ type parsedEvent struct {
 }
 
 // parseEvent checks that the body is a JSON object, finds the event id and type where
-// the endpoint's verification type puts them (DESIGN §3), and checks the type.
-func parseEvent(ep *routing.Endpoint, h http.Header, body []byte) (parsedEvent, *rejection) {
+// the endpoint's verification scheme puts them (docs/reference.md), and checks the type.
+func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body []byte) (parsedEvent, *rejection) {
 	var doc map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil || doc == nil || dec.More() {
 		return parsedEvent{}, reject(http.StatusBadRequest, "invalid_json", "Bad request", "the body must be one JSON object")
 	}
-	ev := parsedEvent{id: eventID(ep, h, doc), typ: eventType(ep, h, doc)}
+	ev := parsedEvent{id: eventID(ep, scheme, h, doc), typ: firstValue(scheme.EventType, h, doc)}
 	if len(ev.id) > maxEventIDLength {
 		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id is longer than "+itoa(maxEventIDLength)+" characters")
 	}
@@ -38,38 +39,30 @@ func parseEvent(ep *routing.Endpoint, h http.Header, body []byte) (parsedEvent, 
 	return ev, nil
 }
 
-func eventID(ep *routing.Endpoint, h http.Header, doc map[string]any) string {
-	if ep.Idempotency.Header != "" {
+func eventID(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, doc map[string]any) string {
+	switch {
+	case ep.Idempotency.Header != "":
 		return h.Get(ep.Idempotency.Header)
-	}
-	if ep.Idempotency.JSONPath != "" {
+	case ep.Idempotency.JSONPath != "":
 		return scalar(lookup(doc, ep.Idempotency.JSONPath))
 	}
-	switch ep.Verification.Type {
-	case "StandardWebhooks":
-		return h.Get("Webhook-Id")
-	case "Stripe":
-		return scalar(doc["id"])
-	case "GitHub":
-		return h.Get("X-GitHub-Delivery")
-	case "Shopify":
-		return h.Get("X-Shopify-Webhook-Id")
-	case "Slack":
-		return scalar(doc["event_id"])
-	}
-	return firstOf(scalar(doc["id"]), h.Get("Webhook-Id"), h.Get("X-Pps-Webhook-Id"))
+	return firstValue(scheme.EventID, h, doc)
 }
 
-func eventType(ep *routing.Endpoint, h http.Header, doc map[string]any) string {
-	switch ep.Verification.Type {
-	case "GitHub":
-		return h.Get("X-GitHub-Event")
-	case "Shopify":
-		return h.Get("X-Shopify-Topic")
-	case "Slack":
-		return scalar(lookup(doc, "event.type"))
+// firstValue is the first of sources that has a value.
+func firstValue(sources []verify.Source, h http.Header, doc map[string]any) string {
+	for _, src := range sources {
+		var v string
+		if src.Header != "" {
+			v = h.Get(src.Header)
+		} else {
+			v = scalar(lookup(doc, src.JSONPath))
+		}
+		if v != "" {
+			return v
+		}
 	}
-	return firstOf(scalar(doc["type"]), h.Get("X-Pps-Topic"))
+	return ""
 }
 
 // lookup follows a dotted path ("data.id", optionally "$." first) through objects.
@@ -93,15 +86,6 @@ func scalar(v any) string {
 		return t
 	case json.Number:
 		return t.String()
-	}
-	return ""
-}
-
-func firstOf(values ...string) string {
-	for _, v := range values {
-		if v != "" {
-			return v
-		}
 	}
 	return ""
 }

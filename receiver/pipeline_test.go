@@ -10,7 +10,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// TestPipelineOutcomes sends one request per outcome of DESIGN §5 to a real receiver over
+// TestPipelineOutcomes sends one request per outcome of the HTTP contract (docs/reference.md) to a real receiver over
 // real HTTP and checks the status code and the JSON body.
 func TestPipelineOutcomes(t *testing.T) {
 	f := newFixture(t)

@@ -11,7 +11,7 @@ import (
 	"github.com/hookgate/hookgate/internal/routing"
 )
 
-// Defaults when a Partner sets no rate limit (DESIGN §3).
+// Defaults when a Partner sets no rate limit (docs/reference.md).
 const (
 	defaultRequestsPerSecond = 100
 	defaultBurst             = 200

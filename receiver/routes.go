@@ -1,7 +1,6 @@
 package receiver
 
 import (
-	"crypto/rsa"
 	"net/netip"
 	"sync/atomic"
 
@@ -10,15 +9,22 @@ import (
 )
 
 // routes is a routing table with what the hot path needs already parsed: allowlists and
-// RSA keys. It is built once per loaded table.
+// each endpoint's verification scheme and prepared verifier. It is built once per
+// loaded table.
 type routes struct {
 	table     *routing.Table
 	allowlist map[string][]netip.Prefix // by partner key; absent: any address
-	rsaKeys   map[string]*rsa.PublicKey // by endpoint key
+	auth      map[string]endpointAuth   // by endpoint key; absent: unknown scheme
 }
 
-func compileRoutes(t *routing.Table) *routes {
-	r := &routes{table: t, allowlist: map[string][]netip.Prefix{}, rsaKeys: map[string]*rsa.PublicKey{}}
+// endpointAuth is how one endpoint authenticates.
+type endpointAuth struct {
+	scheme   *verify.Scheme
+	verifier verify.Verifier
+}
+
+func compileRoutes(t *routing.Table, env verify.Env) *routes {
+	r := &routes{table: t, allowlist: map[string][]netip.Prefix{}, auth: map[string]endpointAuth{}}
 	for _, p := range t.Partners {
 		if len(p.IPAllowlist) == 0 {
 			continue
@@ -32,12 +38,17 @@ func compileRoutes(t *routing.Table) *routes {
 		// An allowlist whose entries all fail to parse admits nobody, not everybody.
 		r.allowlist[routing.Key(p.Namespace, p.Name)] = prefixes
 	}
-	for _, e := range t.Endpoints {
-		if e.Verification.Type == "RSASignature" {
-			if key, err := verify.ParseRSAPublicKey(e.Verification.Secret); err == nil {
-				r.rsaKeys[routing.Key(e.Namespace, e.Name)] = key
-			}
+	for i := range t.Endpoints {
+		e := &t.Endpoints[i]
+		scheme, ok := verify.Lookup(e.Verification.Type)
+		if !ok {
+			continue
 		}
+		verifier, err := scheme.Prepare(e, env)
+		if err != nil {
+			verifier = verify.Unavailable()
+		}
+		r.auth[routing.Key(e.Namespace, e.Name)] = endpointAuth{scheme: scheme, verifier: verifier}
 	}
 	return r
 }
@@ -46,6 +57,7 @@ func compileRoutes(t *routing.Table) *routes {
 // a lock; two that see a new table at once may both compile it, and either result is right.
 type routeCache struct {
 	holder *routing.Holder
+	env    verify.Env
 	cur    atomic.Pointer[routes]
 }
 
@@ -57,7 +69,7 @@ func (c *routeCache) get() *routes {
 	if r := c.cur.Load(); r != nil && r.table == t {
 		return r
 	}
-	r := compileRoutes(t)
+	r := compileRoutes(t, c.env)
 	c.cur.Store(r)
 	return r
 }

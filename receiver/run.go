@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
@@ -26,57 +23,18 @@ import (
 	"github.com/hookgate/hookgate/receiver/store"
 )
 
-// Options configure `hookgate receiver` (DESIGN §9).
-type Options struct {
-	Namespace             string
-	RoutingSecret         string
-	RoutingFile           string
-	Listen                string
-	ProbeListen           string
-	DataDir               string
-	TrustedProxies        []netip.Prefix
-	EventRetention        time.Duration
-	StoreRetention        time.Duration
-	MaxEventsPerNamespace int
-	// AllowLinkLocalDestinations lets deliveries reach link-local addresses.
-	AllowLinkLocalDestinations bool
-	// DeliveryWorkers bounds concurrent deliveries (default 128).
-	DeliveryWorkers int
-	// ShutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
-	ShutdownTimeout time.Duration
-	// KubeConfig is the cluster connection: the routing table (unless RoutingFile is
-	// set) and the WebhookEvent status view. Without it the receiver runs standalone.
-	KubeConfig *rest.Config
-	Identity   string
-	Log        logr.Logger
-	AuditLog   *zap.Logger
-	// Registry takes the receiver's metrics and serves them on /metrics.
-	Registry Registry
-	// Ready, when set, receives the bound webhook and probe addresses once serving.
-	Ready func(webhook, probe string)
-}
-
-// Registry registers and gathers metrics.
-type Registry interface {
-	prometheus.Registerer
-	prometheus.Gatherer
-}
-
 // Run serves until ctx ends, then shuts down gracefully: stop accepting, finish in-flight
 // requests, close the store.
 func Run(ctx context.Context, opts Options) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
 	if opts.RoutingFile == "" && opts.KubeConfig == nil {
 		return errors.New("either --routing-file or a cluster connection (KUBECONFIG or in-cluster) is needed")
 	}
-	if opts.RoutingFile == "" && opts.Namespace == "" {
-		return errors.New("--namespace is required when loading the routing table from the cluster")
-	}
-	if opts.RoutingSecret == "" {
-		opts.RoutingSecret = routing.DefaultSecretName
-	}
-	if opts.ShutdownTimeout <= 0 {
-		opts.ShutdownTimeout = 25 * time.Second
-	}
+	opts.Log.V(1).Info("starting", "listen", opts.Listen, "probeListen", opts.ProbeListen, "dataDir", opts.DataDir,
+		"routingFile", opts.RoutingFile, "namespace", opts.Namespace, "routingSecret", opts.RoutingSecret,
+		"deliveryWorkers", opts.DeliveryWorkers, "storeRetention", opts.StoreRetention, "eventRetention", opts.EventRetention)
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 )
 
@@ -31,7 +32,7 @@ func TestSeedExamples(t *testing.T) {
 		Partners: []routing.Partner{{Namespace: "partners", Name: "acme", Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: secret}}}},
 		Endpoints: []routing.Endpoint{{
 			Namespace: "partners", Name: "events", Path: "/api/webhooks/events",
-			Verification: routing.Verification{Type: "PartnerHMAC", Tolerance: routing.Duration(5 * time.Minute)},
+			Verification: routing.Verification{Type: hookgatev1alpha1.VerificationPartnerHMAC, Tolerance: routing.Duration(5 * time.Minute)},
 			Idempotency:  routing.Idempotency{Window: routing.Duration(72 * time.Hour)},
 			MaxBodyBytes: 1 << 20,
 			Destination:  &routing.Destination{URL: "http://127.0.0.1:9/", Timeout: routing.Duration(time.Second)},

@@ -23,7 +23,7 @@ import (
 	"github.com/hookgate/hookgate/receiver/verify"
 )
 
-// Paths of the webhook port (DESIGN §5).
+// Paths of the webhook port (docs/reference.md).
 const (
 	pathPrefix = "/api/webhooks/"
 	pathStatus = "/api/webhooks/status"
@@ -35,7 +35,6 @@ type Server struct {
 	store          store.Store
 	routes         *routeCache
 	trustedProxies []netip.Prefix
-	jwks           *verify.JWKSCache
 	limiter        *rateLimiter
 	auditLog       *zap.Logger
 	metrics        *Metrics
@@ -70,8 +69,8 @@ func NewServer(cfg Config) *Server {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}
 	return &Server{
-		store: cfg.Store, routes: &routeCache{holder: cfg.Holder}, trustedProxies: cfg.TrustedProxies,
-		jwks: verify.NewJWKSCache(cfg.JWKSClient), limiter: newRateLimiter(),
+		routes: &routeCache{holder: cfg.Holder, env: verify.Env{JWKS: verify.NewJWKSCache(cfg.JWKSClient)}},
+		store:  cfg.Store, trustedProxies: cfg.TrustedProxies, limiter: newRateLimiter(),
 		auditLog: cfg.AuditLog, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, now: cfg.Now, onStored: cfg.OnStored,
 	}
 }
@@ -113,7 +112,7 @@ type acceptedBody struct {
 	Duplicate bool   `json:"duplicate,omitempty"`
 }
 
-// handleEvent is the ingest pipeline of DESIGN §5, in order: the first step that fails
+// handleEvent is the ingest pipeline (docs/architecture.md), in order: the first step that fails
 // answers. It returns a rejection, or nil once it has answered 2xx.
 func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditRecord) *rejection {
 	now := s.now()
@@ -166,7 +165,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	}
 
 	// 6. parse
-	parsed, rej := parseEvent(ep, r.Header, body)
+	parsed, rej := parseEvent(ep, rt.auth[routing.Key(ep.Namespace, ep.Name)].scheme, r.Header, body)
 	if rej != nil {
 		return rej
 	}

@@ -1,16 +1,62 @@
 package v1alpha1
 
-// Condition types and reasons shared by the controllers, the receiver and the tests.
+// Condition types of Partner and WebhookEndpoint status.
 const (
 	// ConditionReady is True when the resource is fully reconciled and served by a receiver.
 	ConditionReady = "Ready"
 	// ConditionCredentialsReady is True when a Partner's credentials Secret holds usable keys.
 	ConditionCredentialsReady = "CredentialsReady"
+)
 
-	ReasonReconciled         = "Reconciled"
-	ReasonWaitingForReceiver = "WaitingForReceiver"
-	ReasonPathConflict       = "PathConflict"
-	ReasonSuspended          = "Suspended"
+// Condition reasons, as users see them in `kubectl describe` and as Kubernetes Events.
+// docs/reference.md lists what each one asks of the user.
+const (
+	ReasonReconciled          = "Reconciled"
+	ReasonWaitingForReceiver  = "WaitingForReceiver"
+	ReasonPublishing          = "Publishing"
+	ReasonPathConflict        = "PathConflict"
+	ReasonSuspended           = "Suspended"
+	ReasonSecretNotFound      = "SecretNotFound"
+	ReasonSecretKeyMissing    = "SecretKeyMissing"
+	ReasonPartnerNotFound     = "PartnerNotFound"
+	ReasonServiceNotFound     = "ServiceNotFound"
+	ReasonServicePortNotFound = "ServicePortNotFound"
+	ReasonCredentialsNotReady = "CredentialsNotReady"
+	ReasonCredentialsCreated  = "CredentialsCreated"
+	ReasonCredentialsFound    = "CredentialsFound"
+	ReasonRotationNotPossible = "RotationNotPossible"
+)
+
+// transientReasons are the not-ready reasons that resolve by themselves (the operator or
+// a receiver is still catching up); they are not worth a Warning event.
+var transientReasons = map[string]bool{ReasonPublishing: true, ReasonWaitingForReceiver: true}
+
+// WarnsOnCondition reports whether a condition that turned to (ok, reason) deserves a
+// Warning event: a False condition the user has to act on, or a True one that still
+// asks for attention (a rotation that cannot be carried out).
+func WarnsOnCondition(ok bool, reason string) bool {
+	if ok {
+		return reason == ReasonRotationNotPossible
+	}
+	return !transientReasons[reason]
+}
+
+// Keys of the Secrets hookgate reads and writes.
+const (
+	// SecretKeyAPIKey and SecretKeySigningSecret hold a partner's current credentials.
+	SecretKeyAPIKey        = "apiKey"
+	SecretKeySigningSecret = "signingSecret"
+	// SecretKeyPreviousAPIKey and SecretKeyPreviousSigningSecret hold the credentials in
+	// their rotation grace period.
+	SecretKeyPreviousAPIKey        = "previousApiKey"
+	SecretKeyPreviousSigningSecret = "previousSigningSecret"
+	// SecretKeyDefault is the key of an endpoint's <name>-signing Secret, and the default
+	// key of spec.verification.secretRef.
+	SecretKeyDefault = "secret"
+
+	// APIKeyPrefix and SigningSecretPrefix start every credential the operator makes.
+	APIKeyPrefix        = "hgk_"
+	SigningSecretPrefix = "whsec_"
 )
 
 // Labels and annotations of the hookgate.io API.

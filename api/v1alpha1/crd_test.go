@@ -67,7 +67,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 	for _, entry := range entries {
 		name := entry.Name()
 		if strings.HasPrefix(name, "kustomization") {
-			t.Errorf("config/samples must not hold a kustomization file (DESIGN §10): %s", name)
+			t.Errorf("config/samples must not hold a kustomization file (docs/reference.md): %s", name)
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
@@ -77,7 +77,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 			}
 			obj := decode(t, raw)
 			if obj.GetNamespace() != "" {
-				t.Fatalf("sample sets metadata.namespace %q; samples are applied with -n (DESIGN §10)", obj.GetNamespace())
+				t.Fatalf("sample sets metadata.namespace %q; samples are applied with -n (docs/reference.md)", obj.GetNamespace())
 			}
 			obj.SetNamespace(ns)
 			if err := cluster.Client.Create(context.Background(), obj); err != nil {
@@ -95,7 +95,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 	}
 }
 
-// TestSampleDefaults checks that the API server fills in the defaults of DESIGN §3.
+// TestSampleDefaults checks that the API server fills in the defaults docs/reference.md lists.
 func TestSampleDefaults(t *testing.T) {
 	ns := createNamespace(t, "defaults")
 	ctx := context.Background()
@@ -198,7 +198,7 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 	}
 }
 
-// wantColumns are the printer columns of DESIGN §3.
+// wantColumns are the printer columns docs/reference.md lists.
 var wantColumns = map[string][]string{
 	"partners":         {"Ready", "Key", "Rate", "Age"},
 	"webhookendpoints": {"Path", "Verification", "Ready", "Age"},
@@ -258,7 +258,7 @@ func TestKubectlGetPrintsColumns(t *testing.T) {
 			t.Errorf("no header %q for %s in kubectl output", want, plural)
 		}
 	}
-	// Short names of DESIGN §3.
+	// Short names, as docs/reference.md lists them.
 	for _, short := range []string{"whe", "whev"} {
 		if out, err := cluster.RunKubectl(t, "get", short, "-n", ns); err != nil {
 			t.Errorf("kubectl get %s: %v\n%s", short, err, out)

@@ -28,11 +28,37 @@ const (
 	VerificationShopify VerificationType = "Shopify"
 )
 
+// VerificationTypes lists every verification type, in the order of the enum above. A
+// test checks that the enum marker, the CEL rules below and the receiver's schemes agree
+// with it.
+var VerificationTypes = []VerificationType{
+	VerificationPartnerHMAC, VerificationAPIKey, VerificationJWT, VerificationRSASignature,
+	VerificationStandardWebhooks, VerificationHMAC, VerificationStripe, VerificationGitHub,
+	VerificationSlack, VerificationShopify,
+}
+
+// DefaultVerificationType is the type of an endpoint that names none.
+const DefaultVerificationType = VerificationPartnerHMAC
+
 // UsesPartnerCredentials reports whether the type authenticates with the Partner's own
 // API key (and signing secret); every other type uses spec.verification.secretRef and a
 // single named partner.
 func (t VerificationType) UsesPartnerCredentials() bool {
 	return t == "" || t == VerificationPartnerHMAC || t == VerificationAPIKey
+}
+
+// NeedsSecretRef reports whether the type takes its key from spec.verification.secretRef
+// (JWT fetches its keys from jwt.jwksURL instead).
+func (t VerificationType) NeedsSecretRef() bool {
+	return !t.UsesPartnerCredentials() && t != VerificationJWT
+}
+
+// Effective is the type, or the default for an unset one.
+func (t VerificationType) Effective() VerificationType {
+	if t == "" {
+		return DefaultVerificationType
+	}
+	return t
 }
 
 // WebhookEndpointSpec describes one URL partners post events to, and where events go.

@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 )
 
@@ -265,7 +266,7 @@ func table(partners int, destination string) *routing.Table {
 			Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(key), SigningSecret: secret}}})
 	}
 	ep := routing.Endpoint{Namespace: "bench", Name: "events", Path: "/api/webhooks/events", MaxBodyBytes: 1 << 20,
-		Verification: routing.Verification{Type: "PartnerHMAC", Tolerance: routing.Duration(5 * time.Minute)},
+		Verification: routing.Verification{Type: hookgatev1alpha1.VerificationPartnerHMAC, Tolerance: routing.Duration(5 * time.Minute)},
 		Idempotency:  routing.Idempotency{Window: routing.Duration(time.Hour)},
 		Retry:        routing.Retry{MaxAttempts: 12, InitialBackoff: routing.Duration(time.Second), MaxBackoff: routing.Duration(time.Minute)}}
 	if destination != "" {

@@ -10,11 +10,14 @@ import (
 	"encoding/json"
 	"sort"
 	"time"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 )
 
 // FormatVersion of the serialized table. Version 1 is a single gzip'd JSON document under
-// SecretDataKey. A later version may split partners into numbered shards (DESIGN §4); a
-// receiver refuses a format it does not know and keeps serving its last good table.
+// SecretDataKey. A later version may split partners into numbered shards
+// (docs/architecture.md); a receiver refuses a format it does not know and keeps serving
+// its last good table.
 const FormatVersion = 1
 
 // Table is everything a receiver needs to authenticate, authorize and route requests.
@@ -81,8 +84,8 @@ type Endpoint struct {
 
 // Verification is an endpoint's authentication scheme, with its secrets resolved.
 type Verification struct {
-	Type      string   `json:"type"`
-	Tolerance Duration `json:"tolerance"`
+	Type      hookgatev1alpha1.VerificationType `json:"type"`
+	Tolerance Duration                          `json:"tolerance"`
 	// Secret is the secretRef value for types that use one (HMAC key, RSA public key).
 	Secret          string `json:"secret,omitempty"`
 	JWKSURL         string `json:"jwksURL,omitempty"`

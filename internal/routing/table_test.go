@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 )
 
 func randomString(t testing.TB, prefix string, n int) string {
@@ -36,7 +38,7 @@ func bigTable(t testing.TB, n int) *Table {
 		})
 		table.Endpoints = append(table.Endpoints, Endpoint{
 			Namespace: ns, Name: name, Path: "/api/webhooks/" + ns + "/" + name, Partners: []string{name},
-			Verification: Verification{Type: "PartnerHMAC", Tolerance: Duration(5 * time.Minute)},
+			Verification: Verification{Type: hookgatev1alpha1.VerificationPartnerHMAC, Tolerance: Duration(5 * time.Minute)},
 			Idempotency:  Idempotency{Window: Duration(72 * time.Hour)},
 			MaxBodyBytes: 1 << 20,
 			Destination: &Destination{URL: "http://orders." + ns + ".svc:8080/hooks", Timeout: Duration(30 * time.Second),

@@ -17,6 +17,12 @@ import (
 	"github.com/hookgate/hookgate/receiver/verify"
 )
 
+// Defaults of Options, and of the receiver's --delivery-workers flag.
+const (
+	DefaultWorkers        = 128
+	DefaultPerDestination = 32
+)
+
 // Options configure a Dispatcher.
 type Options struct {
 	Store  store.Store
@@ -49,10 +55,10 @@ type Dispatcher struct {
 // NewDispatcher returns a dispatcher; Start runs it.
 func NewDispatcher(opts Options) *Dispatcher {
 	if opts.Workers <= 0 {
-		opts.Workers = 128
+		opts.Workers = DefaultWorkers
 	}
 	if opts.PerDestination <= 0 {
-		opts.PerDestination = 32
+		opts.PerDestination = DefaultPerDestination
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 250 * time.Millisecond

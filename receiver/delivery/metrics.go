@@ -8,7 +8,7 @@ import (
 	"github.com/hookgate/hookgate/receiver/store"
 )
 
-// Metrics of delivery (DESIGN §6).
+// Metrics of delivery (docs/architecture.md).
 type Metrics struct {
 	queueDepth prometheus.Gauge
 	oldestDue  prometheus.Gauge

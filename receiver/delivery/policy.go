@@ -22,7 +22,7 @@ type result struct {
 	retryAfter time.Duration // from a Retry-After header, 0 if none
 }
 
-// decide turns an attempt's result into the event's next phase (DESIGN §6): 2xx
+// decide turns an attempt's result into the event's next phase (docs/architecture.md): 2xx
 // Delivered; 429, 5xx, timeouts and connection errors retried with exponential backoff
 // and full jitter (Retry-After honoured, clamped to maxBackoff) until maxAttempts; any
 // other answer Failed at once.

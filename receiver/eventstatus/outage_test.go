@@ -159,7 +159,7 @@ func TestAPIServerOutageDuringIngest(t *testing.T) {
 			RateLimit:   &routing.RateLimit{RequestsPerSecond: 10000, Burst: 10000},
 			Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: secret}}}},
 		Endpoints: []routing.Endpoint{{Namespace: ns, Name: "events", Path: "/api/webhooks/events",
-			Verification: routing.Verification{Type: "PartnerHMAC", Tolerance: routing.Duration(5 * time.Minute)},
+			Verification: routing.Verification{Type: hookgatev1alpha1.VerificationPartnerHMAC, Tolerance: routing.Duration(5 * time.Minute)},
 			Idempotency:  routing.Idempotency{Window: routing.Duration(time.Hour)}, MaxBodyBytes: 1 << 20,
 			Retry:       routing.Retry{MaxAttempts: 12, InitialBackoff: routing.Duration(100 * time.Millisecond), MaxBackoff: routing.Duration(time.Second)},
 			Destination: &routing.Destination{URL: sink.URL, Timeout: routing.Duration(5 * time.Second)}}},
@@ -183,13 +183,13 @@ func TestAPIServerOutageDuringIngest(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- receiver.Run(ctx, receiver.Options{
-			RoutingFile: routingFile, KubeConfig: cfg, DataDir: filepath.Join(dir, "data"),
-			Listen: "127.0.0.1:0", ProbeListen: "127.0.0.1:0", StoreRetention: time.Hour,
-			EventRetention: time.Hour, MaxEventsPerNamespace: 100000,
-			Log: logr.Discard(), Registry: prometheus.NewRegistry(),
-			Ready: func(webhook, _ string) { ready <- "http://" + webhook },
-		})
+		opts := receiver.DefaultOptions()
+		opts.RoutingFile, opts.KubeConfig, opts.DataDir = routingFile, cfg, filepath.Join(dir, "data")
+		opts.Listen, opts.ProbeListen, opts.StoreRetention = "127.0.0.1:0", "127.0.0.1:0", time.Hour
+		opts.EventRetention, opts.MaxEventsPerNamespace = time.Hour, 100000
+		opts.Log, opts.Registry = logr.Discard(), prometheus.NewRegistry()
+		opts.Ready = func(webhook, _ string) { ready <- "http://" + webhook }
+		done <- receiver.Run(ctx, opts)
 	}()
 	var base string
 	select {

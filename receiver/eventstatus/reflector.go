@@ -25,6 +25,13 @@ import (
 	"github.com/hookgate/hookgate/receiver/store"
 )
 
+// Defaults of Options, and of the receiver's --event-retention and
+// --max-events-per-namespace flags.
+const (
+	DefaultRetention       = 24 * time.Hour
+	DefaultMaxPerNamespace = 5000
+)
+
 // Options configure a Reflector.
 type Options struct {
 	Client client.Client
@@ -35,7 +42,7 @@ type Options struct {
 	Workers int
 	// Interval between scans of the store when there was nothing to write.
 	Interval time.Duration
-	// Retention and MaxPerNamespace bound the WebhookEvents kept (DESIGN §3).
+	// Retention and MaxPerNamespace bound the WebhookEvents kept (docs/reference.md).
 	Retention       time.Duration
 	MaxPerNamespace int
 	// PruneInterval is how often retention and the cap are applied (default 1 minute).
@@ -68,10 +75,10 @@ func New(opts Options) *Reflector {
 		opts.Interval = 250 * time.Millisecond
 	}
 	if opts.Retention <= 0 {
-		opts.Retention = 24 * time.Hour
+		opts.Retention = DefaultRetention
 	}
 	if opts.MaxPerNamespace <= 0 {
-		opts.MaxPerNamespace = 5000
+		opts.MaxPerNamespace = DefaultMaxPerNamespace
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -1,13 +1,36 @@
 package verify
 
 import (
+	"context"
 	"crypto/hmac"
 	"encoding/base64"
 	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/routing"
 )
+
+var _ = register(Scheme{
+	Type:        hookgatev1alpha1.VerificationHMAC,
+	Credentials: EndpointSecret,
+	Timestamped: func(v routing.Verification) bool { return v.TimestampHeader != "" },
+	Prepare: func(ep *routing.Endpoint, _ Env) (Verifier, error) {
+		v := ep.Verification
+		g := GenericHMAC{Header: v.Header, Prefix: v.Prefix, Encoding: v.Encoding, SignedContent: v.SignedContent, TimestampHeader: v.TimestampHeader}
+		secret := []byte(v.Secret)
+		// {id} in the template is the id header the endpoint deduplicates on, else webhook-id.
+		idHeader := HeaderWebhookID
+		if ep.Idempotency.Header != "" {
+			idHeader = ep.Idempotency.Header
+		}
+		return VerifierFunc(func(_ context.Context, r *Request) error {
+			return g.Verify(secret, r.Header.Get, r.Header.Get(idHeader), r.Body, r.Now, v.Tolerance.Std())
+		}), nil
+	},
+})
 
 // GenericHMAC describes an HMAC-SHA256 scheme: where the signature is, how it is written,
 // and what was signed.

@@ -13,7 +13,23 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/routing"
 )
+
+var _ = register(Scheme{
+	Type:        hookgatev1alpha1.VerificationJWT,
+	Credentials: EndpointSecret,
+	Timestamped: always, // exp and nbf bound a token's life
+	Prepare: func(ep *routing.Endpoint, env Env) (Verifier, error) {
+		v := ep.Verification
+		cfg := JWTConfig{JWKSURL: v.JWKSURL, Issuer: v.Issuer, Audience: v.Audience}
+		return VerifierFunc(func(ctx context.Context, r *Request) error {
+			return JWT(ctx, env.JWKS, cfg, r.Header.Get(HeaderAuthorization), r.Now, v.Tolerance.Std())
+		}), nil
+	},
+})
 
 // HeaderAuthorization carries "Bearer <jwt>".
 const HeaderAuthorization = "Authorization"

@@ -1,11 +1,27 @@
 package verify
 
 import (
+	"context"
 	"crypto/hmac"
 	"encoding/hex"
 	"strings"
 	"time"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/routing"
 )
+
+var _ = register(Scheme{
+	Type:        hookgatev1alpha1.VerificationPartnerHMAC,
+	Credentials: PartnerCredentials,
+	Timestamped: always,
+	Prepare: func(ep *routing.Endpoint, _ Env) (Verifier, error) {
+		tolerance := ep.Verification.Tolerance.Std()
+		return VerifierFunc(func(_ context.Context, r *Request) error {
+			return PartnerHMAC(r.PartnerSecrets, r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), r.Body, r.Now, tolerance)
+		}), nil
+	},
+})
 
 // Headers of the PartnerHMAC scheme (seed partner-events-api).
 const (

@@ -1,12 +1,67 @@
 package verify
 
 import (
+	"context"
 	"crypto/hmac"
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
 	"time"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/routing"
 )
+
+// The providers' schemes: ids and types come from where each provider puts them.
+var (
+	_ = register(Scheme{
+		Type:        hookgatev1alpha1.VerificationStripe,
+		Credentials: EndpointSecret,
+		Timestamped: always,
+		EventID:     []Source{FromBody("id")},
+		Prepare: endpointSecret(func(secret []byte, r *Request, tolerance time.Duration) error {
+			return Stripe(secret, r.Header.Get(HeaderStripeSignature), r.Body, r.Now, tolerance)
+		}),
+	})
+	_ = register(Scheme{
+		Type:        hookgatev1alpha1.VerificationGitHub,
+		Credentials: EndpointSecret,
+		Timestamped: never,
+		EventID:     []Source{FromHeader(HeaderGitHubDelivery)},
+		EventType:   []Source{FromHeader(HeaderGitHubEvent)},
+		Prepare: endpointSecret(func(secret []byte, r *Request, _ time.Duration) error {
+			return GitHub(secret, r.Header.Get(HeaderGitHubSignature), r.Body)
+		}),
+	})
+	_ = register(Scheme{
+		Type:        hookgatev1alpha1.VerificationSlack,
+		Credentials: EndpointSecret,
+		Timestamped: always,
+		EventID:     []Source{FromBody("event_id")},
+		EventType:   []Source{FromBody("event.type")},
+		Prepare: endpointSecret(func(secret []byte, r *Request, tolerance time.Duration) error {
+			return Slack(secret, r.Header.Get(HeaderSlackSignature), r.Header.Get(HeaderSlackTimestamp), r.Body, r.Now, tolerance)
+		}),
+	})
+	_ = register(Scheme{
+		Type:        hookgatev1alpha1.VerificationShopify,
+		Credentials: EndpointSecret,
+		Timestamped: never,
+		EventID:     []Source{FromHeader(HeaderShopifyWebhookID)},
+		EventType:   []Source{FromHeader(HeaderShopifyTopic)},
+		Prepare: endpointSecret(func(secret []byte, r *Request, _ time.Duration) error {
+			return Shopify(secret, r.Header.Get(HeaderShopifySignature), r.Body)
+		}),
+	})
+)
+
+// endpointSecret prepares a verifier keyed with the bytes of the endpoint's secretRef.
+func endpointSecret(check func(secret []byte, r *Request, tolerance time.Duration) error) func(*routing.Endpoint, Env) (Verifier, error) {
+	return func(ep *routing.Endpoint, _ Env) (Verifier, error) {
+		secret, tolerance := []byte(ep.Verification.Secret), ep.Verification.Tolerance.Std()
+		return VerifierFunc(func(_ context.Context, r *Request) error { return check(secret, r, tolerance) }), nil
+	}
+}
 
 // Provider headers.
 const (
@@ -15,6 +70,10 @@ const (
 	HeaderSlackSignature   = "X-Slack-Signature"
 	HeaderSlackTimestamp   = "X-Slack-Request-Timestamp"
 	HeaderShopifySignature = "X-Shopify-Hmac-Sha256"
+	HeaderGitHubDelivery   = "X-GitHub-Delivery"
+	HeaderGitHubEvent      = "X-GitHub-Event"
+	HeaderShopifyWebhookID = "X-Shopify-Webhook-Id"
+	HeaderShopifyTopic     = "X-Shopify-Topic"
 )
 
 // StripeHeader is a parsed Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...].

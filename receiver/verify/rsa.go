@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -8,7 +9,26 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"strings"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/routing"
 )
+
+var _ = register(Scheme{
+	Type:        hookgatev1alpha1.VerificationRSASignature,
+	Credentials: EndpointSecret,
+	Timestamped: never,
+	Prepare: func(ep *routing.Endpoint, _ Env) (Verifier, error) {
+		key, err := ParseRSAPublicKey(ep.Verification.Secret)
+		if err != nil {
+			return nil, err
+		}
+		header := ep.Verification.Header
+		return VerifierFunc(func(_ context.Context, r *Request) error {
+			return RSASignature(key, header, r.Header.Get(header), r.Body)
+		}), nil
+	},
+})
 
 // ParseRSAPublicKey reads a PEM public key (PKIX or PKCS#1), or base64 DER as the
 // outbound-webhooks-rsa page publishes it.

@@ -1,11 +1,29 @@
 package verify
 
 import (
+	"context"
 	"crypto/hmac"
 	"encoding/base64"
 	"strings"
 	"time"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/routing"
 )
+
+var _ = register(Scheme{
+	Type:        hookgatev1alpha1.VerificationStandardWebhooks,
+	Credentials: EndpointSecret,
+	Timestamped: always,
+	EventID:     []Source{FromHeader(HeaderWebhookID)},
+	Prepare: func(ep *routing.Endpoint, _ Env) (Verifier, error) {
+		v := ep.Verification
+		return VerifierFunc(func(_ context.Context, r *Request) error {
+			h := r.Header
+			return StandardWebhooks(v.Secret, h.Get(HeaderWebhookID), h.Get(HeaderWebhookTimestamp), h.Get(HeaderWebhookSignature), r.Body, r.Now, v.Tolerance.Std())
+		}), nil
+	},
+})
 
 // Headers of the Standard Webhooks specification.
 const (

@@ -1,0 +1,123 @@
+package receiver
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"k8s.io/client-go/rest"
+
+	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/delivery"
+	"github.com/hookgate/hookgate/receiver/eventstatus"
+)
+
+// Options configure `hookgate receiver` (docs/reference.md lists the flags). Start from
+// DefaultOptions: Run uses the values as given and refuses invalid ones.
+type Options struct {
+	Namespace             string
+	RoutingSecret         string
+	RoutingFile           string
+	Listen                string
+	ProbeListen           string
+	DataDir               string
+	TrustedProxies        []netip.Prefix
+	EventRetention        time.Duration
+	StoreRetention        time.Duration
+	MaxEventsPerNamespace int
+	// AllowLinkLocalDestinations lets deliveries reach link-local addresses.
+	AllowLinkLocalDestinations bool
+	// DeliveryWorkers bounds concurrent deliveries.
+	DeliveryWorkers int
+	// ShutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
+	ShutdownTimeout time.Duration
+
+	// KubeConfig is the cluster connection: the routing table (unless RoutingFile is
+	// set) and the WebhookEvent status view. Without it the receiver runs standalone.
+	KubeConfig *rest.Config
+	Identity   string
+	Log        logr.Logger
+	AuditLog   *zap.Logger
+	// Registry takes the receiver's metrics and serves them on /metrics.
+	Registry Registry
+	// Ready, when set, receives the bound webhook and probe addresses once serving.
+	Ready func(webhook, probe string)
+}
+
+// Registry registers and gathers metrics.
+type Registry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
+// DefaultOptions are the receiver's defaults, the flags' defaults among them.
+func DefaultOptions() Options {
+	return Options{
+		Namespace:             os.Getenv("POD_NAMESPACE"),
+		RoutingSecret:         routing.DefaultSecretName,
+		Listen:                ":8080",
+		ProbeListen:           ":8081",
+		DataDir:               "/var/lib/hookgate",
+		EventRetention:        eventstatus.DefaultRetention,
+		StoreRetention:        7 * 24 * time.Hour,
+		MaxEventsPerNamespace: eventstatus.DefaultMaxPerNamespace,
+		DeliveryWorkers:       delivery.DefaultWorkers,
+		ShutdownTimeout:       25 * time.Second,
+	}
+}
+
+// BindFlags binds the command-line flags to o, with o's current values as defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace of the routing Secret and this replica's Lease (default $POD_NAMESPACE)")
+	fs.StringVar(&o.RoutingSecret, "routing-secret", o.RoutingSecret, "name of the routing table Secret")
+	fs.StringVar(&o.RoutingFile, "routing-file", o.RoutingFile, "load the routing table from this file instead of the cluster (reloaded on change)")
+	fs.StringVar(&o.Listen, "listen", o.Listen, "webhook address")
+	fs.StringVar(&o.ProbeListen, "probe-listen", o.ProbeListen, "probe and metrics address")
+	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory of the event store")
+	fs.Func("trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", func(v string) error {
+		proxies, err := ParseTrustedProxies(v)
+		o.TrustedProxies = proxies
+		return err
+	})
+	fs.DurationVar(&o.EventRetention, "event-retention", o.EventRetention, "how long WebhookEvent resources are kept")
+	fs.DurationVar(&o.StoreRetention, "store-retention", o.StoreRetention, "how long finished events are kept in the store (at least the longest dedup window)")
+	fs.IntVar(&o.MaxEventsPerNamespace, "max-events-per-namespace", o.MaxEventsPerNamespace, "cap on WebhookEvent resources per namespace")
+	fs.BoolVar(&o.AllowLinkLocalDestinations, "allow-link-local-destinations", o.AllowLinkLocalDestinations, "let deliveries reach link-local addresses such as 169.254.169.254")
+	fs.IntVar(&o.DeliveryWorkers, "delivery-workers", o.DeliveryWorkers, fmt.Sprintf("concurrent deliveries at most (%d per destination)", delivery.DefaultPerDestination))
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may finish on SIGTERM")
+}
+
+// Validate reports the first option that cannot work, naming its flag.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.RoutingFile == "" && o.Namespace == "" {
+		errs = append(errs, errors.New("--namespace is required (or --routing-file for standalone use)"))
+	}
+	if o.RoutingFile == "" && o.RoutingSecret == "" {
+		errs = append(errs, errors.New("--routing-secret must not be empty"))
+	}
+	for flagName, v := range map[string]string{"--listen": o.Listen, "--probe-listen": o.ProbeListen, "--data-dir": o.DataDir} {
+		if strings.TrimSpace(v) == "" {
+			errs = append(errs, fmt.Errorf("%s must not be empty", flagName))
+		}
+	}
+	for flagName, d := range map[string]time.Duration{"--event-retention": o.EventRetention, "--store-retention": o.StoreRetention, "--shutdown-timeout": o.ShutdownTimeout} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", flagName, d))
+		}
+	}
+	if o.MaxEventsPerNamespace < 1 {
+		errs = append(errs, fmt.Errorf("--max-events-per-namespace must be at least 1, got %d", o.MaxEventsPerNamespace))
+	}
+	if o.DeliveryWorkers < 1 {
+		errs = append(errs, fmt.Errorf("--delivery-workers must be at least 1, got %d", o.DeliveryWorkers))
+	}
+	return errors.Join(errs...)
+}
