@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,7 @@ func TestSendAndStatus(t *testing.T) {
 		opts := receiver.DefaultOptions()
 		opts.RoutingFile, opts.DataDir, opts.Listen, opts.ProbeListen = file, filepath.Join(dir, "data"), "127.0.0.1:0", "127.0.0.1:0"
 		opts.Log, opts.Registry, opts.Ready = logr.Discard(), prometheus.NewRegistry(), func(w, _ string) { ready <- "http://" + w }
+		opts.DestinationAllowCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")} // loopback sinks, as in tests
 		done <- receiver.Run(ctx, opts)
 	}()
 	base := <-ready

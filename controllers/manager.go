@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
@@ -23,7 +24,10 @@ func NewManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options) (ctrl.Ma
 		return nil, nil, err
 	}
 	cacheOpts := cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
+			// The data only of the Secrets the operator made (tenantSecretClient).
+			&corev1.Secret{}: {Transform: dropForeignSecretData},
 			// Only the receivers' Leases, not every Lease of the cluster.
 			&coordinationv1.Lease{}: {
 				Namespaces: map[string]cache.Config{opts.ReceiverNamespace: {}},
@@ -52,18 +56,20 @@ func NewManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options) (ctrl.Ma
 	if err != nil {
 		return nil, nil, err
 	}
-	publisher := NewPublisher(mgr.GetClient(), mgr.GetAPIReader(), opts.ReceiverNamespace, opts.RoutingSecretName,
+	c := newTenantSecretClient(mgr.GetClient(), mgr.GetAPIReader())
+	publisher := NewPublisher(c, mgr.GetAPIReader(), opts.ReceiverNamespace, opts.RoutingSecretName,
 		mgr.GetLogger().WithName("routing"))
+	publisher.Policy = NewPolicy(opts)
 	if err := mgr.Add(publisher); err != nil {
 		return nil, nil, err
 	}
 	if err := (&PartnerReconciler{
-		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("hookgate-operator"), Publisher: publisher,
+		Client: c, Recorder: mgr.GetEventRecorder("hookgate-operator"), Publisher: publisher,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, nil, fmt.Errorf("setting up the Partner controller: %w", err)
 	}
 	if err := (&WebhookEndpointReconciler{
-		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("hookgate-operator"), Publisher: publisher,
+		Client: c, Recorder: mgr.GetEventRecorder("hookgate-operator"), Publisher: publisher,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, nil, fmt.Errorf("setting up the WebhookEndpoint controller: %w", err)
 	}

@@ -2,6 +2,8 @@ package controllers_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
@@ -34,7 +38,7 @@ func TestOperator(t *testing.T) {
 	withReceiver := func(step func(*testing.T)) func(*testing.T) {
 		return func(t *testing.T) {
 			if rcv == nil {
-				rcv = startReceiver(t, "receiver-0")
+				rcv = startReceiver(t, "hookgate-receiver-0")
 			}
 			step(t)
 		}
@@ -44,6 +48,8 @@ func TestOperator(t *testing.T) {
 	t.Run("user-made Secret is never modified", withReceiver(testUserSecretUntouched))
 	t.Run("rotation with grace period", withReceiver(testRotation))
 	t.Run("path conflicts", withReceiver(testPathConflicts))
+	t.Run("paths belong to their namespace", withReceiver(testPathsPerNamespace))
+	t.Run("tenant limits keep the table publishing", withReceiver(testTenantTableLimits))
 	t.Run("endpoint readiness reasons", withReceiver(testEndpointReasons))
 	t.Run("status writes survive concurrent edits", withReceiver(testStatusWritesDoNotConflict))
 	t.Run("changes reach the routing table", withReceiver(testChangesPropagate))
@@ -71,13 +77,26 @@ func testReadyWaitsForReceiver(t *testing.T) *receiver {
 	if _, err := receiverClientset.CoreV1().Secrets(ns).Get(ctx, "acme-credentials", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("the receiver may read a partner's credentials Secret: %v", err)
 	}
-	rcv := startReceiver(t, "receiver-0")
+	// Its Lease rights are its own Lease's: it cannot renew or take the operator's leader
+	// Lease (or any other) in the namespace it shares with the operator.
+	other := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "hookgate-operator.hookgate.io", Namespace: receiverNamespace}}
+	if _, err := clientset.CoordinationV1().Leases(receiverNamespace).Create(ctx, other, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if _, err := receiverClientset.CoordinationV1().Leases(receiverNamespace).Get(ctx, other.Name, metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("the receiver may read the operator's leader Lease: %v", err)
+	}
+	if _, err := receiverClientset.CoordinationV1().Leases(receiverNamespace).Update(ctx, other, metav1.UpdateOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("the receiver may update the operator's leader Lease: %v", err)
+	}
+	_ = clientset.CoordinationV1().Leases(receiverNamespace).Delete(ctx, other.Name, metav1.DeleteOptions{})
+	rcv := startReceiver(t, "hookgate-receiver-0")
 	took := eventually(t, 15*time.Second, "Ready=True once the receiver serves the table",
 		partnerCondition(ns, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, hookgatev1alpha1.ReasonReconciled))
 	t.Logf("partner Ready %s after the receiver started", took.Round(time.Millisecond))
 
 	// The receiver's Lease carries the serial it loaded, and that table holds the partner.
-	lease, err := clientset.CoordinationV1().Leases(receiverNamespace).Get(ctx, "receiver-0", metav1.GetOptions{})
+	lease, err := clientset.CoordinationV1().Leases(receiverNamespace).Get(ctx, "hookgate-receiver-0", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +223,7 @@ func signingSecretsInTable(ns, name string) ([]string, error) {
 	}
 	var out []string
 	for _, c := range entry.Credentials {
-		out = append(out, c.SigningSecret)
+		out = append(out, string(c.SigningSecret))
 	}
 	return out, nil
 }
@@ -370,7 +389,7 @@ func testEndpointReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, _ := table.EndpointByPath("/api/webhooks/reasons/missing-service")
-	if e == nil || e.Destination == nil || e.Destination.URL != "http://orders.reasons.svc:8080/" || e.Destination.SigningSecret != string(signing.Data[hookgatev1alpha1.SecretKeyDefault]) {
+	if e == nil || e.Destination == nil || e.Destination.URL != "http://orders.reasons.svc:8080/" || string(e.Destination.SigningSecret) != string(signing.Data[hookgatev1alpha1.SecretKeyDefault]) {
 		t.Fatalf("destination in the table: %+v", e)
 	}
 	var ep hookgatev1alpha1.WebhookEndpoint
@@ -631,4 +650,126 @@ func reconcileErrors(t *testing.T, controller string) float64 {
 		}
 	}
 	return 0
+}
+
+// testPathsPerNamespace: namespace evil creates an endpoint on payments' default path
+// first; it does not get it, payments' endpoint does, and evil's own endpoint is served.
+func testPathsPerNamespace(t *testing.T) {
+	ctx := context.Background()
+	payments, evil := newNamespace(t, "payments"), newNamespace(t, "evil")
+	const path = "/api/webhooks/payments/orders"
+	if err := cluster.Client.Create(ctx, newEndpoint(evil, "squatter", path)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Create(ctx, newEndpoint(evil, "own", "")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "squatter gets PathNotPermitted", endpointCondition(evil, "squatter", metav1.ConditionFalse, hookgatev1alpha1.ReasonPathNotPermitted))
+	eventually(t, 10*time.Second, "evil's own endpoint Ready", endpointCondition(evil, "own", metav1.ConditionTrue, ""))
+	time.Sleep(1100 * time.Millisecond) // the squatter is older by a whole second
+	if err := cluster.Client.Create(ctx, newEndpoint(payments, "orders", "")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "payments' endpoint Ready on its default path", endpointCondition(payments, "orders", metav1.ConditionTrue, ""))
+	table, _, err := publishedTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := table.EndpointByPath(path); !ok || e.Namespace != payments || e.Name != "orders" {
+		t.Fatalf("path %s served by %+v, want payments/orders", path, e)
+	}
+}
+
+// testTenantTableLimits: one namespace's oversized Secrets and too many large entries
+// are refused with reasons, and a partner in another namespace still becomes Ready.
+func testTenantTableLimits(t *testing.T) {
+	ctx := context.Background()
+	big, other := newNamespace(t, "bigsecrets"), newNamespace(t, "elsewhere")
+	huge := strings.Repeat("x", 900_000)
+	for _, s := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Name: "huge-creds", Namespace: big}, Data: map[string][]byte{
+			hookgatev1alpha1.SecretKeyAPIKey: []byte("hgk_huge"), hookgatev1alpha1.SecretKeySigningSecret: []byte(huge)}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "huge-hmac", Namespace: big}, Data: map[string][]byte{hookgatev1alpha1.SecretKeyDefault: []byte(huge)}},
+	} {
+		if err := cluster.Client.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hugePartner := &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "huge", Namespace: big}}
+	hugePartner.Spec.Credentials.SecretName = "huge-creds"
+	hugeEndpoint := &hookgatev1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "huge", Namespace: big}, Spec: hookgatev1alpha1.WebhookEndpointSpec{
+		Partners:     []string{"huge"},
+		Verification: hookgatev1alpha1.Verification{Type: hookgatev1alpha1.VerificationGitHub, SecretRef: &hookgatev1alpha1.SecretKeySelector{Name: "huge-hmac"}},
+	}}
+	for _, o := range []client.Object{hugePartner, hugeEndpoint} {
+		if err := cluster.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Twenty partners of 15 KB each: under the per-secret limit, over the namespace's
+	// 256 KiB share of the table together.
+	var many []string
+	for i := range 20 {
+		name := fmt.Sprintf("large-%02d", i)
+		many = append(many, name)
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-creds", Namespace: big}, Data: map[string][]byte{
+			hookgatev1alpha1.SecretKeyAPIKey: []byte("hgk_" + name), hookgatev1alpha1.SecretKeySigningSecret: []byte(randomHex(t, 7500))}}
+		if err := cluster.Client.Create(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		p := &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: big}}
+		p.Spec.Credentials.SecretName = secret.Name
+		if err := cluster.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, name := range append(many, "huge") {
+			_ = cluster.Client.Delete(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: big}})
+		}
+		_ = cluster.Client.Delete(ctx, hugeEndpoint)
+	})
+
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: other}}); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 15*time.Second, "a partner of another namespace Ready", partnerCondition(other, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+	t.Logf("partner in namespace %s Ready %s after creation, next to namespace %s's oversized entries", other, took.Round(time.Millisecond), big)
+
+	eventually(t, 10*time.Second, "oversized credentials refused", partnerCondition(big, "huge", hookgatev1alpha1.ConditionReady, metav1.ConditionFalse, hookgatev1alpha1.ReasonSecretTooLarge))
+	eventually(t, 10*time.Second, "oversized secretRef refused", endpointCondition(big, "huge", metav1.ConditionFalse, hookgatev1alpha1.ReasonSecretTooLarge))
+	var ready, overBudget int
+	eventually(t, 20*time.Second, "the namespace's partners Ready up to its budget, the rest refused", func() error {
+		ready, overBudget = 0, 0
+		for _, name := range many {
+			p := getPartner(t, big, name)
+			switch {
+			case conditionIs(p.Status.Conditions, hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, "") == nil:
+				ready++
+			case conditionIs(p.Status.Conditions, hookgatev1alpha1.ConditionReady, metav1.ConditionFalse, hookgatev1alpha1.ReasonNamespaceTableBudgetExceeded) == nil:
+				overBudget++
+			}
+		}
+		if ready+overBudget != len(many) || ready == 0 || overBudget == 0 {
+			return fmt.Errorf("%d Ready, %d over budget of %d", ready, overBudget, len(many))
+		}
+		return nil
+	})
+	t.Logf("namespace %s: %d partners of 15 KB Ready, %d refused with %s", big, ready, overBudget, hookgatev1alpha1.ReasonNamespaceTableBudgetExceeded)
+	if err := partnerCondition(other, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, "")(); err != nil {
+		t.Fatalf("the other namespace's partner lost Ready: %v", err)
+	}
+	msg := meta.FindStatusCondition(getPartner(t, big, "huge").Status.Conditions, hookgatev1alpha1.ConditionReady).Message
+	if !strings.Contains(msg, "--max-secret-bytes") {
+		t.Errorf("the SecretTooLarge message does not name the limit: %q", msg)
+	}
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }

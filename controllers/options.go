@@ -19,6 +19,12 @@ type Options struct {
 	HealthProbeBindAddress string
 	LeaderElection         bool
 	LeaderElectionID       string
+	// SharedPathNamespaces may serve any path under /api/webhooks/.
+	SharedPathNamespaces []string
+	// MaxSecretBytes and MaxNamespaceTableBytes bound what one tenant puts in the shared
+	// routing table.
+	MaxSecretBytes         int
+	MaxNamespaceTableBytes int
 	// KubeAPIQPS and KubeAPIBurst bound the operator's requests to the API server.
 	KubeAPIQPS   float64
 	KubeAPIBurst int
@@ -31,6 +37,8 @@ func DefaultOptions() Options {
 		MetricsBindAddress:     ":8443",
 		HealthProbeBindAddress: ":8082",
 		LeaderElectionID:       "hookgate-operator.hookgate.io",
+		MaxSecretBytes:         16 << 10,
+		MaxNamespaceTableBytes: 256 << 10,
 		KubeAPIQPS:             100,
 		KubeAPIBurst:           200,
 	}
@@ -44,6 +52,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		o.WatchNamespaces = splitList(v)
 		return nil
 	})
+	fs.Func("shared-path-namespaces", "comma-separated namespaces whose endpoints may serve any path under /api/webhooks/ (default: none; the others only /api/webhooks/<namespace>/...)", func(v string) error {
+		o.SharedPathNamespaces = splitList(v)
+		return nil
+	})
+	fs.IntVar(&o.MaxSecretBytes, "max-secret-bytes", o.MaxSecretBytes, "largest secret value (signing secret, secretRef key) copied into the routing table")
+	fs.IntVar(&o.MaxNamespaceTableBytes, "max-namespace-table-bytes", o.MaxNamespaceTableBytes, "most bytes one namespace's partners and endpoints may take in the routing table")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "metrics address (0 disables)")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "health probe address")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "elect a leader, for more than one replica")
@@ -62,6 +76,9 @@ func (o *Options) Validate() error {
 	}
 	if o.LeaderElection && o.LeaderElectionID == "" {
 		errs = append(errs, errors.New("leader election needs an election id"))
+	}
+	if o.MaxSecretBytes < 256 || o.MaxNamespaceTableBytes < 4096 {
+		errs = append(errs, fmt.Errorf("--max-secret-bytes must be at least 256 and --max-namespace-table-bytes at least 4096, got %d and %d", o.MaxSecretBytes, o.MaxNamespaceTableBytes))
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive, got %g and %d", o.KubeAPIQPS, o.KubeAPIBurst))

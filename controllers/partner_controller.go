@@ -58,6 +58,17 @@ func (r *PartnerReconciler) reconcile(ctx context.Context, p *hookgatev1alpha1.P
 		r.setCondition(p, hookgatev1alpha1.ConditionReady, false, hookgatev1alpha1.ReasonSuspended, "the partner is suspended: its requests get 403")
 		return result, nil
 	}
+	if _, err := resolvePartner(ctx, r.Client, r.Publisher.Policy, p, r.Now()); err != nil {
+		if !errors.As(err, &prob) {
+			return result, err
+		}
+		r.setCondition(p, hookgatev1alpha1.ConditionReady, false, prob.Reason, prob.Message)
+		return result, nil
+	}
+	if prob := r.Publisher.exclusion(kindPartner, p.Namespace, p.Name); prob != nil {
+		r.setCondition(p, hookgatev1alpha1.ConditionReady, false, prob.Reason, prob.Message)
+		return result, nil
+	}
 	table := r.Publisher.Current()
 	var entryRev uint64
 	if table != nil {
@@ -153,7 +164,7 @@ func (r *PartnerReconciler) createCredentials(ctx context.Context, p *hookgatev1
 			Name: name, Namespace: p.Namespace,
 			Labels: map[string]string{
 				hookgatev1alpha1.LabelManagedBy: hookgatev1alpha1.ManagedByValue,
-				hookgatev1alpha1.LabelPartner:   p.Name,
+				hookgatev1alpha1.LabelPartner:   hookgatev1alpha1.LabelValue(p.Name),
 			},
 			Annotations: map[string]string{annotationRotationHandled: p.Annotations[hookgatev1alpha1.AnnotationRotate]},
 		},

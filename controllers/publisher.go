@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,15 +33,18 @@ type Publisher struct {
 	SecretName  string
 	MinInterval time.Duration
 	Log         logr.Logger
+	// Policy bounds what tenants may put in the table.
+	Policy Policy
 
 	// PartnerEvents and EndpointEvents receive the entries whose Rev changed (or that left
 	// the table) after each publish, so that their Ready condition is looked at again.
 	PartnerEvents  chan event.GenericEvent
 	EndpointEvents chan event.GenericEvent
 
-	trigger chan struct{}
-	mu      sync.RWMutex
-	current *routing.Table
+	trigger  chan struct{}
+	mu       sync.RWMutex
+	current  *routing.Table
+	excluded exclusions
 	// Stats for tests and logs.
 	builds, writes int
 }
@@ -137,16 +142,20 @@ func (p *Publisher) loadPublished(ctx context.Context) error {
 	return nil
 }
 
-// Build computes the table from the cluster's current state, without publishing it.
-func (p *Publisher) Build(ctx context.Context, now time.Time) (*routing.Table, error) {
+// Build computes the table from the cluster's current state, without publishing it,
+// and the entries it left out for a tenant limit.
+func (p *Publisher) Build(ctx context.Context, now time.Time) (*routing.Table, exclusions, error) {
 	var partners hookgatev1alpha1.PartnerList
 	if err := p.Client.List(ctx, &partners); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var endpoints hookgatev1alpha1.WebhookEndpointList
 	if err := p.Client.List(ctx, &endpoints); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	// Oldest first, so that namespace budgets keep what was there before.
+	sort.SliceStable(partners.Items, func(i, j int) bool { return olderObject(&partners.Items[i], &partners.Items[j]) })
+	sort.SliceStable(endpoints.Items, func(i, j int) bool { return olderObject(&endpoints.Items[i], &endpoints.Items[j]) })
 	t := &routing.Table{Partners: []routing.Partner{}, Endpoints: []routing.Endpoint{}}
 	included := map[string]bool{}
 	for i := range partners.Items {
@@ -154,12 +163,12 @@ func (p *Publisher) Build(ctx context.Context, now time.Time) (*routing.Table, e
 		if !partner.DeletionTimestamp.IsZero() {
 			continue
 		}
-		entry, err := resolvePartner(ctx, p.Client, partner, now)
+		entry, err := resolvePartner(ctx, p.Client, p.Policy, partner, now)
 		if err != nil {
 			if isProblem(err) {
 				continue
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		t.Partners = append(t.Partners, *entry)
 		included[routing.Key(partner.Namespace, partner.Name)] = true
@@ -169,19 +178,39 @@ func (p *Publisher) Build(ctx context.Context, now time.Time) (*routing.Table, e
 		if !endpoint.DeletionTimestamp.IsZero() {
 			continue
 		}
-		entry, err := resolveEndpoint(ctx, p.Client, endpoint)
+		entry, err := resolveEndpoint(ctx, p.Client, p.Policy, endpoint)
 		if err != nil {
 			if isProblem(err) {
 				continue
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		if missingPartner(entry, included) != "" {
 			continue
 		}
 		t.Endpoints = append(t.Endpoints, *entry)
 	}
-	return t, nil
+	excluded := exclusions{}
+	if p.Policy.MaxNamespaceTableBytes > 0 {
+		applyNamespaceBudgets(t, p.Policy.MaxNamespaceTableBytes, excluded)
+	}
+	return t, excluded, nil
+}
+
+func olderObject(a, b metav1.Object) bool {
+	ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
+	if !ta.Equal(&tb) {
+		return ta.Before(&tb)
+	}
+	return routing.Key(a.GetNamespace(), a.GetName()) < routing.Key(b.GetNamespace(), b.GetName())
+}
+
+// Exclusion says why an entry was left out of the last built table for a tenant limit,
+// or nil.
+func (p *Publisher) exclusion(kind, namespace, name string) *problem {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.excluded[exclusionKey(kind, namespace, name)]
 }
 
 // missingPartner names a partner the endpoint lists that is not in the table.
@@ -196,20 +225,36 @@ func missingPartner(e *routing.Endpoint, included map[string]bool) string {
 
 func (p *Publisher) publish(ctx context.Context) error {
 	started := time.Now()
-	t, err := p.Build(ctx, started)
+	t, excluded, err := p.Build(ctx, started)
 	if err != nil {
 		return err
 	}
 	prev := p.Current()
+	var data []byte
+	for {
+		data, err = routing.Encode(t)
+		if err != nil && !errors.Is(err, routing.ErrTableTooLarge) {
+			return err
+		}
+		if err == nil && len(data) <= maxTableBytes {
+			break
+		}
+		ns := shedLargestNamespace(t, excluded)
+		p.Log.Error(nil, "the routing table does not fit its Secret; leaving out the namespace that takes the most", "namespace", ns, "bytes", len(data))
+		if ns == "" {
+			return fmt.Errorf("an empty routing table takes %d bytes", len(data))
+		}
+	}
+	changedExclusions := p.setExclusions(excluded)
 	changed := t.Finalize(prev)
 	p.mu.Lock()
 	p.builds++
 	p.mu.Unlock()
 	if !changed {
+		p.notifyExcluded(ctx, changedExclusions)
 		return nil
 	}
-	data, err := routing.Encode(t)
-	if err != nil {
+	if data, err = routing.Encode(t); err != nil {
 		return err
 	}
 	if err := p.write(ctx, t, data); err != nil {
@@ -222,7 +267,48 @@ func (p *Publisher) publish(ctx context.Context) error {
 	p.Log.Info("routing table published", "serial", t.Serial, "hash", t.Hash, "partners", len(t.Partners),
 		"endpoints", len(t.Endpoints), "bytes", len(data), "took", time.Since(started).Round(time.Millisecond).String())
 	p.notify(ctx, prev, t, false)
+	p.notifyExcluded(ctx, changedExclusions)
 	return nil
+}
+
+// setExclusions stores the exclusions of the latest build and returns the keys whose
+// exclusion appeared, changed or ended, whose controllers must look again.
+func (p *Publisher) setExclusions(next exclusions) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var changed []string
+	for k, prob := range next {
+		if old := p.excluded[k]; old == nil || *old != *prob {
+			changed = append(changed, k)
+		}
+	}
+	for k := range p.excluded {
+		if next[k] == nil {
+			changed = append(changed, k)
+		}
+	}
+	p.excluded = next
+	return changed
+}
+
+func (p *Publisher) notifyExcluded(ctx context.Context, keys []string) {
+	for _, k := range keys {
+		kind, rest, _ := strings.Cut(k, "/")
+		ns, name, _ := strings.Cut(rest, "/")
+		meta := metav1.ObjectMeta{Namespace: ns, Name: name}
+		var ev event.GenericEvent
+		ch := p.PartnerEvents
+		if kind == kindPartner {
+			ev.Object = &hookgatev1alpha1.Partner{ObjectMeta: meta}
+		} else {
+			ev.Object, ch = &hookgatev1alpha1.WebhookEndpoint{ObjectMeta: meta}, p.EndpointEvents
+		}
+		select {
+		case ch <- ev:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (p *Publisher) write(ctx context.Context, t *routing.Table, data []byte) error {

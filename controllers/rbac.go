@@ -7,8 +7,11 @@ package controllers
 // +kubebuilder:rbac:groups=hookgate.io,resources=partners/status;webhookendpoints/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=hookgate.io,resources=partners/finalizers;webhookendpoints/finalizers,verbs=update
 // +kubebuilder:rbac:groups=hookgate.io,resources=webhookevents,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// Secrets: read (the data of user-made ones only by name, see tenantSecretClient), create
+// and update its own; never delete (owner references do) or patch.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// Leases only in the receiver namespace: the receivers' (read) and leader election's.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=hookgate-system,resources=leases,verbs=get;list;watch;create;update;patch;delete

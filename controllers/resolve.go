@@ -24,7 +24,7 @@ const (
 )
 
 // resolvePartner turns a Partner and its credentials Secret into its routing entry.
-func resolvePartner(ctx context.Context, r client.Reader, p *hookgatev1alpha1.Partner, now time.Time) (*routing.Partner, error) {
+func resolvePartner(ctx context.Context, r client.Reader, pol Policy, p *hookgatev1alpha1.Partner, now time.Time) (*routing.Partner, error) {
 	var secret corev1.Secret
 	name := p.CredentialsSecretName()
 	if err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: name}, &secret); err != nil {
@@ -37,19 +37,27 @@ func resolvePartner(ctx context.Context, r client.Reader, p *hookgatev1alpha1.Pa
 	if apiKey == "" || signing == "" {
 		return nil, &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q needs non-empty keys %q and %q", name, hookgatev1alpha1.SecretKeyAPIKey, hookgatev1alpha1.SecretKeySigningSecret)}
 	}
+	for _, key := range []string{hookgatev1alpha1.SecretKeySigningSecret, hookgatev1alpha1.SecretKeyPreviousSigningSecret} {
+		if err := pol.checkSecretSize(name, key, secret.Data[key]); err != nil {
+			return nil, err
+		}
+	}
 	entry := &routing.Partner{
 		Namespace: p.Namespace, Name: p.Name, UID: string(p.UID),
 		Suspended:   p.Spec.Suspended,
-		Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: signing}},
+		Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: routing.SecretValue(signing)}},
 		IPAllowlist: p.Spec.IPAllowlist,
 	}
 	if notAfter, ok := previousNotAfter(&secret); ok && now.Before(notAfter) {
 		prevKey, prevSigning := string(secret.Data[hookgatev1alpha1.SecretKeyPreviousAPIKey]), string(secret.Data[hookgatev1alpha1.SecretKeyPreviousSigningSecret])
 		if prevKey != "" && prevSigning != "" {
 			entry.Credentials = append(entry.Credentials, routing.Credential{
-				APIKeySHA256: routing.HashAPIKey(prevKey), SigningSecret: prevSigning, NotAfter: &notAfter,
+				APIKeySHA256: routing.HashAPIKey(prevKey), SigningSecret: routing.SecretValue(prevSigning), NotAfter: &notAfter,
 			})
 		}
+	}
+	if l := p.Spec.Limits; l != nil && l.MaxStoredBytes != nil {
+		entry.MaxStoredBytes = l.MaxStoredBytes.Value()
 	}
 	if rl := p.Spec.RateLimit; rl != nil {
 		burst := rl.Burst
@@ -71,9 +79,12 @@ func previousNotAfter(s *corev1.Secret) (time.Time, bool) {
 }
 
 // resolveEndpoint turns a WebhookEndpoint into its routing entry, or says what is missing.
-func resolveEndpoint(ctx context.Context, r client.Reader, e *hookgatev1alpha1.WebhookEndpoint) (*routing.Endpoint, error) {
+func resolveEndpoint(ctx context.Context, r client.Reader, pol Policy, e *hookgatev1alpha1.WebhookEndpoint) (*routing.Endpoint, error) {
 	path := e.EffectivePath()
-	if owner, err := pathOwner(ctx, r, path); err != nil {
+	if err := pol.checkPath(e); err != nil {
+		return nil, err
+	}
+	if owner, err := pathOwner(ctx, r, pol, path); err != nil {
 		return nil, err
 	} else if owner != nil && owner.UID != e.UID {
 		return nil, &problem{hookgatev1alpha1.ReasonPathConflict, fmt.Sprintf("path %s is already served by WebhookEndpoint %s/%s, which is older", path, owner.Namespace, owner.Name)}
@@ -108,11 +119,11 @@ func resolveEndpoint(ctx context.Context, r client.Reader, e *hookgatev1alpha1.W
 		entry.Annotations = map[string]string{hookgatev1alpha1.AnnotationRedeliverFailed: token}
 	}
 	if v.SecretRef != nil {
-		secret, err := secretValue(ctx, r, e.Namespace, v.SecretRef.Name, orDefault(v.SecretRef.Key, hookgatev1alpha1.SecretKeyDefault))
+		secret, err := secretValue(ctx, r, pol, e.Namespace, v.SecretRef.Name, orDefault(v.SecretRef.Key, hookgatev1alpha1.SecretKeyDefault))
 		if err != nil {
 			return nil, err
 		}
-		entry.Verification.Secret = secret
+		entry.Verification.Secret = routing.SecretValue(secret)
 	}
 	if v.JWT != nil {
 		entry.Verification.JWKSURL, entry.Verification.Issuer, entry.Verification.Audience = v.JWT.JWKSURL, v.JWT.Issuer, v.JWT.Audience
@@ -133,7 +144,7 @@ func resolveEndpoint(ctx context.Context, r client.Reader, e *hookgatev1alpha1.W
 		entry.Idempotency.Window = routing.Duration(72 * time.Hour)
 	}
 	if d := e.Spec.Destination; d != nil {
-		dest, err := resolveDestination(ctx, r, e, d)
+		dest, err := resolveDestination(ctx, r, pol, e, d)
 		if err != nil {
 			return nil, err
 		}
@@ -142,8 +153,14 @@ func resolveEndpoint(ctx context.Context, r client.Reader, e *hookgatev1alpha1.W
 	return entry, nil
 }
 
-func resolveDestination(ctx context.Context, r client.Reader, e *hookgatev1alpha1.WebhookEndpoint, d *hookgatev1alpha1.Destination) (*routing.Destination, error) {
-	dest := &routing.Destination{URL: d.URL, Timeout: durationOr(d.Timeout, 30*time.Second), Headers: d.Headers}
+func resolveDestination(ctx context.Context, r client.Reader, pol Policy, e *hookgatev1alpha1.WebhookEndpoint, d *hookgatev1alpha1.Destination) (*routing.Destination, error) {
+	dest := &routing.Destination{URL: d.URL, Timeout: durationOr(d.Timeout, 30*time.Second)}
+	for name, value := range d.Headers {
+		if dest.Headers == nil {
+			dest.Headers = make(map[string]string, len(d.Headers))
+		}
+		dest.Headers[name] = string(value)
+	}
 	if s := d.Service; s != nil {
 		var svc corev1.Service
 		if err := r.Get(ctx, types.NamespacedName{Namespace: e.Namespace, Name: s.Name}, &svc); err != nil {
@@ -160,18 +177,19 @@ func resolveDestination(ctx context.Context, r client.Reader, e *hookgatev1alpha
 			return nil, &problem{hookgatev1alpha1.ReasonServicePortNotFound, fmt.Sprintf("destination Service %q has no port %d", s.Name, s.Port)}
 		}
 		dest.URL = fmt.Sprintf("http://%s.%s.svc:%d%s", s.Name, e.Namespace, s.Port, orDefault(s.Path, "/"))
+		dest.Service = true
 	}
 	if orDefault(d.Signing, hookgatev1alpha1.DestinationSigningStandardWebhooks) == hookgatev1alpha1.DestinationSigningStandardWebhooks {
-		secret, err := secretValue(ctx, r, e.Namespace, e.SigningSecretName(), hookgatev1alpha1.SecretKeyDefault)
+		secret, err := secretValue(ctx, r, pol, e.Namespace, e.SigningSecretName(), hookgatev1alpha1.SecretKeyDefault)
 		if err != nil {
 			return nil, err
 		}
-		dest.SigningSecret = secret
+		dest.SigningSecret = routing.SecretValue(secret)
 	}
 	return dest, nil
 }
 
-func secretValue(ctx context.Context, r client.Reader, namespace, name, key string) (string, error) {
+func secretValue(ctx context.Context, r client.Reader, pol Policy, namespace, name, key string) (string, error) {
 	var secret corev1.Secret
 	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &secret); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -183,12 +201,16 @@ func secretValue(ctx context.Context, r client.Reader, namespace, name, key stri
 	if len(v) == 0 {
 		return "", &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q has no key %q", name, key)}
 	}
+	if err := pol.checkSecretSize(name, key, v); err != nil {
+		return "", err
+	}
 	return string(v), nil
 }
 
-// pathOwner is the endpoint that keeps a path: the oldest, then the first by namespace
-// and name, so that every reader agrees.
-func pathOwner(ctx context.Context, r client.Reader, path string) (*hookgatev1alpha1.WebhookEndpoint, error) {
+// pathOwner is the endpoint that keeps a path: the oldest of those permitted to serve
+// it, then the first by namespace and name, so that every reader agrees. An endpoint
+// that may not serve the path never keeps it from one that may.
+func pathOwner(ctx context.Context, r client.Reader, pol Policy, path string) (*hookgatev1alpha1.WebhookEndpoint, error) {
 	var list hookgatev1alpha1.WebhookEndpointList
 	if err := r.List(ctx, &list, client.MatchingFields{indexEndpointPath: path}); err != nil {
 		return nil, err
@@ -196,7 +218,7 @@ func pathOwner(ctx context.Context, r client.Reader, path string) (*hookgatev1al
 	var owner *hookgatev1alpha1.WebhookEndpoint
 	for i := range list.Items {
 		c := &list.Items[i]
-		if !c.DeletionTimestamp.IsZero() {
+		if !c.DeletionTimestamp.IsZero() || !pol.pathPermitted(c.Namespace, path) {
 			continue
 		}
 		if owner == nil || olderThan(c, owner) {

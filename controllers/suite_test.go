@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -72,7 +73,13 @@ func runSuite(m *testing.M) int {
 	}
 	opts := controllers.DefaultOptions()
 	opts.ReceiverNamespace, opts.MetricsBindAddress, opts.HealthProbeBindAddress = receiverNamespace, "0", "0"
-	mgr, pub, err := controllers.NewManager(&cfg, cluster.Scheme, opts)
+	opts.SharedPathNamespaces = []string{"paths"} // testPathConflicts shares /api/webhooks/shared
+	operatorCfg, err := generatedRoleIdentity(ctx, "hookgate-operator", filepath.Join("config", "rbac", "role.yaml"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: operator identity:", err)
+		return 1
+	}
+	mgr, pub, err := controllers.NewManager(operatorCfg, cluster.Scheme, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: operator:", err)
 		return 1
@@ -245,8 +252,19 @@ func updatePartner(t *testing.T, ns, name string, mutate func(*hookgatev1alpha1.
 // receiverIdentity installs the generated receiver roles, binds them to a user, and
 // returns a client acting as that user.
 func receiverIdentity(ctx context.Context) (*kubernetes.Clientset, error) {
-	const user = "system:serviceaccount:hookgate-system:hookgate-receiver"
-	raw, err := os.ReadFile(filepath.Join(testcluster.RepoRoot(), "config", "rbac", "receiver", "role.yaml"))
+	cfg, err := generatedRoleIdentity(ctx, "hookgate-receiver", filepath.Join("config", "rbac", "receiver", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// generatedRoleIdentity installs the roles of a generated RBAC file, binds them to the
+// service account's user, and returns a configuration acting as that user: the operator
+// and the receiver run in the tests with nothing more than `make manifests` gives them.
+func generatedRoleIdentity(ctx context.Context, serviceAccount, roleFile string) (*rest.Config, error) {
+	user := "system:serviceaccount:hookgate-system:" + serviceAccount
+	raw, err := os.ReadFile(filepath.Join(testcluster.RepoRoot(), roleFile))
 	if err != nil {
 		return nil, err
 	}
@@ -274,5 +292,5 @@ func receiverIdentity(ctx context.Context) (*kubernetes.Clientset, error) {
 	}
 	cfg := u.Config()
 	cfg.QPS, cfg.Burst = 200, 400
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }

@@ -46,11 +46,15 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, e *hookgatev1
 	if err := r.ensureSigningSecret(ctx, e); err != nil {
 		return ctrl.Result{}, err
 	}
-	if _, err := resolveEndpoint(ctx, r.Client, e); err != nil {
+	if _, err := resolveEndpoint(ctx, r.Client, r.Publisher.Policy, e); err != nil {
 		var prob *problem
 		if !errors.As(err, &prob) {
 			return ctrl.Result{}, err
 		}
+		r.setReady(e, false, prob.Reason, prob.Message)
+		return ctrl.Result{}, nil
+	}
+	if prob := r.Publisher.exclusion(kindEndpoint, e.Namespace, e.Name); prob != nil {
 		r.setReady(e, false, prob.Reason, prob.Message)
 		return ctrl.Result{}, nil
 	}
@@ -100,7 +104,7 @@ func (r *WebhookEndpointReconciler) ensureSigningSecret(ctx context.Context, e *
 			Name: e.SigningSecretName(), Namespace: e.Namespace,
 			Labels: map[string]string{
 				hookgatev1alpha1.LabelManagedBy: hookgatev1alpha1.ManagedByValue,
-				hookgatev1alpha1.LabelEndpoint:  e.Name,
+				hookgatev1alpha1.LabelEndpoint:  hookgatev1alpha1.LabelValue(e.Name),
 			},
 		},
 		Type: corev1.SecretTypeOpaque,

@@ -44,11 +44,12 @@ echo "control plane ready"
 "$KUBECTL" create namespace partners >/dev/null
 "$RUN_DIR/demo-sink" --listen 127.0.0.1:9090 >"$RUN_DIR/sink.log" 2>&1 &
 pids+=($!)
-bin/hookgate operator --receiver-namespace hookgate-system --metrics-bind-address 0 \
+bin/hookgate operator --receiver-namespace hookgate-system --shared-path-namespaces partners --metrics-bind-address 0 \
   --health-probe-bind-address 127.0.0.1:0 >"$RUN_DIR/operator.log" 2>&1 &
 pids+=($!)
 POD_NAME=receiver-0 bin/hookgate receiver --namespace hookgate-system --data-dir "$RUN_DIR/data" \
-  --listen "127.0.0.1:$LISTEN_PORT" --probe-listen 127.0.0.1:0 >"$RUN_DIR/audit.log" 2>"$RUN_DIR/receiver.log" &
+  --listen "127.0.0.1:$LISTEN_PORT" --probe-listen 127.0.0.1:0 --destination-allow-cidrs 127.0.0.0/8,::1/128 \
+  >"$RUN_DIR/audit.log" 2>"$RUN_DIR/receiver.log" &
 pids+=($!)
 
 "$KUBECTL" apply -n partners -f hack/run/demo.yaml

@@ -51,6 +51,10 @@ func childReceiver() int {
 	opts.RoutingFile, opts.DataDir = os.Getenv("HOOKGATE_TEST_ROUTING"), os.Getenv("HOOKGATE_TEST_DATA")
 	opts.Listen, opts.ProbeListen, opts.StoreRetention, opts.Log = "127.0.0.1:0", "127.0.0.1:0", time.Hour, logr.Discard()
 	opts.Ready = func(webhook, probe string) { fmt.Printf("READY %s %s\n", webhook, probe) }
+	if proxies := os.Getenv("HOOKGATE_TEST_TRUSTED_PROXIES"); proxies != "" {
+		opts.TrustedProxies, _ = ParseTrustedProxies(proxies)
+	}
+	opts.DestinationAllowCIDRs = loopbackSinks // egress_test.go: the sinks are on loopback
 	err := Run(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "receiver:", err)
@@ -111,7 +115,7 @@ func (c *childProcess) terminate(t *testing.T) {
 func crashTable(apiKey, secret string) *routing.Table {
 	return &routing.Table{
 		Partners: []routing.Partner{{Namespace: "p", Name: "acme", RateLimit: &routing.RateLimit{RequestsPerSecond: 1000000, Burst: 1000000},
-			Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: secret}}}},
+			Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: routing.SecretValue(secret)}}}},
 		Endpoints: []routing.Endpoint{{
 			Namespace: "p", Name: "events", Path: "/api/webhooks/events",
 			Verification: routing.Verification{Type: hookgatev1alpha1.VerificationPartnerHMAC, Tolerance: routing.Duration(5 * time.Minute)},

@@ -13,7 +13,7 @@ type rejection struct {
 	reason  string
 	title   string
 	message string
-	// retryAfter, in seconds, for 429.
+	// retryAfter, in seconds, for 429 and 503.
 	retryAfter int
 	// allow lists the methods, for 405.
 	allow string

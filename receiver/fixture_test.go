@@ -83,7 +83,7 @@ func newFixture(t testing.TB) *fixture {
 	now := time.Now()
 	grace, expired := now.Add(time.Hour), now.Add(-time.Minute)
 	cred := func(key, secret string, notAfter *time.Time) routing.Credential {
-		return routing.Credential{APIKeySHA256: routing.HashAPIKey(key), SigningSecret: secret, NotAfter: notAfter}
+		return routing.Credential{APIKeySHA256: routing.HashAPIKey(key), SigningSecret: routing.SecretValue(secret), NotAfter: notAfter}
 	}
 	ns := fixtureNamespace
 	f.table = &routing.Table{
@@ -135,7 +135,7 @@ func newFixture(t testing.TB) *fixture {
 	endpoint("shopify", hookgatev1alpha1.VerificationShopify, nil)
 	endpoint("rsa", hookgatev1alpha1.VerificationRSASignature, func(e *routing.Endpoint) {
 		e.Verification.Header = "X-Signature"
-		e.Verification.Secret = base64.StdEncoding.EncodeToString(der)
+		e.Verification.Secret = routing.SecretValue(base64.StdEncoding.EncodeToString(der))
 	})
 	endpoint("jwt", hookgatev1alpha1.VerificationJWT, func(e *routing.Endpoint) {
 		e.Verification.Secret = ""

@@ -18,6 +18,9 @@ const (
 	idleTimeout       = 120 * time.Second
 	// maxEventIDLength bounds the partner's event id we store and index.
 	maxEventIDLength = 256
+	// maxEventTypeLength bounds a partner-supplied type, which is stored, shown and put
+	// into WebhookEvents: a megabyte type must not reach etcd.
+	maxEventTypeLength = 256
 )
 
 // readBody reads at most limit bytes; more is a 413.

@@ -13,6 +13,7 @@ type Metrics struct {
 	commitLatency prometheus.Histogram
 	commitBatch   prometheus.Histogram
 	tableSerial   prometheus.Gauge
+	partnerBytes  *prometheus.GaugeVec
 }
 
 // NewMetrics creates and registers the receiver's metrics.
@@ -36,8 +37,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tableSerial: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hookgate_routing_table_serial", Help: "Serial of the routing table being served.",
 		}),
+		partnerBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hookgate_store_partner_bytes", Help: "Payload bytes each partner has stored, against its maxStoredBytes quota.",
+		}, []string{"partner"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.commitLatency, m.commitBatch, m.tableSerial)
+	reg.MustRegister(m.requests, m.latency, m.commitLatency, m.commitBatch, m.tableSerial, m.partnerBytes)
 	return m
 }
 
@@ -64,4 +68,15 @@ func (m *Metrics) ObserveTable(serial uint64) {
 		return
 	}
 	m.tableSerial.Set(float64(serial))
+}
+
+// ObserveUsage records each partner's stored bytes (partners with none drop out).
+func (m *Metrics) ObserveUsage(usage map[string]int64) {
+	if m == nil {
+		return
+	}
+	m.partnerBytes.Reset()
+	for partner, n := range usage {
+		m.partnerBytes.WithLabelValues(partner).Set(float64(n))
+	}
 }

@@ -34,10 +34,18 @@ type Options struct {
 	MaxEventsPerNamespace int
 	// AllowLinkLocalDestinations lets deliveries reach link-local addresses.
 	AllowLinkLocalDestinations bool
+	// DestinationAllowCIDRs are private or loopback ranges that url destinations and JWKS
+	// URLs may reach; without them only public addresses (and, for service destinations,
+	// the cluster's private ranges) are dialled.
+	DestinationAllowCIDRs []netip.Prefix
 	// DeliveryWorkers bounds concurrent deliveries.
 	DeliveryWorkers int
 	// ShutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
 	ShutdownTimeout time.Duration
+	// MaxInflightBodyBytes bounds the request bodies held in memory at once.
+	MaxInflightBodyBytes int64
+	// MaxStoredBytesPerPartner is the stored-bytes quota of partners that set none.
+	MaxStoredBytesPerPartner int64
 
 	// KubeConfig is the cluster connection: the routing table (unless RoutingFile is
 	// set) and the WebhookEvent status view. Without it the receiver runs standalone.
@@ -60,16 +68,18 @@ type Registry interface {
 // DefaultOptions are the receiver's defaults, the flags' defaults among them.
 func DefaultOptions() Options {
 	return Options{
-		Namespace:             os.Getenv("POD_NAMESPACE"),
-		RoutingSecret:         routing.DefaultSecretName,
-		Listen:                ":8080",
-		ProbeListen:           ":8081",
-		DataDir:               "/var/lib/hookgate",
-		EventRetention:        eventstatus.DefaultRetention,
-		StoreRetention:        7 * 24 * time.Hour,
-		MaxEventsPerNamespace: eventstatus.DefaultMaxPerNamespace,
-		DeliveryWorkers:       delivery.DefaultWorkers,
-		ShutdownTimeout:       25 * time.Second,
+		Namespace:                os.Getenv("POD_NAMESPACE"),
+		RoutingSecret:            routing.DefaultSecretName,
+		Listen:                   ":8080",
+		ProbeListen:              ":8081",
+		DataDir:                  "/var/lib/hookgate",
+		EventRetention:           eventstatus.DefaultRetention,
+		StoreRetention:           7 * 24 * time.Hour,
+		MaxEventsPerNamespace:    eventstatus.DefaultMaxPerNamespace,
+		DeliveryWorkers:          delivery.DefaultWorkers,
+		ShutdownTimeout:          25 * time.Second,
+		MaxInflightBodyBytes:     64 << 20,
+		MaxStoredBytesPerPartner: 1 << 30,
 	}
 }
 
@@ -90,7 +100,14 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.StoreRetention, "store-retention", o.StoreRetention, "how long finished events are kept in the store (at least the longest dedup window)")
 	fs.IntVar(&o.MaxEventsPerNamespace, "max-events-per-namespace", o.MaxEventsPerNamespace, "cap on WebhookEvent resources per namespace")
 	fs.BoolVar(&o.AllowLinkLocalDestinations, "allow-link-local-destinations", o.AllowLinkLocalDestinations, "let deliveries reach link-local addresses such as 169.254.169.254")
+	fs.Func("destination-allow-cidrs", "comma-separated CIDRs that url destinations and JWKS URLs may reach besides public addresses (for example 10.20.0.0/16)", func(v string) error {
+		cidrs, err := ParseTrustedProxies(v)
+		o.DestinationAllowCIDRs = cidrs
+		return err
+	})
 	fs.IntVar(&o.DeliveryWorkers, "delivery-workers", o.DeliveryWorkers, fmt.Sprintf("concurrent deliveries at most (%d per destination)", delivery.DefaultPerDestination))
+	fs.Int64Var(&o.MaxInflightBodyBytes, "max-inflight-body-bytes", o.MaxInflightBodyBytes, "request body bytes held in memory at once across all requests; past it requests get 503 with Retry-After")
+	fs.Int64Var(&o.MaxStoredBytesPerPartner, "max-stored-bytes-per-partner", o.MaxStoredBytesPerPartner, "payload bytes one partner may have stored, unless its spec.limits.maxStoredBytes says otherwise; past it its events get 507")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may finish on SIGTERM")
 }
 
@@ -115,6 +132,12 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxEventsPerNamespace < 1 {
 		errs = append(errs, fmt.Errorf("--max-events-per-namespace must be at least 1, got %d", o.MaxEventsPerNamespace))
+	}
+	if o.MaxInflightBodyBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("--max-inflight-body-bytes must be at least 1 MiB, got %d", o.MaxInflightBodyBytes))
+	}
+	if o.MaxStoredBytesPerPartner < 1 {
+		errs = append(errs, fmt.Errorf("--max-stored-bytes-per-partner must be positive, got %d", o.MaxStoredBytesPerPartner))
 	}
 	if o.DeliveryWorkers < 1 {
 		errs = append(errs, fmt.Errorf("--delivery-workers must be at least 1, got %d", o.DeliveryWorkers))

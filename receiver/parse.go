@@ -15,6 +15,8 @@ import (
 type parsedEvent struct {
 	id  string
 	typ string
+	// idFromHeader: the id came from a request header rather than the body.
+	idFromHeader bool
 }
 
 // parseEvent checks that the body is a JSON object, finds the event id and type where
@@ -26,9 +28,22 @@ func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body
 	if err := dec.Decode(&doc); err != nil || doc == nil || dec.More() {
 		return parsedEvent{}, reject(http.StatusBadRequest, "invalid_json", "Bad request", "the body must be one JSON object")
 	}
-	ev := parsedEvent{id: eventID(ep, scheme, h, doc), typ: firstValue(scheme.EventType, h, doc)}
+	id, idSource := eventID(ep, scheme, h, doc)
+	typ, _ := firstValue(scheme.EventType, h, doc)
+	ev := parsedEvent{id: id, typ: typ, idFromHeader: idSource.Header != ""}
 	if len(ev.id) > maxEventIDLength {
-		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id is longer than "+itoa(maxEventIDLength)+" characters")
+		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id is longer than "+itoa(maxEventIDLength)+" bytes")
+	}
+	// Ids and types travel on as headers and labels: a control character could add a
+	// header of its own to a delivery.
+	if hasControl(ev.id) {
+		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id contains control characters")
+	}
+	if len(ev.typ) > maxEventTypeLength {
+		return ev, reject(http.StatusUnprocessableEntity, "event_type_too_long", "Unprocessable event", "the event type is longer than "+itoa(maxEventTypeLength)+" bytes")
+	}
+	if hasControl(ev.typ) {
+		return ev, reject(http.StatusBadRequest, "invalid_event_type", "Bad request", "the event type contains control characters")
 	}
 	if len(ep.EventTypes) > 0 && !typeAllowed(ep.EventTypes, ev.typ) {
 		if ev.typ == "" {
@@ -39,18 +54,18 @@ func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body
 	return ev, nil
 }
 
-func eventID(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, doc map[string]any) string {
+func eventID(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, doc map[string]any) (string, verify.Source) {
 	switch {
 	case ep.Idempotency.Header != "":
-		return h.Get(ep.Idempotency.Header)
+		return h.Get(ep.Idempotency.Header), verify.FromHeader(ep.Idempotency.Header)
 	case ep.Idempotency.JSONPath != "":
-		return scalar(lookup(doc, ep.Idempotency.JSONPath))
+		return scalar(lookup(doc, ep.Idempotency.JSONPath)), verify.FromBody(ep.Idempotency.JSONPath)
 	}
 	return firstValue(scheme.EventID, h, doc)
 }
 
-// firstValue is the first of sources that has a value.
-func firstValue(sources []verify.Source, h http.Header, doc map[string]any) string {
+// firstValue is the first of sources that has a value, and that source.
+func firstValue(sources []verify.Source, h http.Header, doc map[string]any) (string, verify.Source) {
 	for _, src := range sources {
 		var v string
 		if src.Header != "" {
@@ -59,10 +74,10 @@ func firstValue(sources []verify.Source, h http.Header, doc map[string]any) stri
 			v = scalar(lookup(doc, src.JSONPath))
 		}
 		if v != "" {
-			return v
+			return v, src
 		}
 	}
-	return ""
+	return "", verify.Source{}
 }
 
 // lookup follows a dotted path ("data.id", optionally "$." first) through objects.
@@ -101,6 +116,16 @@ func typeAllowed(patterns []string, typ string) bool {
 				return true
 			}
 		} else if p == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// hasControl reports whether s holds an ASCII control character (DEL included).
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
 			return true
 		}
 	}

@@ -182,7 +182,7 @@ type guideScheme struct {
 
 // guideEndpointSecret configures a scheme that signs with the endpoint's shared secret.
 func guideEndpointSecret(_ *testing.T, k *guideKeys, e *routing.Endpoint) {
-	e.Verification.Secret = k.endpointSecret
+	e.Verification.Secret = routing.SecretValue(k.endpointSecret)
 }
 
 func guideSigningSecretEnv(_ *testing.T, k *guideKeys) map[string]string {
@@ -218,7 +218,7 @@ var guideSchemes = []guideScheme{
 		scheme: hookgatev1alpha1.VerificationRSASignature,
 		endpoint: func(t *testing.T, k *guideKeys, e *routing.Endpoint) {
 			e.Verification.Header = "X-Signature"
-			e.Verification.Secret = guidePublicKeyPEM(t, &k.rsaKey.PublicKey)
+			e.Verification.Secret = routing.SecretValue(guidePublicKeyPEM(t, &k.rsaKey.PublicKey))
 		},
 		env: func(t *testing.T, k *guideKeys) map[string]string {
 			return map[string]string{"PRIVATE_KEY_PEM": guidePrivateKeyPEM(t, k.rsaKey)}
@@ -227,7 +227,7 @@ var guideSchemes = []guideScheme{
 	{
 		scheme: hookgatev1alpha1.VerificationStandardWebhooks,
 		endpoint: func(_ *testing.T, k *guideKeys, e *routing.Endpoint) {
-			e.Verification.Secret = k.standardSecret
+			e.Verification.Secret = routing.SecretValue(k.standardSecret)
 		},
 		env: func(_ *testing.T, k *guideKeys) map[string]string {
 			return map[string]string{"SIGNING_SECRET": k.standardSecret}
@@ -393,7 +393,7 @@ func guideTable(t *testing.T, k *guideKeys, s guideScheme, path string) *routing
 	s.endpoint(t, k, &e)
 	return &routing.Table{
 		Partners: []routing.Partner{{Namespace: guideNamespace, Name: guidePartner,
-			Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(k.apiKey), SigningSecret: k.partnerSecret}}}},
+			Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(k.apiKey), SigningSecret: routing.SecretValue(k.partnerSecret)}}}},
 		Endpoints: []routing.Endpoint{e},
 	}
 }

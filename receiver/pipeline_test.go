@@ -201,6 +201,18 @@ func TestPipelineOutcomes(t *testing.T) {
 			headers: signed(acmeKey, acmeSecret, now), wantStatus: 400, wantError: "Bad request"},
 		{name: "event type not allowed", path: "/api/webhooks/events", body: event("evt_23", "invoice.paid"),
 			headers: signed(acmeKey, acmeSecret, now), wantStatus: 422, wantError: "Unprocessable event"},
+		{name: "a 100 KB event type", path: "/api/webhooks/stored", body: event("evt_24", strings.Repeat("t", 100_000)),
+			headers: signed(acmeKey, acmeSecret, now), wantStatus: 422, wantError: "Unprocessable event", check: func(t *testing.T, r response) {
+				if len(r.raw) > 1024 || !strings.Contains(r.body["message"].(string), "256 bytes") {
+					t.Errorf("the answer must name the limit and not echo the type: %d bytes %.200s", len(r.raw), r.raw)
+				}
+			}},
+		{name: "event type of 256 bytes is fine", path: "/api/webhooks/stored", body: event("evt_25", strings.Repeat("t", 256)),
+			headers: signed(acmeKey, acmeSecret, now), wantStatus: 202},
+		{name: "event id with a newline", path: "/api/webhooks/stored", body: event("evt_26\r\nX-Injected: 1", "x"),
+			headers: signed(acmeKey, acmeSecret, now), wantStatus: 400, wantError: "Bad request"},
+		{name: "event type with a control character", path: "/api/webhooks/stored", body: event("evt_27", "order\u0000created"),
+			headers: signed(acmeKey, acmeSecret, now), wantStatus: 400, wantError: "Bad request"},
 
 		// 200: duplicate.
 		{name: "duplicate returns the original uuid", path: "/api/webhooks/events", body: event("evt_123", "order.created"),

@@ -3,6 +3,12 @@ package receiver
 // The receiver's permissions, generated into config/rbac/receiver/role.yaml: its own
 // Lease and the routing Secret (by name only) in its namespace, and the WebhookEvent view.
 // +kubebuilder:rbac:groups="",namespace=hookgate-system,resources=secrets,resourceNames=hookgate-routing,verbs=get;list;watch
-// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=hookgate-system,resources=leases,verbs=get;create;update;delete
+// Its Lease by name (the StatefulSet's pod; the chart lists one per replica), so that it
+// can never renew or take the operator's leader Lease. create cannot be limited by name
+// in RBAC; a Lease it creates under another name is one nobody else reads.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=hookgate-system,resources=leases,verbs=create
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=hookgate-system,resources=leases,resourceNames=hookgate-receiver-0,verbs=get;update;delete
 // +kubebuilder:rbac:groups=hookgate.io,resources=webhookevents,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=hookgate.io,resources=partners/status,verbs=patch
+// Events on WebhookEndpoints and Partners (a destination's circuit, a refused WebhookEvent).
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

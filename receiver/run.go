@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
@@ -19,6 +19,7 @@ import (
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/internal/scheme"
 	"github.com/hookgate/hookgate/receiver/delivery"
+	"github.com/hookgate/hookgate/receiver/egress"
 	"github.com/hookgate/hookgate/receiver/eventstatus"
 	"github.com/hookgate/hookgate/receiver/store"
 )
@@ -88,13 +89,24 @@ func Run(ctx context.Context, opts Options) error {
 		goBackground("lease", reporter.Start)
 	}
 
+	guard := newEgressGuard(ctx, opts)
+	var onCircuit func(string, bool)
+	if opts.KubeConfig != nil {
+		recorder, stopEvents, err := newEventRecorder(opts.KubeConfig)
+		if err != nil {
+			return err
+		}
+		defer stopEvents()
+		onCircuit = circuitEvents(recorder, holder)
+	}
 	dispatcher := delivery.NewDispatcher(delivery.Options{
 		Store: st, Holder: holder, Log: opts.Log.WithName("delivery"), Workers: opts.DeliveryWorkers,
-		AllowLinkLocal: opts.AllowLinkLocalDestinations, Metrics: delivery.NewMetrics(opts.Registry),
+		Egress: guard, Metrics: delivery.NewMetrics(opts.Registry), OnCircuit: onCircuit,
 	})
 	srv := NewServer(Config{
 		Store: st, Holder: holder, TrustedProxies: opts.TrustedProxies, AuditLog: opts.AuditLog,
-		Metrics: metrics, Gatherer: opts.Registry, Log: opts.Log, OnStored: dispatcher.Wake,
+		Metrics: metrics, Gatherer: opts.Registry, Log: opts.Log, OnStored: dispatcher.Wake, Egress: guard,
+		MaxInflightBodyBytes: opts.MaxInflightBodyBytes, DefaultPartnerQuota: opts.MaxStoredBytesPerPartner,
 	})
 	goBackground("delivery", dispatcher.Start)
 	if opts.KubeConfig != nil {
@@ -142,6 +154,25 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
+// newEgressGuard is the one guard of every outbound connection (deliveries and JWKS
+// fetches): the admin's allow list and link-local switch, the API server's addresses
+// (resolved now; none when standalone) and this pod's own addresses.
+func newEgressGuard(ctx context.Context, opts Options) *egress.Guard {
+	var apiServer []netip.Addr
+	if opts.KubeConfig != nil {
+		var err error
+		if apiServer, err = egress.LookupHost(ctx, opts.KubeConfig.Host); err != nil {
+			opts.Log.Error(err, "resolving the API server for the egress policy; its addresses are not refused as such")
+		}
+	}
+	own := egress.OwnAddrs()
+	opts.Log.V(1).Info("egress policy", "allowCIDRs", opts.DestinationAllowCIDRs, "allowLinkLocal", opts.AllowLinkLocalDestinations,
+		"apiServer", apiServer, "own", own)
+	return egress.New(egress.Config{
+		AllowCIDRs: opts.DestinationAllowCIDRs, AllowLinkLocal: opts.AllowLinkLocalDestinations, APIServer: apiServer, Own: own,
+	})
+}
+
 func newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
@@ -150,32 +181,6 @@ func newHTTPServer(h http.Handler) *http.Server {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-	}
-}
-
-// pruneLoop removes finished events after the store retention, which never undercuts the
-// longest dedup window of the loaded table.
-func (s *Server) pruneLoop(ctx context.Context, retention time.Duration) error {
-	ticker := time.NewTicker(time.Minute)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-		}
-		keep := retention
-		if t := s.routes.holder.Current(); t != nil {
-			for _, e := range t.Endpoints {
-				keep = max(keep, e.Idempotency.Window.Std())
-			}
-		}
-		now := s.now()
-		if n, err := s.store.Prune(ctx, now.Add(-keep), now); err != nil {
-			s.log.Error(err, "pruning the store")
-		} else if n > 0 {
-			s.log.Info("pruned finished events", "count", n, "olderThan", keep.String())
-		}
 	}
 }
 

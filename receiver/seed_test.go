@@ -29,7 +29,7 @@ func TestSeedExamples(t *testing.T) {
 	}
 	apiKey, secret := "hgk_"+randomB64(t, base64.RawURLEncoding), "whsec_"+randomB64(t, base64.StdEncoding)
 	table := &routing.Table{
-		Partners: []routing.Partner{{Namespace: "partners", Name: "acme", Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: secret}}}},
+		Partners: []routing.Partner{{Namespace: "partners", Name: "acme", Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: routing.SecretValue(secret)}}}},
 		Endpoints: []routing.Endpoint{{
 			Namespace: "partners", Name: "events", Path: "/api/webhooks/events",
 			Verification: routing.Verification{Type: hookgatev1alpha1.VerificationPartnerHMAC, Tolerance: routing.Duration(5 * time.Minute)},

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/egress"
 	"github.com/hookgate/hookgate/receiver/store"
 	"github.com/hookgate/hookgate/receiver/verify"
 )
@@ -36,6 +37,9 @@ type Server struct {
 	routes         *routeCache
 	trustedProxies []netip.Prefix
 	limiter        *rateLimiter
+	bodies         *bodyBudget
+	authFailures   *authFailureLimiter
+	defaultQuota   int64
 	auditLog       *zap.Logger
 	metrics        *Metrics
 	gatherer       prometheus.Gatherer
@@ -53,11 +57,18 @@ type Config struct {
 	Metrics        *Metrics    // nil: no metrics
 	Gatherer       prometheus.Gatherer
 	Log            logr.Logger
-	// JWKSClient fetches JWT key sets (nil: a client with a 5 s timeout).
+	// JWKSClient fetches JWT key sets (nil: verify.NewJWKSClient dialling through Egress).
 	JWKSClient *http.Client
-	Now        func() time.Time
+	// Egress checks the addresses the JWKS client dials, as for url destinations (nil:
+	// egress.Default(), no allow list).
+	Egress *egress.Guard
+	Now    func() time.Time
 	// OnStored, when set, is called after each newly stored event (wakes delivery).
 	OnStored func()
+	// MaxInflightBodyBytes bounds the request bodies held at once (0: no bound).
+	MaxInflightBodyBytes int64
+	// DefaultPartnerQuota is the stored-bytes quota of partners that set none (0: none).
+	DefaultPartnerQuota int64
 }
 
 // NewServer builds a server.
@@ -68,9 +79,17 @@ func NewServer(cfg Config) *Server {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}
+	if cfg.JWKSClient == nil {
+		guard := cfg.Egress
+		if guard == nil {
+			guard = egress.Default()
+		}
+		// A JWKS URL is chosen by whoever writes the endpoint: it is dialled like a url destination.
+		cfg.JWKSClient = verify.NewJWKSClient(guard.DialContext(egress.URL))
+	}
 	return &Server{
 		routes: &routeCache{holder: cfg.Holder, env: verify.Env{JWKS: verify.NewJWKSCache(cfg.JWKSClient)}},
-		store:  cfg.Store, trustedProxies: cfg.TrustedProxies, limiter: newRateLimiter(),
+		store:  cfg.Store, trustedProxies: cfg.TrustedProxies, limiter: newRateLimiter(), bodies: newBodyBudget(cfg.MaxInflightBodyBytes), authFailures: newAuthFailureLimiter(), defaultQuota: cfg.DefaultPartnerQuota,
 		auditLog: cfg.AuditLog, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, now: cfg.Now, onStored: cfg.OnStored,
 	}
 }
@@ -82,7 +101,13 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("X-Request-Id", rec.requestID)
 		started := time.Now()
 		var rej *rejection
+		now := s.now()
+		if r.URL.Path != pathHealth {
+			rej = s.authFailures.check(rec.clientIP, now)
+		}
 		switch {
+		case rej != nil:
+			rec.route = "throttled"
 		case r.URL.Path == pathStatus:
 			rec.route = "status"
 			rej = s.handleStatus(w, r, rec)
@@ -95,6 +120,9 @@ func (s *Server) Handler() http.Handler {
 		default:
 			rec.route = "other"
 			rej = reject(http.StatusNotFound, "unknown_path", "Not found", "no webhook endpoint at this path")
+		}
+		if rej != nil && rej.status == http.StatusUnauthorized {
+			s.authFailures.failed(rec.clientIP, now)
 		}
 		if rej != nil {
 			rec.outcome, rec.reason, rec.status = outcomeRejected, rej.reason, rej.status
@@ -133,20 +161,34 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 		return rej
 	}
 
-	// 2. limits
+	// 2. limits, and the API key of schemes that name the partner by it, before any
+	// body byte is read: unknown keys cost the receiver no memory.
 	if r.ContentLength > ep.MaxBodyBytes {
 		return tooLarge(ep.MaxBodyBytes)
 	}
 	if rej := checkContentType(r); rej != nil {
 		return rej
 	}
+	partner, rej := identify(rt, ep, r.Header, now)
+	if rej != nil {
+		return rej
+	}
+	reserved := ep.MaxBodyBytes
+	if r.ContentLength >= 0 {
+		reserved = r.ContentLength
+	}
+	identified := partner != nil
+	if !s.bodies.reserve(reserved, rec.clientIP, identified) {
+		return busy()
+	}
+	defer s.bodies.release(reserved, rec.clientIP, identified)
 	body, rej := readBody(w, r, ep.MaxBodyBytes)
 	if rej != nil {
 		return rej
 	}
 
 	// 3. authenticate
-	partner, rej := s.authenticate(r.Context(), rt, ep, r.Header, body, now)
+	partner, rej = s.authenticate(r.Context(), rt, ep, partner, r.Header, body, now)
 	if partner != nil {
 		rec.partner = routing.Key(partner.Namespace, partner.Name)
 	}
@@ -171,8 +213,16 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	}
 
 	// 7. dedupe and 8. store, in one durable write
+	scheme := rt.auth[routing.Key(ep.Namespace, ep.Name)].scheme
 	in := newIngest(ep, partner, parsed, r.Header.Get("Content-Type"), body, now)
+	on, window := dedupOn(scheme, ep, parsed, body)
+	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
+	in.QuotaBytes = s.quota(partner)
 	result, err := s.store.Ingest(r.Context(), in)
+	if errors.Is(err, store.ErrQuotaExceeded) {
+		return reject(http.StatusInsufficientStorage, "storage_quota_exceeded", "Insufficient storage",
+			"this partner's stored events have reached its storage quota ("+formatBytes(in.QuotaBytes)+"); retry once older events have been delivered and pruned, or ask the platform team to raise spec.limits.maxStoredBytes")
+	}
 	if err != nil {
 		s.log.Error(err, "storing an event failed", "endpoint", rec.endpoint)
 		return reject(http.StatusServiceUnavailable, "store_unavailable", "Service unavailable", "the event could not be stored; it was not accepted, retry later")
@@ -195,6 +245,14 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	return nil
 }
 
+// quota is a partner's stored-bytes quota: its own, or the receiver's default.
+func (s *Server) quota(p *routing.Partner) int64 {
+	if p.MaxStoredBytes > 0 {
+		return p.MaxStoredBytes
+	}
+	return s.defaultQuota
+}
+
 // newIngest makes the store record of an accepted event.
 func newIngest(ep *routing.Endpoint, p *routing.Partner, parsed parsedEvent, contentType string, body []byte, now time.Time) store.Ingest {
 	id := uuid.Must(uuid.NewV7()).String()
@@ -204,10 +262,7 @@ func newIngest(ep *routing.Endpoint, p *routing.Partner, parsed parsedEvent, con
 		phase = store.PhaseQueued
 	}
 	eventID := parsed.id
-	dedupKey := ""
-	if eventID != "" {
-		dedupKey = routing.Key(p.Namespace, p.Name) + "\x00" + routing.Key(ep.Namespace, ep.Name) + "\x00" + eventID
-	} else {
+	if eventID == "" {
 		eventID = id
 	}
 	return store.Ingest{
@@ -218,10 +273,17 @@ func newIngest(ep *routing.Endpoint, p *routing.Partner, parsed parsedEvent, con
 			ReceivedAt: now, PayloadSHA256: hex.EncodeToString(sum[:]), SizeBytes: int64(len(body)),
 			ContentType: contentType, Phase: phase,
 		},
-		Payload:     body,
-		DedupKey:    dedupKey,
-		DedupWindow: ep.Idempotency.Window.Std(),
+		Payload: body,
 	}
+}
+
+// dedupKey scopes what an event is deduplicated on to its partner and endpoint; nothing
+// to deduplicate on is no key.
+func dedupKey(p *routing.Partner, ep *routing.Endpoint, on string) string {
+	if on == "" {
+		return ""
+	}
+	return routing.Key(p.Namespace, p.Name) + "\x00" + routing.Key(ep.Namespace, ep.Name) + "\x00" + on
 }
 
 // statusBody is the status API's answer.

@@ -25,6 +25,18 @@ const (
 	ReasonCredentialsCreated  = "CredentialsCreated"
 	ReasonCredentialsFound    = "CredentialsFound"
 	ReasonRotationNotPossible = "RotationNotPossible"
+	// ReasonPathNotPermitted: the path is outside /api/webhooks/<namespace>/ and the
+	// namespace may not serve shared paths.
+	ReasonPathNotPermitted = "PathNotPermitted"
+	// ReasonSecretTooLarge: a secret value is over the operator's --max-secret-bytes.
+	ReasonSecretTooLarge = "SecretTooLarge"
+	// ReasonNamespaceTableBudgetExceeded: the namespace's entries would take more of the
+	// shared routing table than --max-namespace-table-bytes.
+	ReasonNamespaceTableBudgetExceeded = "NamespaceTableBudgetExceeded"
+	// ReasonDestinationCircuitOpen: the destination kept failing; its deliveries wait for
+	// a probe after a cool-down. ReasonDestinationRecovered: the probe succeeded.
+	ReasonDestinationCircuitOpen = "DestinationCircuitOpen"
+	ReasonDestinationRecovered   = "DestinationRecovered"
 )
 
 // transientReasons are the not-ready reasons that resolve by themselves (the operator or

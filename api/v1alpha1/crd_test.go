@@ -174,6 +174,13 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 		{"destination port out of range", endpoint("  destination: {service: {name: orders, port: 70000}}\n"), "spec.destination.service.port"},
 		{"unknown destination signing", endpoint("  destination: {url: \"http://orders\", signing: Magic}\n"), "spec.destination.signing"},
 		{"idempotency header and jsonPath", endpoint("  idempotency: {header: X-Id, jsonPath: id}\n"), "spec.idempotency"},
+		{"destination timeout over 60s", endpoint("  destination: {url: \"http://orders\", timeout: 61s}\n"), "spec.destination.timeout"},
+		{"destination timeout of an hour", endpoint("  destination: {url: \"http://orders\", timeout: 1h}\n"), "spec.destination.timeout"},
+		{"header name with a space", endpoint("  destination:\n    url: http://orders\n    headers: {\"X Bad\": v}\n"), "spec.destination.headers"},
+		{"header value with a newline", endpoint("  destination:\n    url: http://orders\n    headers: {X-Team: \"a\\r\\nX-Injected: 1\"}\n"), "spec.destination.headers"},
+		{"dedup window over 30 days", endpoint("  idempotency: {window: 876000h}\n"), "spec.idempotency.window"},
+		{"HMAC template signs a timestamp it has no header for", endpoint("  partners: [acme]\n  verification:\n    type: HMAC\n    secretRef: {name: s}\n    hmac: {header: X-Sig, encoding: hex, signedContent: \"{timestamp}.{body}\"}\n"), "spec.verification.hmac.timestampHeader"},
+		{"HMAC timestamp header the template does not sign", endpoint("  partners: [acme]\n  verification:\n    type: HMAC\n    secretRef: {name: s}\n    hmac: {header: X-Sig, encoding: hex, timestampHeader: X-Ts}\n"), "spec.verification.hmac.timestampHeader"},
 		{"webhook event without uuid", "apiVersion: hookgate.io/v1alpha1\nkind: WebhookEvent\nmetadata:\n  name: ev\nspec:\n  partner: acme\n  endpoint: e\n  receivedAt: \"2026-01-01T00:00:00Z\"\n", "spec.uuid"},
 	}
 	if len(cases) < 12 {

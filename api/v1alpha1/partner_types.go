@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -29,6 +30,10 @@ type PartnerSpec struct {
 	// +optional
 	IPAllowlist []string `json:"ipAllowlist,omitempty"`
 
+	// limits bound what the partner may take of the receiver's shared resources.
+	// +optional
+	Limits *PartnerLimits `json:"limits,omitempty"`
+
 	// rateLimit is the partner's token bucket. When absent the receiver's defaults apply
 	// (100 requests per second, burst 200).
 	// +optional
@@ -52,6 +57,17 @@ type PartnerCredentials struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +optional
 	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
+}
+
+// PartnerLimits bound one partner's share of the receiver.
+type PartnerLimits struct {
+	// maxStoredBytes bounds the payload bytes of the partner's events the receiver keeps;
+	// past it new events get 507 Insufficient Storage until older ones are pruned. When
+	// absent, the receiver's --max-stored-bytes-per-partner applies.
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="maxStoredBytes must be positive, such as 512Mi"
+	// +optional
+	MaxStoredBytes *resource.Quantity `json:"maxStoredBytes,omitempty"`
 }
 
 // RateLimit is a token bucket.

@@ -195,6 +195,7 @@ const (
 )
 
 // HMACVerification describes a generic HMAC-SHA256 scheme.
+// +kubebuilder:validation:XValidation:rule="(has(self.signedContent) && self.signedContent.contains('{timestamp}')) == (has(self.timestampHeader) && size(self.timestampHeader) > 0)",message="timestampHeader is required exactly when signedContent uses {timestamp}: an unsigned or unchecked timestamp would let captured requests be replayed",fieldPath=".timestampHeader"
 type HMACVerification struct {
 	// header carrying the signature.
 	// +kubebuilder:validation:MinLength=1
@@ -236,10 +237,12 @@ type Idempotency struct {
 	// +optional
 	JSONPath string `json:"jsonPath,omitempty"`
 
-	// window during which a repeated event id is answered as a duplicate.
+	// window during which a repeated event id is answered as a duplicate, at most 720h
+	// (30 days): the store keeps every id for its window.
 	// +kubebuilder:default="72h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('720h')",message="window must be at most 720h (30 days)"
 	// +optional
 	Window *metav1.Duration `json:"window,omitempty"`
 }
@@ -266,17 +269,21 @@ type Destination struct {
 	// +optional
 	URL string `json:"url,omitempty"`
 
-	// timeout of one delivery attempt.
+	// timeout of one delivery attempt, at most 60s: a destination that needs longer
+	// should answer 202 and work asynchronously.
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('60s')",message="timeout must be more than 0s and at most 60s"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
-	// headers are static headers added to every forwarded request.
+	// headers are static headers added to every forwarded request. Names are HTTP tokens;
+	// values hold no control characters.
 	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[A-Za-z0-9!#$%&*+.^_|~-]{1,256}$'))",message="header names must be HTTP tokens (letters, digits and !#$%&*+.^_|~-)"
 	// +optional
-	Headers map[string]string `json:"headers,omitempty"`
+	Headers map[string]HeaderValue `json:"headers,omitempty"`
 
 	// signing of forwarded requests. StandardWebhooks uses the secret under key "secret" of
 	// the Secret <endpoint name>-signing, which the operator creates.
@@ -284,6 +291,12 @@ type Destination struct {
 	// +optional
 	Signing DestinationSigning `json:"signing,omitempty"`
 }
+
+// HeaderValue is the value of a static header: no control characters (a newline would
+// let a value add headers of its own).
+// +kubebuilder:validation:MaxLength=4096
+// +kubebuilder:validation:Pattern=`^[^\x00-\x08\x0a-\x1f\x7f]*$`
+type HeaderValue string
 
 // ServiceDestination is a Service port and path in the endpoint's namespace.
 type ServiceDestination struct {

@@ -288,7 +288,9 @@ func startReceiver(hookgate, work string, t *routing.Table, extraEnv []string, a
 		return nil, err
 	}
 	addr := freeAddr()
-	base := []string{"receiver", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--probe-listen", freeAddr()}
+	// The sinks are on loopback, which the egress policy refuses without an allow list.
+	base := []string{"receiver", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--probe-listen", freeAddr(),
+		"--destination-allow-cidrs", "127.0.0.0/8,::1/128"}
 	if t != nil {
 		raw, _ := json.Marshal(t)
 		file := filepath.Join(dir, "routing.json")
@@ -477,7 +479,7 @@ func measureSystem(hookgate, work string, payload, concurrency int, duration tim
 			return deliveryRow{}, fmt.Errorf("%w: %s", err, out)
 		}
 	}
-	operator := exec.Command(hookgate, "operator", "--receiver-namespace", "hookgate-system", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
+	operator := exec.Command(hookgate, "operator", "--receiver-namespace", "hookgate-system", "--shared-path-namespaces", "bench", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
 	operator.Env = append(os.Environ(), env...)
 	if err := operator.Start(); err != nil {
 		return deliveryRow{}, err

@@ -88,9 +88,9 @@ func TestEndToEnd(t *testing.T) {
 			}
 		})
 	}
-	start("operator", nil, "operator", "--receiver-namespace", "hookgate-system", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
+	start("operator", nil, "operator", "--receiver-namespace", "hookgate-system", "--shared-path-namespaces", "partners", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
 	start("receiver", []string{"POD_NAME=receiver-0"}, "receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, "data"),
-		"--listen", receiverAddr, "--probe-listen", "127.0.0.1:0")
+		"--listen", receiverAddr, "--probe-listen", "127.0.0.1:0", "--destination-allow-cidrs", "127.0.0.0/8,::1/128")
 
 	manifest := filepath.Join(dir, "acme.yaml")
 	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(`apiVersion: hookgate.io/v1alpha1

@@ -159,7 +159,8 @@ func TestHelmChart(t *testing.T) {
 	}
 	everything := []string{"--set", "ingress.enabled=true", "--set", "ingress.className=nginx", "--set", "ingress.host=hooks.example.com",
 		"--set", "ingress.tls.secretName=hooks-tls", "--set", "networkPolicy.enabled=true", "--set", "serviceMonitor.enabled=true",
-		"--set", "operator.replicas=2", "--set", "receiver.trustedProxies={10.0.0.0/8}"}
+		"--set", "operator.replicas=2", "--set", "receiver.trustedProxies={10.0.0.0/8}",
+		"--set", "receiver.destinationAllowCIDRs={10.20.0.0/16,fd00:20::/64}"}
 	t.Log(run(t, nil, helm, "lint", "--strict", chartDir()))
 	t.Log(run(t, nil, helm, append([]string{"lint", "--strict", chartDir()}, everything...)...))
 
@@ -186,6 +187,11 @@ func TestHelmChart(t *testing.T) {
 			t.Logf("rendered: %v", kinds)
 			checkWorkloads(t, objs)
 			dryRun(t, applicable)
+			// The egress allow list reaches the receiver's flags only when set.
+			if set, rendered := values != nil, strings.Contains(out, "--destination-allow-cidrs"); set != rendered ||
+				set && !strings.Contains(out, "- --destination-allow-cidrs=10.20.0.0/16,fd00:20::/64\n") {
+				t.Errorf("receiver.destinationAllowCIDRs set: %t, flag rendered: %t", set, rendered)
+			}
 			if values != nil {
 				for _, kind := range []string{"Ingress", "NetworkPolicy", "ServiceMonitor", "PodDisruptionBudget"} {
 					if kinds[kind] == 0 {

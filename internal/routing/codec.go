@@ -25,6 +25,9 @@ const (
 	maxDecodedBytes = 16 << 20
 )
 
+// ErrTableTooLarge: the encoded table does not fit its Secret.
+var ErrTableTooLarge = errors.New("routing table is over the Secret limit")
+
 // Encode serializes a finalized table.
 func Encode(t *Table) ([]byte, error) {
 	var buf bytes.Buffer
@@ -39,7 +42,7 @@ func Encode(t *Table) ([]byte, error) {
 		return nil, err
 	}
 	if buf.Len() > MaxSecretBytes-4096 {
-		return nil, fmt.Errorf("routing table is %d bytes compressed, over the Secret limit of %d: sharding is needed", buf.Len(), MaxSecretBytes)
+		return nil, fmt.Errorf("%w: %d bytes compressed, the limit is %d", ErrTableTooLarge, buf.Len(), MaxSecretBytes)
 	}
 	return buf.Bytes(), nil
 }

@@ -86,7 +86,7 @@ func (p *Partner) SigningSecrets(now time.Time) []string {
 	out := make([]string, 0, len(p.Credentials))
 	for i := range p.Credentials {
 		if p.Credentials[i].ValidAt(now) {
-			out = append(out, p.Credentials[i].SigningSecret)
+			out = append(out, string(p.Credentials[i].SigningSecret))
 		}
 	}
 	return out

@@ -46,13 +46,15 @@ type Partner struct {
 	Credentials []Credential `json:"creds"`
 	IPAllowlist []string     `json:"allow,omitempty"`
 	RateLimit   *RateLimit   `json:"rate,omitempty"`
+	// MaxStoredBytes is the partner's stored-bytes quota; 0: the receiver's default.
+	MaxStoredBytes int64 `json:"maxStored,omitempty"`
 }
 
 // Credential is one API key (as a hash) and signing secret.
 type Credential struct {
 	// APIKeySHA256 is the hex SHA-256 of the API key: the table never holds API keys.
-	APIKeySHA256  string `json:"keySHA256"`
-	SigningSecret string `json:"signingSecret"`
+	APIKeySHA256  string      `json:"keySHA256"`
+	SigningSecret SecretValue `json:"signingSecret"`
 	// NotAfter ends a previous credential's grace period; nil for the current one.
 	NotAfter *time.Time `json:"notAfter,omitempty"`
 }
@@ -87,15 +89,15 @@ type Verification struct {
 	Type      hookgatev1alpha1.VerificationType `json:"type"`
 	Tolerance Duration                          `json:"tolerance"`
 	// Secret is the secretRef value for types that use one (HMAC key, RSA public key).
-	Secret          string `json:"secret,omitempty"`
-	JWKSURL         string `json:"jwksURL,omitempty"`
-	Issuer          string `json:"issuer,omitempty"`
-	Audience        string `json:"audience,omitempty"`
-	Header          string `json:"header,omitempty"`
-	Prefix          string `json:"prefix,omitempty"`
-	Encoding        string `json:"encoding,omitempty"`
-	SignedContent   string `json:"signedContent,omitempty"`
-	TimestampHeader string `json:"timestampHeader,omitempty"`
+	Secret          SecretValue `json:"secret,omitempty"`
+	JWKSURL         string      `json:"jwksURL,omitempty"`
+	Issuer          string      `json:"issuer,omitempty"`
+	Audience        string      `json:"audience,omitempty"`
+	Header          string      `json:"header,omitempty"`
+	Prefix          string      `json:"prefix,omitempty"`
+	Encoding        string      `json:"encoding,omitempty"`
+	SignedContent   string      `json:"signedContent,omitempty"`
+	TimestampHeader string      `json:"timestampHeader,omitempty"`
 }
 
 // Idempotency says where the event id is found.
@@ -107,11 +109,15 @@ type Idempotency struct {
 
 // Destination is where events are forwarded.
 type Destination struct {
-	URL     string            `json:"url"`
+	URL string `json:"url"`
+	// Service: the URL names a Service in the endpoint's own namespace, which may resolve
+	// to the cluster's private addresses; a plain url destination may not (unless the
+	// receiver allows its range).
+	Service bool              `json:"service,omitempty"`
 	Timeout Duration          `json:"timeout"`
 	Headers map[string]string `json:"headers,omitempty"`
 	// SigningSecret is the whsec_ secret for Standard Webhooks signing; empty: unsigned.
-	SigningSecret string `json:"signingSecret,omitempty"`
+	SigningSecret SecretValue `json:"signingSecret,omitempty"`
 }
 
 // Retry is the delivery retry policy.

@@ -30,8 +30,8 @@ func bigTable(t testing.TB, n int) *Table {
 		table.Partners = append(table.Partners, Partner{
 			Namespace: ns, Name: name, UID: "6f1c2b9e-6a7d-4c1e-9a1e-3f1f0c2f9a11",
 			Credentials: []Credential{
-				{APIKeySHA256: HashAPIKey(randomString(t, "hgk_", 32)), SigningSecret: randomString(t, "whsec_", 32)},
-				{APIKeySHA256: HashAPIKey(randomString(t, "hgk_", 32)), SigningSecret: randomString(t, "whsec_", 32), NotAfter: &notAfter},
+				{APIKeySHA256: HashAPIKey(randomString(t, "hgk_", 32)), SigningSecret: SecretValue(randomString(t, "whsec_", 32))},
+				{APIKeySHA256: HashAPIKey(randomString(t, "hgk_", 32)), SigningSecret: SecretValue(randomString(t, "whsec_", 32)), NotAfter: &notAfter},
 			},
 			IPAllowlist: []string{"203.0.113.0/24", "2001:db8::/32"},
 			RateLimit:   &RateLimit{RequestsPerSecond: 100, Burst: 200},
@@ -42,7 +42,7 @@ func bigTable(t testing.TB, n int) *Table {
 			Idempotency:  Idempotency{Window: Duration(72 * time.Hour)},
 			MaxBodyBytes: 1 << 20,
 			Destination: &Destination{URL: "http://orders." + ns + ".svc:8080/hooks", Timeout: Duration(30 * time.Second),
-				SigningSecret: randomString(t, "whsec_", 32)},
+				SigningSecret: SecretValue(randomString(t, "whsec_", 32))},
 			Retry: Retry{MaxAttempts: 12, InitialBackoff: Duration(5 * time.Second), MaxBackoff: Duration(time.Hour)},
 		})
 	}
@@ -184,5 +184,26 @@ func TestDiskCacheRoundTrip(t *testing.T) {
 	got, err := cache.Load()
 	if err != nil || got.Hash != table.Hash {
 		t.Fatalf("load: %v, hash %v", err, got)
+	}
+}
+
+// TestBinarySecretsSurviveTheTable: a key that is not UTF-8 (a raw HMAC key from a
+// user's Secret) comes out of an encoded table byte for byte; text stays a string.
+func TestBinarySecretsSurviveTheTable(t *testing.T) {
+	binary := SecretValue([]byte{0x00, 0xff, 0xfe, 'k', 0x80})
+	table := &Table{Endpoints: []Endpoint{{Namespace: "ns", Name: "e", Path: "/api/webhooks/ns/e",
+		Verification: Verification{Type: hookgatev1alpha1.VerificationGitHub, Secret: binary}}},
+		Partners: []Partner{{Namespace: "ns", Name: "p", Credentials: []Credential{{SigningSecret: "whsec_text"}}}}}
+	table.Finalize(nil)
+	data, err := Encode(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Endpoints[0].Verification.Secret != binary || got.Partners[0].Credentials[0].SigningSecret != "whsec_text" {
+		t.Fatalf("secrets changed on the way: %q %q", got.Endpoints[0].Verification.Secret, got.Partners[0].Credentials[0].SigningSecret)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/egress"
 	"github.com/hookgate/hookgate/receiver/store"
 )
 
@@ -26,7 +28,14 @@ const signingSecret = "whsec_dGVzdC1zaWduaW5nLWtleS1mb3ItZGVsaXZlcmllcw=="
 type harness struct {
 	store  *store.Bolt
 	holder *routing.Holder
+	// egress is the dispatcher's guard: by default it lets deliveries reach the loopback
+	// sinks of the tests, as --destination-allow-cidrs 127.0.0.0/8,::1/128 does.
+	egress *egress.Guard
+	log    logr.Logger
 }
+
+// loopbackSinks is the allow list of tests that deliver to httptest servers.
+var loopbackSinks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
 func newHarness(t *testing.T, url string, policy routing.Retry, timeout time.Duration) *harness {
 	t.Helper()
@@ -46,7 +55,7 @@ func newHarness(t *testing.T, url string, policy routing.Retry, timeout time.Dur
 	table.Finalize(nil)
 	holder := routing.NewHolder()
 	holder.Swap(table)
-	return &harness{store: st, holder: holder}
+	return &harness{store: st, holder: holder, egress: egress.New(egress.Config{AllowCIDRs: loopbackSinks}), log: logr.Discard()}
 }
 
 func (h *harness) ingest(t *testing.T, body string) store.Event {
@@ -67,7 +76,7 @@ func (h *harness) ingest(t *testing.T, body string) store.Event {
 func (h *harness) run(t *testing.T, uuid string) (*store.Event, []store.Attempt) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := NewDispatcher(Options{Store: h.store, Holder: h.holder, Log: logr.Discard(), PollInterval: 10 * time.Millisecond})
+	d := NewDispatcher(Options{Store: h.store, Holder: h.holder, Log: h.log, Egress: h.egress, PollInterval: 10 * time.Millisecond})
 	done := make(chan struct{})
 	go func() { _ = d.Start(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
@@ -166,16 +175,16 @@ func TestDeliveryOutcomes(t *testing.T) {
 		minGap       time.Duration // between the first two attempts, when set
 	}{
 		{name: "500, 500, 200 delivered after 3", answers: []int{500, 500, 200}, policy: policy(12), wantPhase: store.PhaseDelivered, wantAttempts: 3},
-		{name: "400 failed after 1", answers: []int{400}, policy: policy(12), wantPhase: store.PhaseFailed, wantAttempts: 1, wantError: "400"},
-		{name: "410 failed after 1", answers: []int{410}, policy: policy(12), wantPhase: store.PhaseFailed, wantAttempts: 1, wantError: "410"},
+		{name: "400 failed after 1", answers: []int{400}, policy: policy(12), wantPhase: store.PhaseFailed, wantAttempts: 1, wantError: "HTTP 400"},
+		{name: "410 failed after 1", answers: []int{410}, policy: policy(12), wantPhase: store.PhaseFailed, wantAttempts: 1, wantError: "HTTP 410"},
 		{name: "429 with Retry-After, then 200", answers: []int{429, 200}, retryAfter: "1", policy: routing.Retry{MaxAttempts: 5, InitialBackoff: routing.Duration(initial), MaxBackoff: routing.Duration(5 * time.Second)},
 			wantPhase: store.PhaseDelivered, wantAttempts: 2, minGap: 900 * time.Millisecond},
 		{name: "429 Retry-After clamped to maxBackoff", answers: []int{429, 200}, retryAfter: "3600", policy: policy(5), wantPhase: store.PhaseDelivered, wantAttempts: 2},
-		{name: "timeouts until maxAttempts", answers: []int{200}, slow: true, policy: policy(2), wantPhase: store.PhaseFailed, wantAttempts: 2, wantError: "timed out"},
+		{name: "timeouts until maxAttempts", answers: []int{200}, slow: true, policy: policy(2), wantPhase: store.PhaseFailed, wantAttempts: 2, wantError: "timeout"},
 		{name: "connection refused until maxAttempts", url: refusedURL, policy: policy(3), wantPhase: store.PhaseFailed, wantAttempts: 3, wantError: "connection refused"},
-		{name: "503 until maxAttempts exhausted", answers: []int{503}, policy: policy(4), wantPhase: store.PhaseFailed, wantAttempts: 4, wantError: "503"},
-		{name: "link-local destination refused", url: "http://169.254.169.254/latest/meta-data", policy: policy(5), wantPhase: store.PhaseFailed, wantAttempts: 1, wantError: "link-local"},
-		{name: "redirect is not followed", answers: []int{302}, policy: policy(5), wantPhase: store.PhaseFailed, wantAttempts: 1, wantError: "302"},
+		{name: "503 until maxAttempts exhausted", answers: []int{503}, policy: policy(4), wantPhase: store.PhaseFailed, wantAttempts: 4, wantError: "HTTP 503"},
+		{name: "link-local destination refused", url: "http://169.254.169.254/latest/meta-data", policy: policy(5), wantPhase: store.PhaseFailed, wantAttempts: 1, wantError: "destination refused by egress policy"},
+		{name: "redirect is not followed", answers: []int{302}, policy: policy(5), wantPhase: store.PhaseFailed, wantAttempts: 1, wantError: "HTTP 302"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -211,8 +220,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 			if final.Phase != c.wantPhase || int(final.Attempts) != c.wantAttempts || len(attempts) != c.wantAttempts {
 				t.Fatalf("phase %s after %d attempts (%d recorded), want %s after %d; last error %q", final.Phase, final.Attempts, len(attempts), c.wantPhase, c.wantAttempts, final.LastError)
 			}
-			if c.wantError != "" && !strings.Contains(final.LastError, c.wantError) {
-				t.Errorf("lastError %q does not mention %q", final.LastError, c.wantError)
+			if c.wantError != "" && final.LastError != c.wantError {
+				t.Errorf("lastError %q, want %q", final.LastError, c.wantError)
 			}
 			// Each retry waited no longer than the policy allows (full jitter under the
 			// doubling ceiling, or Retry-After clamped to maxBackoff).
@@ -249,7 +258,7 @@ func TestPausedEndpointHoldsDeliveries(t *testing.T) {
 	h.holder.Swap(&paused)
 	ev := h.ingest(t, `{}`)
 	ctx, cancel := context.WithCancel(context.Background())
-	d := NewDispatcher(Options{Store: h.store, Holder: h.holder, Log: logr.Discard(), PollInterval: 10 * time.Millisecond})
+	d := NewDispatcher(Options{Store: h.store, Holder: h.holder, Log: h.log, Egress: h.egress, PollInterval: 10 * time.Millisecond})
 	done := make(chan struct{})
 	go func() { _ = d.Start(ctx); close(done) }()
 	time.Sleep(300 * time.Millisecond)

@@ -1,37 +1,53 @@
 package delivery
 
 import (
-	"errors"
-	"net"
 	"net/http"
-	"net/netip"
-	"syscall"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/egress"
 )
 
-// newTransport is the one shared outbound transport. Unless allowLinkLocal, it refuses
-// to connect to link-local addresses (cloud metadata services such as 169.254.169.254),
-// checked on the resolved address at connect time so that DNS cannot get around it.
-func newTransport(allowLinkLocal bool) *http.Transport {
-	dialer := &net.Dialer{
-		Timeout:   10 * time.Second,
-		KeepAlive: 30 * time.Second,
-		Control: func(_, address string, _ syscall.RawConn) error {
-			if allowLinkLocal {
-				return nil
-			}
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
-				return nil
-			}
-			if ip := ap.Addr().Unmap(); ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() {
-				return &permanentError{msg: "destination address " + ip.String() + " is link-local; refused (see --allow-link-local-destinations)"}
-			}
-			return nil
-		},
+// clients are the dispatcher's outbound clients: one per kind of destination, each with
+// one shared transport whose dialer checks every resolved address against the egress
+// guard at connect time. Two transports, not one with a per-request flag, because a
+// transport reuses idle connections by host: a connection opened for a Service
+// destination must never carry a request to a url destination naming the same host.
+type clients struct {
+	url, service *http.Client
+}
+
+// newClients builds both clients on guard (nil: egress.Default(), which refuses loopback
+// and private addresses to url destinations).
+func newClients(guard *egress.Guard) clients {
+	if guard == nil {
+		guard = egress.Default()
 	}
+	return clients{url: newClient(guard, egress.URL), service: newClient(guard, egress.Service)}
+}
+
+// forDestination is the client for d: the service one only for a Service that the
+// operator resolved in the endpoint's own namespace.
+func (c clients) forDestination(d *routing.Destination) *http.Client {
+	if d.Service {
+		return c.service
+	}
+	return c.url
+}
+
+func newClient(guard *egress.Guard, kind egress.Kind) *http.Client {
+	return &http.Client{
+		Transport: newTransport(guard, kind),
+		// Redirects are answers, not invitations: a 3xx fails the attempt.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// newTransport is a shared outbound transport for one kind of destination. It uses no
+// proxy: the guard must see the destination's own address.
+func newTransport(guard *egress.Guard, kind egress.Kind) *http.Transport {
 	return &http.Transport{
-		DialContext:           dialer.DialContext,
+		DialContext:           guard.DialContext(kind),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   32,
@@ -41,5 +57,3 @@ func newTransport(allowLinkLocal bool) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 	}
 }
-
-func isConnRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

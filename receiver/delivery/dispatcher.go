@@ -6,13 +6,16 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/egress"
 	"github.com/hookgate/hookgate/receiver/store"
 	"github.com/hookgate/hookgate/receiver/verify"
 )
@@ -21,6 +24,9 @@ import (
 const (
 	DefaultWorkers        = 128
 	DefaultPerDestination = 32
+	DefaultPerNamespace   = 64
+	// MaxTimeout bounds one attempt whatever the routing table says (the API allows 60s).
+	MaxTimeout = 60 * time.Second
 )
 
 // Options configure a Dispatcher.
@@ -28,28 +34,43 @@ type Options struct {
 	Store  store.Store
 	Holder *routing.Holder
 	Log    logr.Logger
-	// Workers bounds concurrent deliveries overall; PerDestination bounds them per
-	// destination, so that one slow destination cannot take every worker.
+	// Workers bounds concurrent deliveries overall. PerDestination bounds them per
+	// destination host (scheme, host and port: URLs that differ only in path or query
+	// share it), PerNamespace per tenant namespace, so that neither one slow host nor one
+	// tenant's many destinations can take every worker.
 	Workers        int
 	PerDestination int
-	// PollInterval is how often the due index is scanned when nothing wakes the dispatcher.
-	PollInterval   time.Duration
-	AllowLinkLocal bool
-	Metrics        *Metrics
-	Now            func() time.Time
-	Jitter         func(time.Duration) time.Duration
+	PerNamespace   int
+	// PollInterval is how often the queues are scanned when nothing wakes the dispatcher.
+	PollInterval time.Duration
+	// Egress checks every destination address at connect time (nil: egress.Default(),
+	// no allow list). The receiver shares one guard with its JWKS client.
+	Egress  *egress.Guard
+	Metrics *Metrics
+	// OnCircuit, when set, hears a destination's circuit open or close (queue key =
+	// endpoint key).
+	OnCircuit func(queue string, open bool)
+	Now       func() time.Time
+	Jitter    func(time.Duration) time.Duration
 }
 
-// Dispatcher feeds due events to a bounded pool of delivery workers.
+// Dispatcher feeds due deliveries to a bounded pool of workers, going round the
+// destinations that may take one now: a paused endpoint, a destination at its cap or with
+// an open circuit is passed over as a whole, so no backlog is ever in another's way.
 type Dispatcher struct {
-	opts   Options
-	client *http.Client
-	wake   chan struct{}
+	opts     Options
+	clients  clients // dial.go: one shared client per destination kind (egress)
+	wake     chan struct{}
+	circuits *circuits
 
-	mu       sync.Mutex
-	inFlight map[string]bool
-	perDest  map[string]int
-	slots    chan struct{}
+	mu           sync.Mutex
+	inFlight     map[string]bool // by uuid
+	busy         int
+	perHost      map[string]int
+	perNamespace map[string]int
+	perQueue     map[string]int
+	rotation     int
+	lastDepth    time.Time
 }
 
 // NewDispatcher returns a dispatcher; Start runs it.
@@ -60,6 +81,9 @@ func NewDispatcher(opts Options) *Dispatcher {
 	if opts.PerDestination <= 0 {
 		opts.PerDestination = DefaultPerDestination
 	}
+	if opts.PerNamespace <= 0 {
+		opts.PerNamespace = DefaultPerNamespace
+	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 250 * time.Millisecond
 	}
@@ -69,27 +93,39 @@ func NewDispatcher(opts Options) *Dispatcher {
 	if opts.Jitter == nil {
 		opts.Jitter = fullJitter
 	}
-	return &Dispatcher{
-		opts: opts,
-		client: &http.Client{
-			Transport: newTransport(opts.AllowLinkLocal),
-			// Redirects are answers, not invitations: a 3xx fails the attempt.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		wake:     make(chan struct{}, 1),
-		inFlight: map[string]bool{},
-		perDest:  map[string]int{},
-		slots:    make(chan struct{}, opts.Workers),
+	d := &Dispatcher{
+		opts:         opts,
+		clients:      newClients(opts.Egress),
+		wake:         make(chan struct{}, 1),
+		inFlight:     map[string]bool{},
+		perHost:      map[string]int{},
+		perNamespace: map[string]int{},
+		perQueue:     map[string]int{},
 	}
+	d.circuits = newCircuits(func(queue string, open bool) {
+		if open {
+			d.opts.Log.Info("destination circuit opened: its deliveries wait, a probe follows after the cool-down", "endpoint", queue)
+		} else {
+			d.opts.Log.Info("destination circuit closed: deliveries resume", "endpoint", queue)
+		}
+		d.opts.Metrics.observeCircuit(queue, open)
+		if d.opts.OnCircuit != nil {
+			d.opts.OnCircuit(queue, open)
+		}
+	})
+	return d
 }
 
-// Wake asks for a scan of the due index now (after an ingest or a requeue).
+// Wake asks for a scan of the queues now (after an ingest or a requeue).
 func (d *Dispatcher) Wake() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
 }
+
+// OpenCircuits lists the endpoints whose destination circuits are open.
+func (d *Dispatcher) OpenCircuits() []string { return d.circuits.open() }
 
 // Start delivers until ctx ends; attempts in flight then finish or are cut off, and
 // events without a recorded outcome stay due, so they are sent again after a restart.
@@ -109,89 +145,212 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 }
 
+// candidate is a queue the dispatcher may deliver from in this round.
+type candidate struct {
+	queue     store.Queue
+	ep        *routing.Endpoint
+	host      string
+	namespace string
+	pending   []store.Event // read ahead from the queue
+	exhausted bool
+}
+
+// dispatchQuantum is how many due deliveries are read from one queue at a time.
+const dispatchQuantum = 8
+
 func (d *Dispatcher) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 	table := d.opts.Holder.Current()
 	if table == nil {
 		return
 	}
 	now := d.opts.Now()
-	due, err := d.opts.Store.Due(ctx, now, 4*d.opts.Workers)
+	queues, err := d.opts.Store.DueQueues(ctx, now)
 	if err != nil {
-		d.opts.Log.Error(err, "reading due deliveries")
+		d.opts.Log.Error(err, "reading the delivery queues")
 		return
 	}
-	d.opts.Metrics.observeQueue(due, now)
-	for i := range due {
-		ev := due[i]
-		ep, ok := endpointOf(table, &ev)
+	d.observeQueues(ctx, queues, now)
+	var ready []*candidate
+	for _, q := range queues {
+		ns, name, _ := strings.Cut(q.Key, "/")
+		ep, ok := table.Endpoint(ns, name)
 		if !ok || ep.Paused || ep.Destination == nil {
 			continue // paused, or its endpoint is not served now: it waits
 		}
-		dest := ep.Destination.URL
-		if !d.claim(ev.UUID, dest) {
-			continue
+		ready = append(ready, &candidate{queue: q, ep: ep, host: hostOf(ep.Destination.URL), namespace: ns})
+	}
+	if len(ready) == 0 {
+		return
+	}
+	// Start each scan at a different destination, and take one delivery from each in
+	// turn, so that every destination gets its share of free workers.
+	d.mu.Lock()
+	d.rotation++
+	offset := d.rotation % len(ready)
+	d.mu.Unlock()
+	ready = append(ready[offset:], ready[:offset]...)
+	for progress := true; progress && d.free() > 0; {
+		progress = false
+		for _, c := range ready {
+			if d.free() == 0 || ctx.Err() != nil {
+				return
+			}
+			ev, ok := d.next(ctx, c, now)
+			if !ok || !d.claim(ev, c) {
+				continue
+			}
+			if !d.circuits.admit(c.queue.Key, now) {
+				d.release(ev.UUID, c)
+				c.exhausted = true
+				continue
+			}
+			progress = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { d.release(ev.UUID, c); d.Wake() }()
+				d.deliver(ctx, &ev, c.ep)
+			}()
 		}
-		select {
-		case d.slots <- struct{}{}:
-		case <-ctx.Done():
-			d.release(ev.UUID, dest)
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-d.slots; d.release(ev.UUID, dest); d.Wake() }()
-			d.deliver(ctx, &ev, ep)
-		}()
 	}
 }
 
-func endpointOf(t *routing.Table, ev *store.Event) (*routing.Endpoint, bool) {
-	return t.Endpoint(ev.EndpointNamespace, ev.Endpoint)
+// next is the candidate's next due delivery that is not in flight, read ahead
+// dispatchQuantum at a time.
+func (d *Dispatcher) next(ctx context.Context, c *candidate, now time.Time) (store.Event, bool) {
+	if len(c.pending) == 0 && !c.exhausted {
+		d.mu.Lock()
+		inFlight := d.perQueue[c.queue.Key]
+		d.mu.Unlock()
+		evs, err := d.opts.Store.Due(ctx, c.queue.Key, now, dispatchQuantum+inFlight)
+		if err != nil {
+			d.opts.Log.Error(err, "reading a delivery queue", "endpoint", c.queue.Key)
+		}
+		c.pending = d.notInFlight(evs)
+		c.exhausted = len(c.pending) == 0
+	}
+	if len(c.pending) == 0 {
+		return store.Event{}, false
+	}
+	ev := c.pending[0]
+	c.pending = c.pending[1:]
+	return ev, true
 }
 
-func (d *Dispatcher) claim(uuid, dest string) bool {
+func (d *Dispatcher) free() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.inFlight[uuid] || d.perDest[dest] >= d.opts.PerDestination {
+	return d.opts.Workers - d.busy
+}
+
+func (d *Dispatcher) notInFlight(evs []store.Event) []store.Event {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := evs[:0]
+	for _, ev := range evs {
+		if !d.inFlight[ev.UUID] {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// claim takes a worker for ev unless it is in flight already or its host or namespace
+// is at its cap; a capped candidate is done for this scan.
+func (d *Dispatcher) claim(ev store.Event, c *candidate) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inFlight[ev.UUID] {
 		return false
 	}
-	d.inFlight[uuid] = true
-	d.perDest[dest]++
+	if d.busy >= d.opts.Workers || d.perHost[c.host] >= d.opts.PerDestination || d.perNamespace[c.namespace] >= d.opts.PerNamespace {
+		c.exhausted = true
+		return false
+	}
+	d.inFlight[ev.UUID] = true
+	d.busy++
+	d.perHost[c.host]++
+	d.perNamespace[c.namespace]++
+	d.perQueue[c.queue.Key]++
 	return true
 }
 
-func (d *Dispatcher) release(uuid, dest string) {
+func (d *Dispatcher) release(uuid string, c *candidate) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.inFlight, uuid)
-	if d.perDest[dest]--; d.perDest[dest] <= 0 {
-		delete(d.perDest, dest)
+	d.busy--
+	if d.perHost[c.host]--; d.perHost[c.host] <= 0 {
+		delete(d.perHost, c.host)
 	}
+	if d.perNamespace[c.namespace]--; d.perNamespace[c.namespace] <= 0 {
+		delete(d.perNamespace, c.namespace)
+	}
+	if d.perQueue[c.queue.Key]--; d.perQueue[c.queue.Key] <= 0 {
+		delete(d.perQueue, c.queue.Key)
+	}
+}
+
+// hostOf is the cap key of a destination: scheme, host and port. URLs that differ only
+// in path or query are one destination host.
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Scheme + "://" + strings.ToLower(u.Host)
+}
+
+// observeQueues records the due queues; the depth, which costs a count, at most every
+// few seconds.
+func (d *Dispatcher) observeQueues(ctx context.Context, queues []store.Queue, now time.Time) {
+	if d.opts.Metrics == nil {
+		return
+	}
+	depth := -1
+	d.mu.Lock()
+	countDepth := now.Sub(d.lastDepth) >= 5*time.Second
+	if countDepth {
+		d.lastDepth = now
+	}
+	d.mu.Unlock()
+	if countDepth {
+		if n, err := d.opts.Store.QueueDepth(ctx); err == nil {
+			depth = n
+		}
+	}
+	d.opts.Metrics.observeQueues(queues, depth, now)
 }
 
 // deliver makes one attempt and records it.
 func (d *Dispatcher) deliver(ctx context.Context, ev *store.Event, ep *routing.Endpoint) {
 	// The due list was read before the claim: an attempt that finished in between must
 	// not be repeated, so the event is read again now that it is ours.
+	queue := store.QueueKey(ev)
 	fresh, err := d.opts.Store.Get(ctx, ev.UUID)
 	if err != nil || fresh.Version != ev.Version {
+		d.circuits.abandon(queue)
 		return
 	}
 	payload, err := d.opts.Store.Payload(ctx, ev.UUID)
 	if err != nil {
 		d.opts.Log.Error(err, "reading a payload to deliver", "uuid", ev.UUID)
+		d.circuits.abandon(queue)
 		return
 	}
 	number := ev.Attempts + 1
 	started := d.opts.Now()
 	r := d.send(ctx, ev, ep, payload, number, started)
 	if ctx.Err() != nil && r.err != nil {
+		d.circuits.abandon(queue)
 		return // shutting down: not an attempt the destination saw through
 	}
+	d.circuits.record(queue, retryable(r), d.opts.Now())
 	took := d.opts.Now().Sub(started)
 	outcome := decide(r, number-ev.AttemptBase, ep.Retry, d.opts.Now(), d.opts.Jitter)
 	attempt := store.Attempt{Number: number, StartedAt: started, Duration: took, ResponseCode: int32(r.code), Error: describe(r)} //nolint:gosec // HTTP codes fit
+	// egress: the full error, redacted, for the admin only (lastError holds its class).
+	logAttempt(d.opts.Log, ev, ep, attempt, r)
 	// The outcome is recorded even while shutting down, so that a delivered event is not
 	// delivered again.
 	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -204,7 +363,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ev *store.Event, ep *routing.E
 
 func (d *Dispatcher) send(ctx context.Context, ev *store.Event, ep *routing.Endpoint, payload []byte, number int32, now time.Time) result {
 	dest := ep.Destination
-	timeout := dest.Timeout.Std()
+	timeout := min(dest.Timeout.Std(), MaxTimeout)
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
@@ -212,7 +371,7 @@ func (d *Dispatcher) send(ctx context.Context, ev *store.Event, ep *routing.Endp
 	defer cancel()
 	req, err := http.NewRequestWithContext(attemptCtx, http.MethodPost, dest.URL, bytes.NewReader(payload))
 	if err != nil {
-		return result{err: &permanentError{msg: "destination URL is invalid"}}
+		return result{err: errInvalidDestination}
 	}
 	for k, v := range dest.Headers {
 		req.Header.Set(k, v)
@@ -227,9 +386,9 @@ func (d *Dispatcher) send(ctx context.Context, ev *store.Event, ep *routing.Endp
 	req.Header.Set("webhook-id", ev.UUID)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
 	if dest.SigningSecret != "" {
-		key, err := verify.DecodeStandardSecret(dest.SigningSecret)
+		key, err := verify.DecodeStandardSecret(string(dest.SigningSecret))
 		if err != nil {
-			return result{err: &permanentError{msg: "the endpoint's signing secret is not usable"}}
+			return result{err: errSigningKeyUnusable}
 		}
 		req.Header.Set("webhook-signature", verify.StandardWebhooksSign(key, ev.UUID, ts, payload))
 	}
@@ -237,7 +396,8 @@ func (d *Dispatcher) send(ctx context.Context, ev *store.Event, ep *routing.Endp
 	req.Header.Set("X-Hookgate-Event-Type", ev.Type)
 	req.Header.Set("X-Hookgate-Event-Id", ev.EventID)
 	req.Header.Set("X-Hookgate-Attempt", strconv.Itoa(int(number)))
-	resp, err := d.client.Do(req)
+	// egress: Service and url destinations use separate transports, each with its rules.
+	resp, err := d.clients.forDestination(dest).Do(req)
 	if err != nil {
 		var permanent *permanentError
 		if errors.As(err, &permanent) {

@@ -10,18 +10,23 @@ import (
 
 // Metrics of delivery (docs/architecture.md).
 type Metrics struct {
-	queueDepth prometheus.Gauge
-	oldestDue  prometheus.Gauge
-	attempts   *prometheus.CounterVec
-	latency    prometheus.Histogram
-	endToEnd   prometheus.Histogram
+	queueDepth  prometheus.Gauge
+	dueQueues   prometheus.Gauge
+	oldestDue   prometheus.Gauge
+	circuitOpen *prometheus.GaugeVec
+	attempts    *prometheus.CounterVec
+	latency     prometheus.Histogram
+	endToEnd    prometheus.Histogram
 }
 
 // NewMetrics creates and registers the delivery metrics.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hookgate_delivery_queue_depth", Help: "Due deliveries seen by the last scan (capped by the scan size)."}),
-		oldestDue:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "hookgate_delivery_oldest_due_age_seconds", Help: "How long the oldest due delivery has been waiting."}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hookgate_delivery_queue_depth", Help: "Deliveries waiting, due or not, in every destination's queue."}),
+		dueQueues:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "hookgate_delivery_due_destinations", Help: "Destinations with a delivery due."}),
+		circuitOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hookgate_delivery_circuit_open", Help: "1 while a destination's circuit is open (its deliveries wait for a probe)."},
+			[]string{"endpoint"}),
+		oldestDue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hookgate_delivery_oldest_due_age_seconds", Help: "How long the oldest due delivery has been waiting."}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookgate_delivery_attempts_total", Help: "Delivery attempts by endpoint and outcome."},
 			[]string{"endpoint", "outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hookgate_delivery_attempt_duration_seconds", Help: "Duration of one delivery attempt.",
@@ -29,24 +34,39 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hookgate_delivery_latency_seconds", Help: "From receipt to delivered.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 16)}),
 	}
-	reg.MustRegister(m.queueDepth, m.oldestDue, m.attempts, m.latency, m.endToEnd)
+	reg.MustRegister(m.queueDepth, m.dueQueues, m.oldestDue, m.circuitOpen, m.attempts, m.latency, m.endToEnd)
 	return m
 }
 
-func (m *Metrics) observeQueue(due []store.Event, now time.Time) {
+// observeQueues records the due queues at now and, when counted (depth >= 0), every
+// waiting delivery.
+func (m *Metrics) observeQueues(queues []store.Queue, depth int, now time.Time) {
 	if m == nil {
 		return
 	}
-	m.queueDepth.Set(float64(len(due)))
-	if len(due) == 0 {
-		m.oldestDue.Set(0)
-		return
+	if depth >= 0 {
+		m.queueDepth.Set(float64(depth))
 	}
-	oldest := due[0].ReceivedAt
-	if due[0].NextAttemptAt != nil {
-		oldest = *due[0].NextAttemptAt
+	m.dueQueues.Set(float64(len(queues)))
+	oldest := now
+	for _, q := range queues {
+		if q.OldestDue.Before(oldest) {
+			oldest = q.OldestDue
+		}
 	}
 	m.oldestDue.Set(now.Sub(oldest).Seconds())
+}
+
+// observeCircuit records a destination's circuit opening or closing.
+func (m *Metrics) observeCircuit(queue string, open bool) {
+	if m == nil {
+		return
+	}
+	if open {
+		m.circuitOpen.WithLabelValues(queue).Set(1)
+	} else {
+		m.circuitOpen.DeleteLabelValues(queue)
+	}
 }
 
 func (m *Metrics) observeAttempt(endpoint, phase string, took time.Duration, received, now time.Time) {

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/google/uuid"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -33,8 +34,10 @@ func (r *Reflector) maintain(ctx context.Context) {
 	}
 }
 
-// prune deletes WebhookEvents older than the retention, then the oldest finished ones of
-// any namespace over the cap. Only the view shrinks: the store keeps the events.
+// prune deletes WebhookEvents older than the retention, then, in any namespace over the
+// cap, the oldest ones until it is at the cap: finished ones first, then unfinished ones
+// (a namespace whose events are stuck must not grow without bound). Only the view
+// shrinks: the store keeps the events and the status API still answers for them.
 func (r *Reflector) prune(ctx context.Context) error {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(hookgatev1alpha1.GroupVersion.WithKind("WebhookEventList"))
@@ -51,23 +54,45 @@ func (r *Reflector) prune(ctx context.Context) error {
 		}
 		byNamespace[o.Namespace] = append(byNamespace[o.Namespace], o)
 	}
-	for _, items := range byNamespace {
+	for ns, items := range byNamespace {
 		excess := len(items) - r.opts.MaxPerNamespace
 		if excess <= 0 {
 			continue
 		}
-		sort.Slice(items, func(i, j int) bool { return items[i].CreationTimestamp.Before(&items[j].CreationTimestamp) })
-		for _, o := range items {
-			if excess == 0 {
-				break
-			}
-			if finished(o.Labels[hookgatev1alpha1.LabelPhase]) {
-				r.delete(ctx, o)
-				excess--
-			}
+		for _, o := range overCap(items, excess) {
+			r.delete(ctx, o)
 		}
+		r.opts.Log.V(1).Info("capped the WebhookEvents of a namespace", "namespace", ns, "deleted", excess, "cap", r.opts.MaxPerNamespace)
 	}
 	return nil
+}
+
+// overCap picks the excess WebhookEvents to drop: finished ones before unfinished ones,
+// and within each the oldest events first.
+func overCap(items []*metav1.PartialObjectMetadata, excess int) []*metav1.PartialObjectMetadata {
+	sorted := append([]*metav1.PartialObjectMetadata(nil), items...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		if fa, fb := finished(a.Labels[hookgatev1alpha1.LabelPhase]), finished(b.Labels[hookgatev1alpha1.LabelPhase]); fa != fb {
+			return fa
+		}
+		if ta, tb := eventTime(a), eventTime(b); !ta.Equal(tb) {
+			return ta.Before(tb)
+		}
+		return a.Name < b.Name
+	})
+	return sorted[:min(excess, len(sorted))]
+}
+
+// eventTime is when the event was received: the time in its name, a UUIDv7 (to the
+// millisecond, where creationTimestamp has seconds and is reset when a pruned
+// WebhookEvent is written again), else its creationTimestamp.
+func eventTime(o *metav1.PartialObjectMetadata) time.Time {
+	if id, err := uuid.Parse(o.Name); err == nil && id.Version() == 7 {
+		sec, nsec := id.Time().UnixTime()
+		return time.Unix(sec, nsec)
+	}
+	return o.CreationTimestamp.Time
 }
 
 func finished(phase string) bool {

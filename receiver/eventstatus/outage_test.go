@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -187,6 +188,7 @@ func TestAPIServerOutageDuringIngest(t *testing.T) {
 		opts.RoutingFile, opts.KubeConfig, opts.DataDir = routingFile, cfg, filepath.Join(dir, "data")
 		opts.Listen, opts.ProbeListen, opts.StoreRetention = "127.0.0.1:0", "127.0.0.1:0", time.Hour
 		opts.EventRetention, opts.MaxEventsPerNamespace = time.Hour, 100000
+		opts.DestinationAllowCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} // the sink
 		opts.Log, opts.Registry = logr.Discard(), prometheus.NewRegistry()
 		opts.Ready = func(webhook, _ string) { ready <- "http://" + webhook }
 		done <- receiver.Run(ctx, opts)

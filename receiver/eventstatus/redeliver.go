@@ -33,7 +33,7 @@ func (w *RedeliveryWatcher) Start(ctx context.Context) error {
 		if token == "" {
 			return
 		}
-		w.Reflector.redeliver(ctx, o.Name, token)
+		w.Reflector.redeliver(ctx, o.Namespace, o.Name, token)
 	}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    handle,
@@ -47,9 +47,20 @@ func (w *RedeliveryWatcher) Start(ctx context.Context) error {
 	return nil
 }
 
-func (r *Reflector) redeliver(ctx context.Context, uuid, token string) {
+// redeliver queues the event of a WebhookEvent again. The WebhookEvent must be the
+// event's own, in its partner's namespace: anyone who may write WebhookEvents in one
+// namespace must not be able to redeliver another tenant's events by naming their uuid.
+func (r *Reflector) redeliver(ctx context.Context, namespace, uuid, token string) {
 	name := "redeliver/" + uuid
 	if handled, err := r.opts.Store.Token(ctx, name); err != nil || handled == token {
+		return
+	}
+	ev, err := r.opts.Store.Get(ctx, uuid)
+	if err != nil {
+		return // not an event of this store (or pruned): nothing to queue
+	}
+	if ev.PartnerNamespace != namespace {
+		r.opts.Log.Info("ignoring a redelivery request from another namespace than the event's", "namespace", namespace, "uuid", uuid)
 		return
 	}
 	if _, err := r.opts.Store.Requeue(ctx, uuid, r.opts.Now()); err != nil {

@@ -62,6 +62,7 @@ func TestWebhookEventsReflectDelivery(t *testing.T) {
 		},
 	}
 	table.Finalize(nil)
+	table.Partner("", "") // builds the lookup index now, as loading a table does, not racily in the workers
 	holder := routing.NewHolder()
 	holder.Swap(table)
 	st, err := store.OpenBolt(t.TempDir(), nil)
@@ -69,7 +70,8 @@ func TestWebhookEventsReflectDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	dispatcher := delivery.NewDispatcher(delivery.Options{Store: st, Holder: holder, Log: logr.Discard(), PollInterval: 20 * time.Millisecond})
+	dispatcher := delivery.NewDispatcher(delivery.Options{Store: st, Holder: holder, Log: logr.Discard(), PollInterval: 20 * time.Millisecond,
+		Egress: loopbackEgress()})
 	reflector := eventstatus.New(eventstatus.Options{Client: fastClient(t), Store: st, Holder: holder, Log: logr.Discard(), Wake: dispatcher.Wake, Interval: 50 * time.Millisecond})
 	meta, err := metadata.NewForConfig(cluster.Config)
 	if err != nil {
@@ -142,6 +144,19 @@ func TestWebhookEventsReflectDelivery(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "redelivered: attempt 4 in kubectl", kubectlShows(delivered, "Delivered", "4"))
 
+	// A WebhookEvent of the same name in another namespace is not the event's: its
+	// redeliver annotation queues nothing.
+	newNamespace(t, "intruder")
+	forged := obj.DeepCopy()
+	forged.ObjectMeta = metav1.ObjectMeta{Name: delivered, Namespace: "intruder", Annotations: map[string]string{hookgatev1alpha1.AnnotationRedeliver: "forged"}}
+	if err := cluster.Client.Create(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if handled, err := st.Token(ctx, "redeliver/"+delivered); err != nil || handled != "first" {
+		t.Fatalf("a redeliver request from another namespace was handled (token %q, %v); only the event's own WebhookEvent may ask", handled, err)
+	}
+
 	// A 400 fails at once; redeliver-failed on the endpoint queues it again.
 	failed := ingest("broken")
 	eventually(t, 10*time.Second, "failed after one attempt", kubectlShows(failed, "Failed", "1"))
@@ -171,7 +186,7 @@ func TestWebhookEventsReflectDelivery(t *testing.T) {
 }
 
 // TestPerNamespaceCap keeps at most MaxPerNamespace WebhookEvents, dropping the oldest
-// finished ones; the store keeps every event.
+// finished ones before any unfinished one; the store keeps every event.
 func TestPerNamespaceCap(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -179,6 +194,7 @@ func TestPerNamespaceCap(t *testing.T) {
 	newNamespace(t, ns)
 	table := &routing.Table{Partners: []routing.Partner{{Namespace: ns, Name: "acme"}}}
 	table.Finalize(nil)
+	table.Partner("", "") // builds the lookup index now, as loading a table does, not racily in the workers
 	holder := routing.NewHolder()
 	holder.Swap(table)
 	st, err := store.OpenBolt(t.TempDir(), nil)
@@ -194,7 +210,7 @@ func TestPerNamespaceCap(t *testing.T) {
 		ids = append(ids, id)
 		phase := store.PhaseStored
 		if i == 0 {
-			phase = store.PhaseQueued // unfinished: never dropped by the cap
+			phase = store.PhaseQueued // unfinished: dropped only after every finished one
 		}
 		if _, err := st.Ingest(ctx, store.Ingest{Event: store.Event{UUID: id, EventID: fmt.Sprint(i), PartnerNamespace: ns, Partner: "acme",
 			EndpointNamespace: ns, Endpoint: "e", ReceivedAt: time.Now(), Phase: phase}}); err != nil {

@@ -3,6 +3,7 @@ package eventstatus_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/hookgate/hookgate/internal/testcluster"
+	"github.com/hookgate/hookgate/receiver/egress"
 )
 
 var cluster *testcluster.Cluster
@@ -47,6 +49,11 @@ func newNamespace(t *testing.T, name string) {
 	if err := cluster.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// loopbackEgress lets deliveries reach the tests' httptest destinations.
+func loopbackEgress() *egress.Guard {
+	return egress.New(egress.Config{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 }
 
 // eventually is testcluster.Eventually.

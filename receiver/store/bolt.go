@@ -21,7 +21,10 @@ var (
 	bucketDedup    = []byte("dedup")    // dedup key -> expiry(8) + uuid
 	bucketDedupExp = []byte("dedupexp") // expiry(8) + dedup key -> nil, for pruning
 	bucketByID     = []byte("byid")     // partnerKey \x00 eventId \x00 uuid -> nil
-	bucketDue      = []byte("due")      // due time(8) + uuid -> nil: the delivery queue
+	bucketQueues   = []byte("queues")   // queue key \x00 due time(8) + uuid -> nil: the delivery queues
+	// bucketDueV1 is the single due index of files written before per-destination queues.
+	bucketDueV1 = []byte("due")
+	bucketUsage = []byte("usage") // partner key -> payload bytes stored(8)
 )
 
 // maxBatch bounds one group commit, so that one transaction stays short.
@@ -65,10 +68,18 @@ func OpenBolt(dir string, observe CommitObserver) (*Bolt, error) {
 		return nil, fmt.Errorf("opening the event store: %w", err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketDue, bucketAttempts, bucketReflect, bucketTokens} {
+		countUsage := tx.Bucket(bucketUsage) == nil
+		for _, b := range [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if err := migrateDueIndex(tx); err != nil {
+			return err
+		}
+		if countUsage {
+			// A file from before per-partner quotas: count what each partner stores.
+			return recountUsage(tx)
 		}
 		return nil
 	}); err != nil {
@@ -178,8 +189,9 @@ func (s *Bolt) write(ctx context.Context, apply func(tx *bolt.Tx) error) error {
 // Ingest implements Store.
 func (s *Bolt) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
 	var result IngestResult
+	overQuota := false
 	err := s.write(ctx, func(tx *bolt.Tx) error {
-		result = IngestResult{Event: in.Event}
+		result, overQuota = IngestResult{Event: in.Event}, false
 		if in.DedupKey != "" {
 			dedup := tx.Bucket(bucketDedup)
 			if v := dedup.Get([]byte(in.DedupKey)); len(v) > 8 && keyTime(v[:8]).After(in.Event.ReceivedAt) {
@@ -192,6 +204,21 @@ func (s *Bolt) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
 					return err
 				}
 			}
+		}
+		// Refused for its quota, the event writes nothing (not even its dedup key); it is
+		// a result, not a failed op, so that the group commits without a rerun.
+		usage := tx.Bucket(bucketUsage)
+		partnerKey := []byte(in.Event.PartnerKey())
+		used := readCounter(usage.Get(partnerKey))
+		if in.QuotaBytes > 0 && used+int64(len(in.Payload)) > in.QuotaBytes {
+			overQuota = true
+			return nil
+		}
+		if err := usage.Put(partnerKey, counter(used+int64(len(in.Payload)))); err != nil {
+			return err
+		}
+		if in.DedupKey != "" {
+			dedup := tx.Bucket(bucketDedup)
 			expiry := in.Event.ReceivedAt.Add(in.DedupWindow)
 			if err := dedup.Put([]byte(in.DedupKey), append(timeKey(expiry), in.Event.UUID...)); err != nil {
 				return err
@@ -214,14 +241,13 @@ func (s *Bolt) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
 			return err
 		}
 		if in.Event.Phase == PhaseQueued {
-			due := in.Event.ReceivedAt
-			if in.Event.NextAttemptAt != nil {
-				due = *in.Event.NextAttemptAt
-			}
-			return tx.Bucket(bucketDue).Put(append(timeKey(due), uuid...), nil)
+			return tx.Bucket(bucketQueues).Put(dueKey(&stored, dueAt(&stored)), nil)
 		}
 		return nil
 	})
+	if err == nil && overQuota {
+		return IngestResult{}, ErrQuotaExceeded
+	}
 	return result, err
 }
 
@@ -270,15 +296,66 @@ func (s *Bolt) Payload(_ context.Context, uuid string) ([]byte, error) {
 	return out, err
 }
 
-// Prune implements Store.
-func (s *Bolt) Prune(ctx context.Context, olderThan, now time.Time) (int, error) {
+// Prune implements Store. Each transaction removes at most pruneBatch events or dedup
+// keys, outside the group commit, so that ingest waits at most one small transaction.
+func (s *Bolt) Prune(ctx context.Context, cutoff Cutoff, now time.Time) (int, error) {
+	for {
+		more, err := s.pruneDedupBatch(now)
+		if err != nil || !more {
+			if err != nil {
+				return 0, err
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+	}
 	removed := 0
-	err := s.write(ctx, func(tx *bolt.Tx) error {
-		removed = 0
+	latest := cutoff.Latest()
+	var from []byte
+	for {
+		n, next, err := s.pruneEventBatch(cutoff, latest, from)
+		removed += n
+		if err != nil || next == nil {
+			return removed, err
+		}
+		if ctx.Err() != nil {
+			return removed, ctx.Err()
+		}
+		from = next
+	}
+}
+
+const (
+	pruneBatch   = 256  // removals per transaction
+	pruneScanMax = 4096 // events looked at per transaction
+)
+
+// update runs fn in a transaction of its own, unless the store is closed.
+func (s *Bolt) update(fn func(tx *bolt.Tx) error) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.db.Update(fn)
+}
+
+// pruneDedupBatch removes up to pruneBatch dedup keys expired at now; more reports
+// whether some may remain.
+func (s *Bolt) pruneDedupBatch(now time.Time) (more bool, err error) {
+	err = s.update(func(tx *bolt.Tx) error {
+		more = false
 		exp := tx.Bucket(bucketDedupExp).Cursor()
 		dedup := tx.Bucket(bucketDedup)
 		limit := timeKey(now)
+		n := 0
 		for k, _ := exp.First(); k != nil && string(k[:8]) < string(limit); k, _ = exp.First() {
+			if n == pruneBatch {
+				more = true
+				return nil
+			}
 			key := k[8:]
 			if v := dedup.Get(key); v != nil && string(v[:8]) == string(k[:8]) {
 				if err := dedup.Delete(key); err != nil {
@@ -288,46 +365,126 @@ func (s *Bolt) Prune(ctx context.Context, olderThan, now time.Time) (int, error)
 			if err := exp.Delete(); err != nil {
 				return err
 			}
+			n++
 		}
-		events := tx.Bucket(bucketEvents)
-		c := events.Cursor()
+		return nil
+	})
+	return more, err
+}
+
+// pruneEventBatch looks at the events from key from on (the first when nil) and removes
+// the finished ones past their endpoint's cutoff, up to pruneBatch of them. It returns
+// where the next batch starts, or nil when no event after it can be removed yet.
+func (s *Bolt) pruneEventBatch(cutoff Cutoff, latest time.Time, from []byte) (removed int, next []byte, err error) {
+	err = s.update(func(tx *bolt.Tx) error {
+		removed, next = 0, nil
+		c := tx.Bucket(bucketEvents).Cursor()
+		k, v := c.First()
+		if from != nil {
+			k, v = c.Seek(from)
+		}
 		var doomed []*Event
-		for k, v := c.First(); k != nil && len(doomed) < 10000; k, v = c.Next() {
+		for scanned := 0; k != nil; k, v = c.Next() {
+			if len(doomed) == pruneBatch || scanned == pruneScanMax {
+				next = append([]byte(nil), k...)
+				break
+			}
+			scanned++
 			var e Event
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("event %s is unreadable: %w", k, err)
 			}
-			if !e.ReceivedAt.Before(olderThan) {
-				break // uuid v7 keys are in time order
+			if !e.ReceivedAt.Before(latest) {
+				break // uuid v7 keys are in time order: nothing later is due for removal
 			}
-			if e.Finished() {
+			if e.Finished() && e.ReceivedAt.Before(cutoff.For(e.EndpointKey())) {
 				doomed = append(doomed, &e)
 			}
 		}
 		for _, e := range doomed {
-			for _, del := range []struct {
-				bucket []byte
-				key    []byte
-			}{{bucketEvents, []byte(e.UUID)}, {bucketPayloads, []byte(e.UUID)}, {bucketByID, byIDKey(e.PartnerKey(), e.EventID, e.UUID)}, {bucketReflect, []byte(e.UUID)}} {
-				if err := tx.Bucket(del.bucket).Delete(del.key); err != nil {
-					return err
-				}
-			}
-		}
-		attempts := tx.Bucket(bucketAttempts)
-		for _, e := range doomed {
-			prefix := []byte(e.UUID + "\x00")
-			c := attempts.Cursor()
-			for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-				if err := c.Delete(); err != nil {
-					return err
-				}
+			if err := deleteEvent(tx, e); err != nil {
+				return err
 			}
 		}
 		removed = len(doomed)
 		return nil
 	})
-	return removed, err
+	return removed, next, err
+}
+
+// deleteEvent removes an event with its payload, indexes and attempts, and gives its
+// bytes back to its partner's quota.
+func deleteEvent(tx *bolt.Tx, e *Event) error {
+	payloadBytes := int64(len(tx.Bucket(bucketPayloads).Get([]byte(e.UUID))))
+	for _, del := range []struct {
+		bucket []byte
+		key    []byte
+	}{{bucketEvents, []byte(e.UUID)}, {bucketPayloads, []byte(e.UUID)}, {bucketByID, byIDKey(e.PartnerKey(), e.EventID, e.UUID)}, {bucketReflect, []byte(e.UUID)}} {
+		if err := tx.Bucket(del.bucket).Delete(del.key); err != nil {
+			return err
+		}
+	}
+	c := tx.Bucket(bucketAttempts).Cursor()
+	prefix := []byte(e.UUID + "\x00")
+	for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	usage := tx.Bucket(bucketUsage)
+	key := []byte(e.PartnerKey())
+	left := readCounter(usage.Get(key)) - payloadBytes
+	if left <= 0 {
+		return usage.Delete(key)
+	}
+	return usage.Put(key, counter(left))
+}
+
+// Usage implements Store.
+func (s *Bolt) Usage(_ context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUsage).ForEach(func(k, v []byte) error {
+			out[string(k)] = readCounter(v)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// recountUsage sets every partner's usage from the stored events.
+func recountUsage(tx *bolt.Tx) error {
+	totals := map[string]int64{}
+	if err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+		var e Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("event %s is unreadable: %w", k, err)
+		}
+		totals[e.PartnerKey()] += int64(len(tx.Bucket(bucketPayloads).Get(k)))
+		return nil
+	}); err != nil {
+		return err
+	}
+	usage := tx.Bucket(bucketUsage)
+	for k, n := range totals {
+		if err := usage.Put([]byte(k), counter(n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func counter(n int64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(max(n, 0))) //nolint:gosec // clamped to zero
+	return b
+}
+
+func readCounter(b []byte) int64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(b)) //nolint:gosec // written by counter from a non-negative int64
 }
 
 // Healthy implements Store.

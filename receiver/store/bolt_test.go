@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func ingest(id, eventID string, at time.Time, phase string) Ingest {
@@ -51,5 +54,110 @@ func TestConcurrentIngestsShareCommits(t *testing.T) {
 	}
 	if commits >= n {
 		t.Errorf("%d commits for %d concurrent writes: no grouping", commits, n)
+	}
+}
+
+// TestPruneStaysOutOfTheGroupCommit: pruning runs in transactions of its own, never as an
+// op of the ingest group commit, whose batches it would otherwise hold up.
+func TestPruneStaysOutOfTheGroupCommit(t *testing.T) {
+	var commits atomic.Int64
+	s, err := OpenBolt(t.TempDir(), func(time.Duration, int) { commits.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Now().Add(-48 * time.Hour)
+	for i := range 600 {
+		if _, err := s.Ingest(context.Background(), ingest(fmt.Sprintf("a%05d", i), fmt.Sprintf("e%d", i), t0, PhaseStored)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := commits.Load()
+	n, err := s.Prune(context.Background(), Before(time.Now().Add(-time.Hour)), time.Now())
+	if err != nil || n != 600 {
+		t.Fatalf("pruned %d (%v)", n, err)
+	}
+	if after := commits.Load(); after != before {
+		t.Fatalf("pruning went through the group commit: %d commits", after-before)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUsageCountedForAnOldFile: a file written before per-partner quotas (no usage
+// bucket) gets each partner's stored bytes counted when it is opened.
+func TestUsageCountedForAnOldFile(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := s.Ingest(context.Background(), ingest(fmt.Sprintf("a%d", i), fmt.Sprintf("e%d", i), time.Now(), PhaseStored)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketUsage) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenBolt(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	usage, err := s.Usage(context.Background())
+	if err != nil || usage["ns/acme"] != int64(3*len(`{"id":"e0"}`)) {
+		t.Fatalf("usage %v (%v)", usage, err)
+	}
+}
+
+// TestDueIndexMigrates: a file with the single due index of the previous release opens
+// with its queued events in their per-destination queues.
+func TestDueIndexMigrates(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Minute)
+	for i := range 3 {
+		if _, err := s.Ingest(context.Background(), ingest(fmt.Sprintf("q%d", i), fmt.Sprintf("e%d", i), t0, PhaseQueued)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Rewrite the queues as the previous release kept them: time(8) + uuid in "due".
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		old, err := tx.CreateBucket(bucketDueV1)
+		if err != nil {
+			return err
+		}
+		for i := range 3 {
+			if err := old.Put(append(timeKey(t0), fmt.Sprintf("q%d", i)...), nil); err != nil {
+				return err
+			}
+		}
+		if err := tx.DeleteBucket(bucketQueues); err != nil {
+			return err
+		}
+		_, err = tx.CreateBucket(bucketQueues)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenBolt(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	due, err := s.Due(context.Background(), "ns/e", time.Now(), 10)
+	if err != nil || len(due) != 3 {
+		t.Fatalf("after migration %d due (%v), want 3", len(due), err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,9 +33,13 @@ func putEvent(tx *bolt.Tx, e *Event) error {
 	return tx.Bucket(bucketReflect).Put([]byte(e.UUID), v)
 }
 
-func dueKey(at time.Time, uuid string) []byte { return append(timeKey(at), uuid...) }
+// dueKey is an event's key in its queue: the queue, then the due time and the uuid, so
+// that each queue is in due order.
+func dueKey(e *Event, at time.Time) []byte {
+	return append(append([]byte(QueueKey(e)+"\x00"), timeKey(at)...), e.UUID...)
+}
 
-// dueAt is the time under which an unfinished event sits in the due index.
+// dueAt is the time under which an unfinished event sits in its queue.
 func dueAt(e *Event) time.Time {
 	if e.NextAttemptAt != nil {
 		return *e.NextAttemptAt
@@ -42,14 +47,43 @@ func dueAt(e *Event) time.Time {
 	return e.ReceivedAt
 }
 
+// DueQueues implements Store. It reads the first key of each queue and seeks past the
+// rest, so a long queue costs one read, not one per delivery.
+func (s *Bolt) DueQueues(_ context.Context, now time.Time) ([]Queue, error) {
+	var out []Queue
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketQueues).Cursor()
+		end := timeKey(now)
+		for k, _ := c.First(); k != nil; {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 || len(k) < i+9 {
+				return fmt.Errorf("malformed queue key %q", k)
+			}
+			queue := string(k[:i])
+			if due := k[i+1 : i+9]; bytes.Compare(due, end) <= 0 {
+				out = append(out, Queue{Key: queue, OldestDue: keyTime(due)})
+			}
+			// The next queue starts after every key of this one ("\x01" > "\x00...").
+			k, _ = c.Seek([]byte(queue + "\x01"))
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Due implements Store.
-func (s *Bolt) Due(_ context.Context, now time.Time, limit int) ([]Event, error) {
+func (s *Bolt) Due(_ context.Context, queue string, now time.Time, limit int) ([]Event, error) {
 	var out []Event
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketDue).Cursor()
+		c := tx.Bucket(bucketQueues).Cursor()
+		prefix := []byte(queue + "\x00")
 		end := timeKey(now)
-		for k, _ := c.First(); k != nil && len(out) < limit && bytes.Compare(k[:8], end) <= 0; k, _ = c.Next() {
-			e, err := getEvent(tx, string(k[8:]))
+		for k, _ := c.Seek(prefix); k != nil && len(out) < limit && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			rest := k[len(prefix):]
+			if bytes.Compare(rest[:8], end) > 0 {
+				break
+			}
+			e, err := getEvent(tx, string(rest[8:]))
 			if err != nil {
 				return err
 			}
@@ -58,6 +92,41 @@ func (s *Bolt) Due(_ context.Context, now time.Time, limit int) ([]Event, error)
 		return nil
 	})
 	return out, err
+}
+
+// QueueDepth implements Store.
+func (s *Bolt) QueueDepth(_ context.Context) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketQueues).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// migrateDueIndex moves the single due index of an older file into per-queue keys.
+func migrateDueIndex(tx *bolt.Tx) error {
+	old := tx.Bucket(bucketDueV1)
+	if old == nil {
+		return nil
+	}
+	queues := tx.Bucket(bucketQueues)
+	if err := old.ForEach(func(k, _ []byte) error {
+		if len(k) <= 8 {
+			return nil
+		}
+		e, err := getEvent(tx, string(k[8:]))
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return queues.Put(dueKey(e, keyTime(k[:8])), nil)
+	}); err != nil {
+		return err
+	}
+	return tx.DeleteBucket(bucketDueV1)
 }
 
 // RecordAttempt implements Store.
@@ -77,7 +146,7 @@ func (s *Bolt) RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outc
 			out = e
 			return nil
 		}
-		if err := tx.Bucket(bucketDue).Delete(dueKey(dueAt(e), uuid)); err != nil {
+		if err := tx.Bucket(bucketQueues).Delete(dueKey(e, dueAt(e))); err != nil {
 			return err
 		}
 		num := make([]byte, 4)
@@ -99,7 +168,7 @@ func (s *Bolt) RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outc
 		case PhaseRetrying:
 			next := o.NextAttemptAt
 			e.NextAttemptAt = &next
-			if err := tx.Bucket(bucketDue).Put(dueKey(next, uuid), nil); err != nil {
+			if err := tx.Bucket(bucketQueues).Put(dueKey(e, next), nil); err != nil {
 				return err
 			}
 		case PhaseFailed:
@@ -138,7 +207,7 @@ func requeue(tx *bolt.Tx, e *Event, now time.Time) error {
 	e.AttemptBase = e.Attempts
 	e.NextAttemptAt = &now
 	e.DeliveredAt = nil
-	if err := tx.Bucket(bucketDue).Put(dueKey(now, e.UUID), nil); err != nil {
+	if err := tx.Bucket(bucketQueues).Put(dueKey(e, now), nil); err != nil {
 		return err
 	}
 	return putEvent(tx, e)

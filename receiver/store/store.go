@@ -25,6 +25,10 @@ var ErrNotFound = errors.New("event not found")
 // ErrClosed: the store was closed; nothing more can be written.
 var ErrClosed = errors.New("store is closed")
 
+// ErrQuotaExceeded: the event would take its partner over its stored-bytes quota; it
+// was not stored.
+var ErrQuotaExceeded = errors.New("the partner's stored-bytes quota is exhausted")
+
 // Event is one stored event's record. The payload is kept apart (Store.Payload).
 type Event struct {
 	// UUID is time-ordered (v7): the store relies on it to prune oldest first.
@@ -89,6 +93,49 @@ type Ingest struct {
 	// duplicate of the first.
 	DedupKey    string
 	DedupWindow time.Duration
+	// QuotaBytes, when positive, bounds the payload bytes the partner may have stored:
+	// an event that would go past it is refused with ErrQuotaExceeded. A duplicate is
+	// answered whatever the quota, since it stores nothing.
+	QuotaBytes int64
+}
+
+// Queue is a delivery queue with a delivery due.
+type Queue struct {
+	Key string
+	// OldestDue is when its oldest due delivery became due.
+	OldestDue time.Time
+}
+
+// QueueKey is the queue of an event's delivery: its endpoint's one destination.
+func QueueKey(e *Event) string { return e.EndpointKey() }
+
+// Cutoff says which finished events Prune removes: those received before their
+// endpoint's time in ByEndpoint (by endpoint key), or before Default.
+type Cutoff struct {
+	Default    time.Time
+	ByEndpoint map[string]time.Time
+}
+
+// Before is the Cutoff of one time for every endpoint.
+func Before(t time.Time) Cutoff { return Cutoff{Default: t} }
+
+// For is the cutoff of one endpoint.
+func (c Cutoff) For(endpointKey string) time.Time {
+	if t, ok := c.ByEndpoint[endpointKey]; ok {
+		return t
+	}
+	return c.Default
+}
+
+// Latest is the latest cutoff of any endpoint: no event received after it is removed.
+func (c Cutoff) Latest() time.Time {
+	latest := c.Default
+	for _, t := range c.ByEndpoint {
+		if t.After(latest) {
+			latest = t
+		}
+	}
+	return latest
 }
 
 // IngestResult is what Ingest did: stored the new event, or found the original.
@@ -108,11 +155,22 @@ type Store interface {
 	FindByEventID(ctx context.Context, partnerKey, eventID string) (*Event, error)
 	// Payload returns an event's raw body.
 	Payload(ctx context.Context, uuid string) ([]byte, error)
-	// Prune deletes finished events received before olderThan and expired dedup keys,
-	// and reports how many events it removed.
-	Prune(ctx context.Context, olderThan, now time.Time) (int, error)
-	// Due returns up to limit queued or retrying events due at now, oldest due first.
-	Due(ctx context.Context, now time.Time, limit int) ([]Event, error)
+	// Prune deletes finished events received before their cutoff and dedup keys expired
+	// at now, and reports how many events it removed. It works in small transactions of
+	// its own, so that ingest never waits long behind it.
+	Prune(ctx context.Context, cutoff Cutoff, now time.Time) (int, error)
+	// Usage reports the payload bytes each partner (by partner key) has stored.
+	Usage(ctx context.Context) (map[string]int64, error)
+	// DueQueues lists the delivery queues that have a delivery due at now, each with its
+	// oldest due time. A queue holds one destination's deliveries (QueueKey), so that the
+	// dispatcher can go round the destinations it may deliver to and never look at the
+	// backlog of one it may not (paused, at its concurrency cap, circuit open).
+	DueQueues(ctx context.Context, now time.Time) ([]Queue, error)
+	// Due returns up to limit queued or retrying deliveries of one queue due at now,
+	// oldest due first.
+	Due(ctx context.Context, queue string, now time.Time, limit int) ([]Event, error)
+	// QueueDepth counts the deliveries waiting, due or not, in every queue.
+	QueueDepth(ctx context.Context) (int, error)
 	// RecordAttempt stores an attempt and its outcome.
 	RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outcome) (*Event, error)
 	// Attempts lists an event's attempts, first first.

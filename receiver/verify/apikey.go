@@ -11,6 +11,7 @@ import (
 // is the authentication, so there is nothing more to check.
 var _ = register(Scheme{
 	Type:        hookgatev1alpha1.VerificationAPIKey,
+	Signed:      false,
 	Credentials: PartnerCredentials,
 	Timestamped: never,
 	Prepare: func(*routing.Endpoint, Env) (Verifier, error) {

@@ -15,8 +15,10 @@ import (
 
 var _ = register(Scheme{
 	Type:        hookgatev1alpha1.VerificationHMAC,
+	Signed:      true,
 	Credentials: EndpointSecret,
 	Timestamped: func(v routing.Verification) bool { return v.TimestampHeader != "" },
+	SignsID:     func(v routing.Verification) bool { return strings.Contains(v.SignedContent, "{id}") },
 	Prepare: func(ep *routing.Endpoint, _ Env) (Verifier, error) {
 		v := ep.Verification
 		g := GenericHMAC{Header: v.Header, Prefix: v.Prefix, Encoding: v.Encoding, SignedContent: v.SignedContent, TimestampHeader: v.TimestampHeader}

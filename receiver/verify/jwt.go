@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,10 +17,12 @@ import (
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/egress"
 )
 
 var _ = register(Scheme{
 	Type:        hookgatev1alpha1.VerificationJWT,
+	Signed:      false,
 	Credentials: EndpointSecret,
 	Timestamped: always, // exp and nbf bound a token's life
 	Prepare: func(ep *routing.Endpoint, env Env) (Verifier, error) {
@@ -58,12 +61,34 @@ type jwksEntry struct {
 	fetches     int
 }
 
-// NewJWKSCache returns a cache using client (nil: a client with a 5 s timeout).
+// NewJWKSCache returns a cache using client (nil: NewJWKSClient(nil), which dials
+// anything: the receiver passes a guarded one).
 func NewJWKSCache(client *http.Client) *JWKSCache {
 	if client == nil {
-		client = &http.Client{Timeout: 5 * time.Second}
+		client = NewJWKSClient(nil)
 	}
 	return &JWKSCache{Client: client, MinRefresh: jwksMinRefresh, sets: map[string]*jwksEntry{}}
+}
+
+// errJWKSRedirect: a JWKS URL must answer itself; a redirect could send the receiver
+// anywhere, so it is never followed.
+var errJWKSRedirect = errors.New("the JWKS URL answered with a redirect, which is not followed")
+
+// NewJWKSClient is the client that fetches key sets: 5 s timeout, no redirects, no proxy,
+// connections made with dial (the receiver's egress guard, for url destinations; nil: a
+// plain dialer).
+func NewJWKSClient(dial func(ctx context.Context, network, address string) (net.Conn, error)) *http.Client {
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	}
+	return &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{
+			DialContext: dial, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 5 * time.Second,
+			MaxIdleConns: 16, MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errJWKSRedirect },
+	}
 }
 
 // Fetches reports how many times a URL's set was fetched (for tests and metrics).
@@ -100,7 +125,7 @@ func (c *JWKSCache) Key(ctx context.Context, url, kid string, now time.Time) (*j
 	e.fetches++
 	set, err := c.fetch(ctx, url)
 	if err != nil {
-		return nil, fail(ReasonKeyUnavailable, "the issuer's key set could not be fetched; try again later")
+		return nil, fail(ReasonKeyUnavailable, "%s", jwksFetchMessage(err))
 	}
 	e.keys = set
 	if k := findKey(e.keys, kid); k != nil {
@@ -142,6 +167,18 @@ func (c *JWKSCache) fetch(ctx context.Context, url string) (jose.JSONWebKeySet, 
 	}
 	err = json.Unmarshal(data, &set)
 	return set, err
+}
+
+// jwksFetchMessage tells the sender why the key set is missing, without the URL or address.
+func jwksFetchMessage(err error) string {
+	var refused *egress.RefusedError
+	switch {
+	case errors.Is(err, errJWKSRedirect):
+		return "the issuer's key set URL answered with a redirect, which is not followed; configure the final URL"
+	case errors.As(err, &refused):
+		return "the issuer's key set URL is refused by the receiver's egress policy"
+	}
+	return "the issuer's key set could not be fetched; try again later"
 }
 
 // JWTConfig is what a token must satisfy.

@@ -13,6 +13,7 @@ import (
 
 var _ = register(Scheme{
 	Type:        hookgatev1alpha1.VerificationPartnerHMAC,
+	Signed:      true,
 	Credentials: PartnerCredentials,
 	Timestamped: always,
 	Prepare: func(ep *routing.Endpoint, _ Env) (Verifier, error) {

@@ -16,6 +16,7 @@ import (
 var (
 	_ = register(Scheme{
 		Type:        hookgatev1alpha1.VerificationStripe,
+		Signed:      true,
 		Credentials: EndpointSecret,
 		Timestamped: always,
 		EventID:     []Source{FromBody("id")},
@@ -25,6 +26,7 @@ var (
 	})
 	_ = register(Scheme{
 		Type:        hookgatev1alpha1.VerificationGitHub,
+		Signed:      true,
 		Credentials: EndpointSecret,
 		Timestamped: never,
 		EventID:     []Source{FromHeader(HeaderGitHubDelivery)},
@@ -35,6 +37,7 @@ var (
 	})
 	_ = register(Scheme{
 		Type:        hookgatev1alpha1.VerificationSlack,
+		Signed:      true,
 		Credentials: EndpointSecret,
 		Timestamped: always,
 		EventID:     []Source{FromBody("event_id")},
@@ -45,6 +48,7 @@ var (
 	})
 	_ = register(Scheme{
 		Type:        hookgatev1alpha1.VerificationShopify,
+		Signed:      true,
 		Credentials: EndpointSecret,
 		Timestamped: never,
 		EventID:     []Source{FromHeader(HeaderShopifyWebhookID)},

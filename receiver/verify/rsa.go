@@ -16,10 +16,11 @@ import (
 
 var _ = register(Scheme{
 	Type:        hookgatev1alpha1.VerificationRSASignature,
+	Signed:      true,
 	Credentials: EndpointSecret,
 	Timestamped: never,
 	Prepare: func(ep *routing.Endpoint, _ Env) (Verifier, error) {
-		key, err := ParseRSAPublicKey(ep.Verification.Secret)
+		key, err := ParseRSAPublicKey(string(ep.Verification.Secret))
 		if err != nil {
 			return nil, err
 		}

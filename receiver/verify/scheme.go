@@ -17,6 +17,11 @@ type Scheme struct {
 	Type hookgatev1alpha1.VerificationType
 	// Credentials says whose secret authenticates a request.
 	Credentials Credentials
+	// Signed: the request carries a signature over its body (not just a key or a token).
+	Signed bool
+	// SignsID, when set, reports whether an endpoint's signature also covers the id
+	// header it deduplicates on (a generic HMAC template with {id}).
+	SignsID func(v routing.Verification) bool
 	// Timestamped reports whether an endpoint's requests carry a signed timestamp checked
 	// against its tolerance, which bounds how long a captured request can be replayed.
 	Timestamped func(v routing.Verification) bool

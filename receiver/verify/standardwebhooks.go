@@ -13,6 +13,7 @@ import (
 
 var _ = register(Scheme{
 	Type:        hookgatev1alpha1.VerificationStandardWebhooks,
+	Signed:      true,
 	Credentials: EndpointSecret,
 	Timestamped: always,
 	EventID:     []Source{FromHeader(HeaderWebhookID)},
@@ -20,7 +21,7 @@ var _ = register(Scheme{
 		v := ep.Verification
 		return VerifierFunc(func(_ context.Context, r *Request) error {
 			h := r.Header
-			return StandardWebhooks(v.Secret, h.Get(HeaderWebhookID), h.Get(HeaderWebhookTimestamp), h.Get(HeaderWebhookSignature), r.Body, r.Now, v.Tolerance.Std())
+			return StandardWebhooks(string(v.Secret), h.Get(HeaderWebhookID), h.Get(HeaderWebhookTimestamp), h.Get(HeaderWebhookSignature), r.Body, r.Now, v.Tolerance.Std())
 		}), nil
 	},
 })

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -45,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Lookup", h.testLookup)
 	t.Run("Payload", h.testPayload)
 	t.Run("Due", h.testDue)
+	t.Run("Queues", h.testQueues)
 	t.Run("RecordAttempt", h.testRecordAttempt)
 	t.Run("Attempts", h.testAttempts)
 	t.Run("Requeue", h.testRequeue)
@@ -52,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Reflection", h.testReflection)
 	t.Run("Tokens", h.testTokens)
 	t.Run("Prune", h.testPrune)
+	t.Run("Budgets", h.testBudgets)
 	t.Run("Concurrency", h.testConcurrency)
 	t.Run("Close", h.testClose)
 }
@@ -205,7 +208,7 @@ func mustRecord(t *testing.T, s store.Store, id string, a store.Attempt, o store
 
 func dueIDs(t *testing.T, s store.Store, now time.Time, limit int) []string {
 	t.Helper()
-	evs, err := s.Due(t.Context(), now, limit)
+	evs, err := allDue(t.Context(), s, now, limit)
 	if err != nil {
 		t.Fatalf("Due: %v", err)
 	}
@@ -214,6 +217,36 @@ func dueIDs(t *testing.T, s store.Store, now time.Time, limit int) []string {
 		ids[i] = evs[i].UUID
 	}
 	return ids
+}
+
+// allDue is every queue's due deliveries at now, oldest due first, at most limit: what
+// the dispatcher could deliver if it could deliver everywhere.
+func allDue(ctx context.Context, s store.Store, now time.Time, limit int) ([]store.Event, error) {
+	queues, err := s.DueQueues(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Event
+	for _, q := range queues {
+		evs, err := s.Due(ctx, q.Key, now, limit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	dueTime := func(e store.Event) time.Time {
+		if e.NextAttemptAt != nil {
+			return *e.NextAttemptAt
+		}
+		return e.ReceivedAt
+	}
+	slices.SortStableFunc(out, func(a, b store.Event) int {
+		if c := dueTime(a).Compare(dueTime(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.UUID, b.UUID)
+	})
+	return out[:min(len(out), limit)], nil
 }
 
 // dueCount is how often id is in the due list at now.
@@ -674,7 +707,7 @@ func (h *harness) testDue(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := h.fresh(t)
 			f := setup(t, s)
-			evs, err := s.Due(t.Context(), tc.now, tc.limit)
+			evs, err := allDue(t.Context(), s, tc.now, tc.limit)
 			if err != nil {
 				t.Fatalf("Due: %v", err)
 			}
@@ -1249,7 +1282,7 @@ func (h *harness) testPrune(t *testing.T) {
 			before[e.id] = mustGet(t, s, e.id)
 			attemptsBefore[e.id] = mustAttempts(t, s, e.id)
 		}
-		removed, err := s.Prune(t.Context(), cutoff, now)
+		removed, err := s.Prune(t.Context(), store.Before(cutoff), now)
 		if err != nil || removed != 3 {
 			t.Fatalf("Prune removed %d (%v), want the 3 finished events older than the cutoff", removed, err)
 		}
@@ -1290,7 +1323,7 @@ func (h *harness) testPrune(t *testing.T) {
 		if want := []string{evs[1].id, evs[3].id}; !slices.Equal(due, want) {
 			t.Errorf("due after Prune %v, want the old queued and retrying events %v", due, want)
 		}
-		if removed, err := s.Prune(t.Context(), cutoff, now); err != nil || removed != 0 {
+		if removed, err := s.Prune(t.Context(), store.Before(cutoff), now); err != nil || removed != 0 {
 			t.Errorf("Prune again removed %d (%v), want 0", removed, err)
 		}
 	})
@@ -1299,7 +1332,7 @@ func (h *harness) testPrune(t *testing.T) {
 	t.Run("a live dedup key survives", func(t *testing.T) {
 		s := h.fresh(t)
 		id := add(t, s, newIngest(t0, "evt_1", window(2*time.Hour), stored()))
-		if _, err := s.Prune(t.Context(), at(-time.Hour), now); err != nil {
+		if _, err := s.Prune(t.Context(), store.Before(at(-time.Hour)), now); err != nil {
 			t.Fatal(err)
 		}
 		again := mustIngest(t, s, newIngest(at(90*time.Minute), "evt_1"))
@@ -1314,7 +1347,7 @@ func (h *harness) testPrune(t *testing.T) {
 		s := h.fresh(t)
 		add(t, s, newIngest(t0, "evt_1"))
 		newer := add(t, s, newIngest(at(2*time.Hour), "evt_1"))
-		if _, err := s.Prune(t.Context(), at(-time.Hour), at(150*time.Minute)); err != nil {
+		if _, err := s.Prune(t.Context(), store.Before(at(-time.Hour)), at(150*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		again := mustIngest(t, s, newIngest(at(165*time.Minute), "evt_1"))
@@ -1327,7 +1360,7 @@ func (h *harness) testPrune(t *testing.T) {
 	t.Run("an expired key is released", func(t *testing.T) {
 		s := h.fresh(t)
 		old := add(t, s, newIngest(at(-48*time.Hour), "evt_1", stored()))
-		if n, err := s.Prune(t.Context(), at(-24*time.Hour), now); err != nil || n != 1 {
+		if n, err := s.Prune(t.Context(), store.Before(at(-24*time.Hour)), now); err != nil || n != 1 {
 			t.Fatalf("Prune removed %d (%v), want the old event", n, err)
 		}
 		again := mustIngest(t, s, newIngest(now, "evt_1", stored()))
@@ -1342,7 +1375,7 @@ func (h *harness) testPrune(t *testing.T) {
 	t.Run("the live key of a removed event makes no duplicate", func(t *testing.T) {
 		s := h.fresh(t)
 		add(t, s, newIngest(t0, "evt_1", window(24*time.Hour), stored()))
-		if n, err := s.Prune(t.Context(), at(time.Hour), at(2*time.Hour)); err != nil || n != 1 {
+		if n, err := s.Prune(t.Context(), store.Before(at(time.Hour)), at(2*time.Hour)); err != nil || n != 1 {
 			t.Fatalf("Prune removed %d (%v), want the original", n, err)
 		}
 		in := newIngest(at(3*time.Hour), "evt_1", window(24*time.Hour))
@@ -1487,7 +1520,7 @@ func (h *harness) testConcurrency(t *testing.T) {
 			// Readers meanwhile, as the dispatcher and reflector poll.
 			wg.Go(func() {
 				ctx := context.Background()
-				if _, err := s.Due(ctx, forever, 10); err != nil {
+				if _, err := allDue(ctx, s, forever, 10); err != nil {
 					errs <- fmt.Errorf("due: %w", err)
 				}
 				if _, err := s.Unreflected(ctx, 10); err != nil {
@@ -1551,7 +1584,7 @@ func (h *harness) testClose(t *testing.T) {
 		{"RequeueFailed", func() error { _, err := s.RequeueFailed(ctx, "ns/orders", at(time.Hour)); return err }},
 		{"MarkReflected", func() error { return s.MarkReflected(ctx, id, 1) }},
 		{"SetToken", func() error { return s.SetToken(ctx, "redeliver/x", "y") }},
-		{"Prune", func() error { _, err := s.Prune(ctx, at(time.Hour), at(time.Hour)); return err }},
+		{"Prune", func() error { _, err := s.Prune(ctx, store.Before(at(time.Hour)), at(time.Hour)); return err }},
 	} {
 		if err := tc.write(); !errors.Is(err, store.ErrClosed) {
 			t.Errorf("%s on a closed store: error %v, want ErrClosed", tc.name, err)
@@ -1561,4 +1594,135 @@ func (h *harness) testClose(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("closing a closed store: %v", err)
 	}
+}
+
+// testBudgets: a partner's stored-bytes quota refuses its events without touching another
+// partner's, the bytes come back when its events are pruned, each endpoint keeps its
+// finished events for its own time, and pruning more events than one transaction takes
+// removes them all.
+func (h *harness) testBudgets(t *testing.T) {
+	quota := func(n int64) option { return func(in *store.Ingest) { in.QuotaBytes = n } }
+	t.Run("quota per partner", func(t *testing.T) {
+		s := h.fresh(t)
+		payload := bytes.Repeat([]byte("x"), 400)
+		for i := range 2 {
+			add(t, s, newIngest(at(time.Duration(i)*time.Second), fmt.Sprintf("a%d", i), stored(), body(payload), quota(1000)))
+		}
+		over := newIngest(at(3*time.Second), "a-over", stored(), body(payload), quota(1000))
+		if _, err := s.Ingest(t.Context(), over); !errors.Is(err, store.ErrQuotaExceeded) {
+			t.Fatalf("the third 400-byte event over a 1000-byte quota: %v, want ErrQuotaExceeded", err)
+		}
+		if _, err := s.Get(t.Context(), over.Event.UUID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a refused event was stored: %v", err)
+		}
+		// The refused event left no dedup key: sent again once there is room, it is new.
+		other := newIngest(at(4*time.Second), "b0", partner("other-ns", "globex"), stored(), body(payload), quota(1000))
+		add(t, s, other)
+		usage, err := s.Usage(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if usage["ns/acme"] != 800 || usage["other-ns/globex"] != 400 {
+			t.Fatalf("usage %v, want ns/acme 800 and other-ns/globex 400", usage)
+		}
+		// A duplicate is answered even at the quota: it stores nothing.
+		dup := newIngest(at(5*time.Second), "a0", stored(), body(payload), quota(1000))
+		if res, err := s.Ingest(t.Context(), dup); err != nil || !res.Duplicate {
+			t.Fatalf("a duplicate at the quota: %+v %v", res, err)
+		}
+		if _, err := s.Prune(t.Context(), store.Before(at(2*time.Second)), at(2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if usage, _ = s.Usage(t.Context()); usage["ns/acme"] != 0 {
+			t.Fatalf("usage after pruning acme's events: %v", usage)
+		}
+		add(t, s, newIngest(at(6*time.Second), "a-over", stored(), body(payload), quota(1000)))
+	})
+	t.Run("cutoff per endpoint", func(t *testing.T) {
+		s := h.fresh(t)
+		short := add(t, s, newIngest(at(0), "s", stored(), endpoint("ns", "short")))
+		long := add(t, s, newIngest(at(0), "l", stored(), endpoint("ns", "long")))
+		cutoff := store.Cutoff{Default: at(time.Hour), ByEndpoint: map[string]time.Time{"ns/long": at(-time.Hour)}}
+		if n, err := s.Prune(t.Context(), cutoff, at(2*time.Hour)); err != nil || n != 1 {
+			t.Fatalf("pruned %d (%v), want only the short endpoint's event", n, err)
+		}
+		if _, err := s.Get(t.Context(), short); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the short endpoint's event survived: %v", err)
+		}
+		if _, err := s.Get(t.Context(), long); err != nil {
+			t.Errorf("the long endpoint's event was pruned before its cutoff: %v", err)
+		}
+	})
+	t.Run("more than one transaction", func(t *testing.T) {
+		s := h.fresh(t)
+		const n = 700
+		for i := range n {
+			add(t, s, newIngest(at(time.Duration(i)*time.Millisecond), fmt.Sprintf("e%d", i), stored()))
+		}
+		keep := add(t, s, newIngest(at(time.Hour), "keep", stored()))
+		removed, err := s.Prune(t.Context(), store.Before(at(time.Minute)), at(3*time.Hour))
+		if err != nil || removed != n {
+			t.Fatalf("pruned %d (%v), want %d", removed, err, n)
+		}
+		if _, err := s.Get(t.Context(), keep); err != nil {
+			t.Fatalf("a newer event went too: %v", err)
+		}
+	})
+}
+
+// testQueues: each destination's deliveries wait in a queue of their own; DueQueues
+// names only the queues with a delivery due, with the oldest due time of each, and Due
+// reads one queue, so a destination's backlog is never in the way of another's.
+func (h *harness) testQueues(t *testing.T) {
+	s := h.fresh(t)
+	var backlog []string
+	for i := range 50 {
+		backlog = append(backlog, add(t, s, newIngest(at(time.Duration(i)*time.Second), fmt.Sprintf("p%d", i), endpoint("team-a", "paused"))))
+	}
+	other := add(t, s, newIngest(at(time.Hour), "o1", endpoint("team-b", "orders")))
+	later := add(t, s, newIngest(at(time.Hour), "l1", endpoint("team-c", "later"), nextAttemptAt(at(3*time.Hour))))
+	queues, err := s.DueQueues(t.Context(), at(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]time.Time{}
+	for _, q := range queues {
+		got[q.Key] = q.OldestDue
+	}
+	if len(got) != 2 || !got["team-a/paused"].Equal(t0) || !got["team-b/orders"].Equal(at(time.Hour)) {
+		t.Fatalf("DueQueues = %v; want team-a/paused due since t0 and team-b/orders since 1h, not team-c/later", queues)
+	}
+	evs, err := s.Due(t.Context(), "team-b/orders", at(2*time.Hour), 10)
+	if err != nil || len(evs) != 1 || evs[0].UUID != other {
+		t.Fatalf("Due(team-b/orders) = %v (%v), want only its one event", evs, err)
+	}
+	evs, err = s.Due(t.Context(), "team-a/paused", at(2*time.Hour), 3)
+	if err != nil || len(evs) != 3 || evs[0].UUID != backlog[0] || evs[2].UUID != backlog[2] {
+		t.Fatalf("Due(team-a/paused, 3) = %d events (%v), want its three oldest", len(evs), err)
+	}
+	// A delivered event leaves its queue; a retry moves to its new due time.
+	mustRecord(t, s, other, attempt(1, at(time.Hour), time.Second, 200, ""), delivered)
+	mustRecord(t, s, backlog[0], attempt(1, at(time.Hour), time.Second, 503, "HTTP 503"), retrying(at(4*time.Hour)))
+	queues, err = s.DueQueues(t.Context(), at(3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(queues) != 2 || queues[0].Key == "team-b/orders" && queues[1].Key == "team-b/orders" {
+		t.Fatalf("after delivery: %v", queues)
+	}
+	for _, q := range queues {
+		if q.Key == "team-b/orders" {
+			t.Fatalf("a queue with nothing left is listed: %v", queues)
+		}
+		if q.Key == "team-a/paused" && !q.OldestDue.Equal(at(time.Second)) {
+			t.Fatalf("team-a/paused's oldest due is %v after its first event moved to a retry", q.OldestDue.Sub(t0))
+		}
+		if q.Key == "team-c/later" && !q.OldestDue.Equal(at(3*time.Hour)) {
+			t.Fatalf("team-c/later due at %v", q.OldestDue.Sub(t0))
+		}
+	}
+	if depth, err := s.QueueDepth(t.Context()); err != nil || depth != 51 {
+		t.Fatalf("QueueDepth = %d (%v), want 49 + the retry + team-c's", depth, err)
+	}
+	_ = later
 }

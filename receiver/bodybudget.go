@@ -1,0 +1,70 @@
+package receiver
+
+import (
+	"net/http"
+	"net/netip"
+	"sync"
+)
+
+// bodyBudget bounds the request body bytes all requests may hold in memory at once. A
+// request reserves its Content-Length (or its endpoint's limit when the length is not
+// given) before its body is read and gives it back when it has been answered; past the
+// budget it is answered 503 with Retry-After instead of growing the heap, so that many
+// slow or large bodies cannot push the receiver towards its memory limit.
+//
+// Two shares keep the budget for the partners it is there for: requests not yet tied to a
+// partner (schemes that authenticate from the body) may hold at most half of it, and one
+// client address at most an eighth. A partner identified by its API key before its body
+// is read is bounded by the whole budget and its own address's share only.
+type bodyBudget struct {
+	max int64
+
+	mu           sync.Mutex
+	used         int64
+	unidentified int64
+	byClient     map[netip.Addr]int64
+}
+
+func newBodyBudget(max int64) *bodyBudget {
+	return &bodyBudget{max: max, byClient: map[netip.Addr]int64{}}
+}
+
+// reserve takes n bytes for a request from client, or reports that it may not now.
+func (b *bodyBudget) reserve(n int64, client netip.Addr, identified bool) bool {
+	if b == nil || b.max <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.max || b.byClient[client]+n > b.max/8 || (!identified && b.unidentified+n > b.max/2) {
+		return false
+	}
+	b.used += n
+	b.byClient[client] += n
+	if !identified {
+		b.unidentified += n
+	}
+	return true
+}
+
+func (b *bodyBudget) release(n int64, client netip.Addr, identified bool) {
+	if b == nil || b.max <= 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
+	if b.byClient[client] -= n; b.byClient[client] <= 0 {
+		delete(b.byClient, client)
+	}
+	if !identified {
+		b.unidentified -= n
+	}
+}
+
+func busy() *rejection {
+	rej := reject(http.StatusServiceUnavailable, "receiver_busy", "Service unavailable",
+		"the receiver is holding as many request bodies as it may; retry after the time in Retry-After")
+	rej.retryAfter = 1
+	return rej
+}
