@@ -189,3 +189,19 @@ func TestCircuitBreaker(t *testing.T) {
 		t.Fatal("a closed circuit with one failure admits")
 	}
 }
+
+// TestCapIsPerHost: URLs that differ only in path or query are one destination host, so
+// `?n=1`, `?n=2`, ... cannot multiply a tenant's share of workers.
+func TestCapIsPerHost(t *testing.T) {
+	for _, c := range []struct{ a, b string }{
+		{"http://sink.example:8080/hook?n=1", "http://sink.example:8080/hook?n=2"},
+		{"https://Sink.Example/a", "https://sink.example/b#x"},
+	} {
+		if hostOf(c.a) != hostOf(c.b) {
+			t.Errorf("%s and %s are capped apart: %q vs %q", c.a, c.b, hostOf(c.a), hostOf(c.b))
+		}
+	}
+	if hostOf("http://a.example/") == hostOf("https://a.example/") {
+		t.Error("http and https of a host are different destinations")
+	}
+}
