@@ -1,0 +1,798 @@
+// Package postgres is the PostgreSQL implementation of store.Store, for several receiver
+// replicas sharing one database. It behaves as the embedded bbolt store does (the
+// storetest suite is the contract); what differs is where the data lives and that
+// several processes may write at once, which the transactions here are written for.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hookgate/hookgate/receiver/store"
+)
+
+// Options tunes the store. The zero value is usable.
+type Options struct {
+	// MaxConns bounds the connection pool; zero keeps pgxpool's default (the greater of
+	// 4 and the number of CPUs) or the pool_max_conns of the database URL.
+	MaxConns int32
+	// Observe, when set, receives each write transaction's duration, commit included
+	// (batch is always 1: PostgreSQL groups commits itself).
+	Observe store.CommitObserver
+}
+
+// Store is the PostgreSQL event store.
+type Store struct {
+	pool    *pgxpool.Pool
+	observe store.CommitObserver
+	closed  atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to databaseURL (a PostgreSQL URL or keyword/value string, as pgx
+// accepts), creates or migrates the schema in its search_path and returns the store.
+// A database migrated by a newer receiver is refused.
+func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
+	config, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the database URL: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		config.MaxConns = opts.MaxConns
+	}
+	// Ingest answers only once the event is durable: a server configured with
+	// synchronous_commit off would acknowledge events it could lose, so the store's
+	// sessions turn it back on (any other value is at least as durable and is kept).
+	config.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		var mode string
+		if err := conn.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&mode); err != nil {
+			return err
+		}
+		if mode == "off" {
+			_, err := conn.Exec(ctx, "SET synchronous_commit TO on")
+			return err
+		}
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, config)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the database: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		if errors.Is(err, ErrSchemaTooNew) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("preparing the event store: %w", err)
+	}
+	observe := opts.Observe
+	if observe == nil {
+		observe = func(time.Duration, int) {}
+	}
+	return &Store{pool: pool, observe: observe}, nil
+}
+
+// ---------------------------------------------------------------------------- plumbing
+
+// errClosed maps the errors of a closed store to store.ErrClosed.
+func (s *Store) errClosed(err error) error {
+	if err != nil && s.closed.Load() && !errors.Is(err, store.ErrClosed) {
+		return fmt.Errorf("%w (%w)", store.ErrClosed, err)
+	}
+	return err
+}
+
+// maxTxRetries bounds the reruns of a transaction PostgreSQL aborted for a deadlock or a
+// serialization failure: both leave nothing written, so the transaction can run again.
+const maxTxRetries = 5
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// write runs fn in a transaction of its own and returns once it is committed (durable)
+// or rolled back.
+func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	started := time.Now()
+	var err error
+	for range maxTxRetries {
+		if err = s.runTx(ctx, fn); !retryable(err) {
+			break
+		}
+	}
+	if err == nil {
+		s.observe(time.Since(started), 1)
+	}
+	return s.errClosed(err)
+}
+
+// runTx runs fn in a transaction. The work follows ctx, but COMMIT does not: a caller
+// that gave up while COMMIT was under way would otherwise be told "failed" about a
+// transaction that may well be durable, and "answered" must mean "durable".
+func (s *Store) runTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	return tx.Commit(context.WithoutCancel(ctx))
+}
+
+// read checks that the store is open before a read.
+func (s *Store) read() error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// eventColumns are the events columns scanEvent reads, in its order.
+const eventColumns = `e.uuid, e.event_id, e.type, e.partner_namespace, e.partner, e.endpoint_namespace, e.endpoint,
+	e.received_at, e.payload_sha256, e.size_bytes, e.content_type, e.phase, e.attempts, e.last_attempt_at,
+	e.next_attempt_at, e.last_response_code, e.last_error, e.delivered_at, e.attempt_base, e.version`
+
+func scanEvent(row pgx.Row) (store.Event, error) {
+	var e store.Event
+	var version int64
+	err := row.Scan(&e.UUID, &e.EventID, &e.Type, &e.PartnerNamespace, &e.Partner, &e.EndpointNamespace, &e.Endpoint,
+		&e.ReceivedAt, &e.PayloadSHA256, &e.SizeBytes, &e.ContentType, &e.Phase, &e.Attempts, &e.LastAttemptAt,
+		&e.NextAttemptAt, &e.LastResponseCode, &e.LastError, &e.DeliveredAt, &e.AttemptBase, &version)
+	e.Version = uint64(version) //nolint:gosec // versions start at 1 and only grow
+	return e, err
+}
+
+// getEvent reads one event; lock takes its row lock for the rest of the transaction.
+func getEvent(ctx context.Context, q querier, uuid string, lock bool) (*store.Event, error) {
+	sql := "SELECT " + eventColumns + " FROM events e WHERE e.uuid = $1"
+	if lock {
+		sql += " FOR UPDATE"
+	}
+	e, err := scanEvent(q.QueryRow(ctx, sql, uuid))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+func queryEvents(ctx context.Context, q querier, sql string, args ...any) ([]store.Event, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Event, error) { return scanEvent(row) })
+}
+
+// micro is a time as PostgreSQL keeps it: whole microseconds.
+func micro(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
+
+func microPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	m := micro(*t)
+	return &m
+}
+
+// asStored is the event as the database keeps it, so that what Ingest answers equals
+// what Get reads back.
+func asStored(e store.Event) store.Event {
+	e.ReceivedAt = micro(e.ReceivedAt)
+	e.LastAttemptAt = microPtr(e.LastAttemptAt)
+	e.NextAttemptAt = microPtr(e.NextAttemptAt)
+	e.DeliveredAt = microPtr(e.DeliveredAt)
+	return e
+}
+
+// dueAt is the time under which an unfinished event waits in its queue.
+func dueAt(e *store.Event) time.Time {
+	if e.NextAttemptAt != nil {
+		return *e.NextAttemptAt
+	}
+	return e.ReceivedAt
+}
+
+// enqueue puts an event's delivery in its queue at due (or moves it there).
+func enqueue(ctx context.Context, tx pgx.Tx, e *store.Event, due time.Time) error {
+	_, err := tx.Exec(ctx, `INSERT INTO deliveries (uuid, queue, due_at) VALUES ($1, $2, $3)
+		ON CONFLICT (uuid, queue) DO UPDATE SET due_at = EXCLUDED.due_at`, e.UUID, store.QueueKey(e), due)
+	return err
+}
+
+// markChanged records that the event's version is not reflected yet.
+func markChanged(ctx context.Context, tx pgx.Tx, e *store.Event) error {
+	_, err := tx.Exec(ctx, `INSERT INTO reflect (uuid, version) VALUES ($1, $2)
+		ON CONFLICT (uuid) DO UPDATE SET version = EXCLUDED.version`, e.UUID, int64(e.Version)) //nolint:gosec // small
+	return err
+}
+
+// ---------------------------------------------------------------------------- Ingest
+
+// Ingest implements store.Store. The dedup key, the event and the partner's usage are
+// written in one transaction; it returns after COMMIT.
+//
+// Concurrent ingests of one key: the first INSERT of the key wins, and the others wait
+// on its row until the winner commits (then they find it and answer a duplicate) or
+// rolls back (then one of them inserts). A live key naming an event that is gone, or an
+// expired key, is taken over under its row lock, which serialises takeovers the same way.
+func (s *Store) Ingest(ctx context.Context, in store.Ingest) (store.IngestResult, error) {
+	var result store.IngestResult
+	payload := in.Payload
+	if payload == nil {
+		payload = []byte{} // NULL is not an empty body
+	}
+	ev := asStored(in.Event)
+	ev.Version = 1
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		result = store.IngestResult{}
+		if in.DedupKey != "" {
+			original, err := claimDedupKey(ctx, tx, in, ev)
+			if err != nil {
+				return err
+			}
+			if original != nil {
+				result = store.IngestResult{Event: *original, Duplicate: true}
+				return nil
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO events (uuid, partner_key, endpoint_key, event_id, type,
+			partner_namespace, partner, endpoint_namespace, endpoint, received_at, payload_sha256, size_bytes,
+			content_type, phase, attempts, last_attempt_at, next_attempt_at, last_response_code, last_error,
+			delivered_at, attempt_base, version, payload_bytes)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`,
+			ev.UUID, ev.PartnerKey(), ev.EndpointKey(), ev.EventID, ev.Type,
+			ev.PartnerNamespace, ev.Partner, ev.EndpointNamespace, ev.Endpoint, ev.ReceivedAt, ev.PayloadSHA256, ev.SizeBytes,
+			ev.ContentType, ev.Phase, ev.Attempts, ev.LastAttemptAt, ev.NextAttemptAt, ev.LastResponseCode, ev.LastError,
+			ev.DeliveredAt, ev.AttemptBase, int64(ev.Version), int64(len(payload))); err != nil { //nolint:gosec // version 1
+			return err
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO payloads (uuid, body) VALUES ($1, $2)", ev.UUID, payload); err != nil {
+			return err
+		}
+		if err := markChanged(ctx, tx, &ev); err != nil {
+			return err
+		}
+		if ev.Phase == store.PhaseQueued {
+			if err := enqueue(ctx, tx, &ev, dueAt(&ev)); err != nil {
+				return err
+			}
+		}
+		// The usage row last: it is the one row every ingest of the partner locks, so
+		// it is held only from here to COMMIT. Over the quota, the whole transaction
+		// rolls back: a refused event writes nothing, not even its dedup key.
+		var used int64
+		if err := tx.QueryRow(ctx, `INSERT INTO usage (partner_key, bytes) VALUES ($1, $2)
+			ON CONFLICT (partner_key) DO UPDATE SET bytes = usage.bytes + EXCLUDED.bytes
+			RETURNING bytes`, ev.PartnerKey(), int64(len(payload))).Scan(&used); err != nil {
+			return err
+		}
+		if in.QuotaBytes > 0 && used > in.QuotaBytes {
+			return store.ErrQuotaExceeded
+		}
+		result = store.IngestResult{Event: ev}
+		return nil
+	})
+	if err != nil {
+		return store.IngestResult{}, err
+	}
+	return result, nil
+}
+
+// claimDedupKey makes the key name the new event, or returns the original it duplicates.
+func claimDedupKey(ctx context.Context, tx pgx.Tx, in store.Ingest, ev store.Event) (*store.Event, error) {
+	key := []byte(in.DedupKey)
+	expires := micro(ev.ReceivedAt.Add(in.DedupWindow))
+	tag, err := tx.Exec(ctx, `INSERT INTO dedup (key, expires_at, uuid) VALUES ($1, $2, $3)
+		ON CONFLICT (key) DO NOTHING`, key, expires, ev.UUID)
+	if err != nil {
+		return nil, err
+	}
+	if tag.RowsAffected() == 1 {
+		return nil, nil // a new key: ours until COMMIT, others wait for it
+	}
+	var liveUntil time.Time
+	var originalID string
+	if err := tx.QueryRow(ctx, "SELECT expires_at, uuid FROM dedup WHERE key = $1 FOR UPDATE", key).
+		Scan(&liveUntil, &originalID); err != nil {
+		// The key cannot vanish between the two statements but for a Prune of an
+		// expired key; the retry of a serialization failure covers that.
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, &pgconn.PgError{Code: "40001", Message: "dedup key removed while claiming it"}
+		}
+		return nil, err
+	}
+	if liveUntil.After(ev.ReceivedAt) {
+		original, err := getEvent(ctx, tx, originalID, false)
+		if err == nil {
+			return original, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		// The original was pruned while its key is live: the resend is new.
+	}
+	_, err = tx.Exec(ctx, "UPDATE dedup SET expires_at = $2, uuid = $3 WHERE key = $1", key, expires, ev.UUID)
+	return nil, err
+}
+
+// ---------------------------------------------------------------------------- reads
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, uuid string) (*store.Event, error) {
+	if err := s.read(); err != nil {
+		return nil, err
+	}
+	e, err := getEvent(ctx, s.pool, uuid, false)
+	return e, s.errClosed(err)
+}
+
+// FindByEventID implements store.Store.
+func (s *Store) FindByEventID(ctx context.Context, partnerKey, eventID string) (*store.Event, error) {
+	if err := s.read(); err != nil {
+		return nil, err
+	}
+	e, err := scanEvent(s.pool.QueryRow(ctx, "SELECT "+eventColumns+` FROM events e
+		WHERE e.partner_key = $1 AND e.event_id = $2 ORDER BY e.uuid DESC LIMIT 1`, partnerKey, eventID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, s.errClosed(err)
+	}
+	return &e, nil
+}
+
+// Payload implements store.Store.
+func (s *Store) Payload(ctx context.Context, uuid string) ([]byte, error) {
+	if err := s.read(); err != nil {
+		return nil, err
+	}
+	var body []byte
+	err := s.pool.QueryRow(ctx, "SELECT body FROM payloads WHERE uuid = $1", uuid).Scan(&body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, s.errClosed(err)
+	}
+	if body == nil {
+		body = []byte{}
+	}
+	return body, nil
+}
+
+// Usage implements store.Store.
+func (s *Store) Usage(ctx context.Context) (map[string]int64, error) {
+	if err := s.read(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, "SELECT partner_key, bytes FROM usage")
+	if err != nil {
+		return nil, s.errClosed(err)
+	}
+	out := map[string]int64{}
+	var key string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&key, &n}, func() error {
+		out[key] = n
+		return nil
+	})
+	if err != nil {
+		return nil, s.errClosed(err)
+	}
+	return out, nil
+}
+
+// ---------------------------------------------------------------------------- queues
+
+// DueQueues implements store.Store. It walks the distinct queues with a recursive
+// skip scan of the (queue, due_at) index and reads each one's oldest due time from the
+// same index, so a long queue costs one index descent, not one row per delivery.
+func (s *Store) DueQueues(ctx context.Context, now time.Time) ([]store.Queue, error) {
+	if err := s.read(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `WITH RECURSIVE queues (queue) AS (
+			(SELECT queue FROM deliveries ORDER BY queue LIMIT 1)
+			UNION ALL
+			SELECT (SELECT d.queue FROM deliveries d WHERE d.queue > q.queue ORDER BY d.queue LIMIT 1)
+			FROM queues q WHERE q.queue IS NOT NULL
+		)
+		SELECT q.queue, head.due_at FROM queues q
+		CROSS JOIN LATERAL (SELECT d.due_at FROM deliveries d WHERE d.queue = q.queue ORDER BY d.due_at LIMIT 1) head
+		WHERE q.queue IS NOT NULL AND head.due_at <= $1
+		ORDER BY q.queue`, now)
+	if err != nil {
+		return nil, s.errClosed(err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Queue, error) {
+		var q store.Queue
+		err := row.Scan(&q.Key, &q.OldestDue)
+		return q, err
+	})
+	return out, s.errClosed(err)
+}
+
+// Due implements store.Store.
+func (s *Store) Due(ctx context.Context, queue string, now time.Time, limit int) ([]store.Event, error) {
+	if err := s.read(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	evs, err := queryEvents(ctx, s.pool, "SELECT "+eventColumns+` FROM deliveries d JOIN events e ON e.uuid = d.uuid
+		WHERE d.queue = $1 AND d.due_at <= $2 ORDER BY d.due_at, d.uuid LIMIT $3`, queue, now, limit)
+	return evs, s.errClosed(err)
+}
+
+// QueueDepth implements store.Store.
+func (s *Store) QueueDepth(ctx context.Context) (int, error) {
+	if err := s.read(); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM deliveries").Scan(&n)
+	return int(n), s.errClosed(err)
+}
+
+// ---------------------------------------------------------------------------- attempts
+
+// RecordAttempt implements store.Store.
+func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt, o store.Outcome) (*store.Event, error) {
+	var out *store.Event
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		out = nil
+		e, err := getEvent(ctx, tx, uuid, true)
+		if err != nil {
+			return err
+		}
+		if e.Finished() {
+			// A redelivery raced with a late result; the finished state stands.
+			out = e
+			return nil
+		}
+		switch o.Phase {
+		case store.PhaseDelivered, store.PhaseRetrying, store.PhaseFailed:
+		default:
+			return fmt.Errorf("an attempt cannot end in phase %q", o.Phase)
+		}
+		queue := store.QueueKey(e)
+		if _, err := tx.Exec(ctx, "DELETE FROM deliveries WHERE uuid = $1 AND queue = $2", uuid, queue); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO attempts (uuid, queue, number, started_at, duration_ns, response_code, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (uuid, queue, number) DO UPDATE SET started_at = EXCLUDED.started_at,
+				duration_ns = EXCLUDED.duration_ns, response_code = EXCLUDED.response_code, error = EXCLUDED.error`,
+			uuid, queue, a.Number, a.StartedAt, int64(a.Duration), a.ResponseCode, a.Error); err != nil {
+			return err
+		}
+		started := micro(a.StartedAt)
+		e.Attempts = a.Number
+		e.LastAttemptAt = &started
+		e.LastResponseCode = a.ResponseCode
+		e.LastError = a.Error
+		e.Phase = o.Phase
+		e.NextAttemptAt = nil
+		switch o.Phase {
+		case store.PhaseDelivered:
+			at := micro(a.StartedAt.Add(a.Duration))
+			e.DeliveredAt = &at
+		case store.PhaseRetrying:
+			next := micro(o.NextAttemptAt)
+			e.NextAttemptAt = &next
+			if err := enqueue(ctx, tx, e, next); err != nil {
+				return err
+			}
+		}
+		e.Version++
+		if _, err := tx.Exec(ctx, `UPDATE events SET attempts = $2, last_attempt_at = $3, last_response_code = $4,
+			last_error = $5, phase = $6, next_attempt_at = $7, delivered_at = $8, version = $9 WHERE uuid = $1`,
+			uuid, e.Attempts, e.LastAttemptAt, e.LastResponseCode, e.LastError, e.Phase, e.NextAttemptAt,
+			e.DeliveredAt, int64(e.Version)); err != nil { //nolint:gosec // versions are small
+			return err
+		}
+		out = e
+		return markChanged(ctx, tx, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Attempts implements store.Store.
+func (s *Store) Attempts(ctx context.Context, uuid string) ([]store.Attempt, error) {
+	if err := s.read(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT number, started_at, duration_ns, response_code, error
+		FROM attempts WHERE uuid = $1 ORDER BY number, queue`, uuid)
+	if err != nil {
+		return nil, s.errClosed(err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Attempt, error) {
+		var a store.Attempt
+		var ns int64
+		err := row.Scan(&a.Number, &a.StartedAt, &ns, &a.ResponseCode, &a.Error)
+		a.Duration = time.Duration(ns)
+		return a, err
+	})
+	return out, s.errClosed(err)
+}
+
+// ---------------------------------------------------------------------------- requeue
+
+// Requeue implements store.Store.
+func (s *Store) Requeue(ctx context.Context, uuid string, now time.Time) (*store.Event, error) {
+	var out *store.Event
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		out = nil
+		e, err := getEvent(ctx, tx, uuid, true)
+		if err != nil {
+			return err
+		}
+		out = e
+		if !e.Finished() || e.Phase == store.PhaseStored {
+			return nil
+		}
+		due := micro(now)
+		e.Phase = store.PhaseQueued
+		e.AttemptBase = e.Attempts
+		e.NextAttemptAt = &due
+		e.DeliveredAt = nil
+		e.Version++
+		if _, err := tx.Exec(ctx, `UPDATE events SET phase = $2, attempt_base = $3, next_attempt_at = $4,
+			delivered_at = NULL, version = $5 WHERE uuid = $1`,
+			uuid, e.Phase, e.AttemptBase, e.NextAttemptAt, int64(e.Version)); err != nil { //nolint:gosec // small
+			return err
+		}
+		if err := enqueue(ctx, tx, e, due); err != nil {
+			return err
+		}
+		return markChanged(ctx, tx, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RequeueFailed implements store.Store: one statement that requeues the endpoint's
+// Failed events, queues their deliveries and marks them unreflected.
+func (s *Store) RequeueFailed(ctx context.Context, endpointKey string, now time.Time) (int, error) {
+	n := 0
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		var count int64
+		err := tx.QueryRow(ctx, `WITH requeued AS (
+				UPDATE events SET phase = 'Queued', attempt_base = attempts, next_attempt_at = $2,
+					delivered_at = NULL, version = version + 1
+				WHERE endpoint_key = $1 AND phase = 'Failed'
+				RETURNING uuid, endpoint_key, version
+			), queued AS (
+				INSERT INTO deliveries (uuid, queue, due_at) SELECT uuid, endpoint_key, $2 FROM requeued
+				ON CONFLICT (uuid, queue) DO UPDATE SET due_at = EXCLUDED.due_at
+			), changed AS (
+				INSERT INTO reflect (uuid, version) SELECT uuid, version FROM requeued
+				ON CONFLICT (uuid) DO UPDATE SET version = EXCLUDED.version
+			)
+			SELECT count(*) FROM requeued`, endpointKey, micro(now)).Scan(&count)
+		n = int(count)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// ---------------------------------------------------------------------------- reflection
+
+// Unreflected implements store.Store.
+func (s *Store) Unreflected(ctx context.Context, limit int) ([]store.Event, error) {
+	if err := s.read(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	evs, err := queryEvents(ctx, s.pool, "SELECT "+eventColumns+` FROM reflect r JOIN events e ON e.uuid = r.uuid
+		ORDER BY r.uuid LIMIT $1`, limit)
+	return evs, s.errClosed(err)
+}
+
+// MarkReflected implements store.Store.
+func (s *Store) MarkReflected(ctx context.Context, uuid string, version uint64) error {
+	return s.write(ctx, func(tx pgx.Tx) error {
+		// A version beyond int64 is beyond every stored one.
+		v := int64(min(version, uint64(1<<63-1))) //nolint:gosec // clamped
+		_, err := tx.Exec(ctx, "DELETE FROM reflect WHERE uuid = $1 AND version <= $2", uuid, v)
+		return err
+	})
+}
+
+// ---------------------------------------------------------------------------- tokens
+
+// Token implements store.Store.
+func (s *Store) Token(ctx context.Context, name string) (string, error) {
+	if err := s.read(); err != nil {
+		return "", err
+	}
+	var value string
+	err := s.pool.QueryRow(ctx, "SELECT value FROM tokens WHERE name = $1", name).Scan(&value)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return value, s.errClosed(err)
+}
+
+// SetToken implements store.Store.
+func (s *Store) SetToken(ctx context.Context, name, value string) error {
+	return s.write(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO tokens (name, value) VALUES ($1, $2)
+			ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`, name, value)
+		return err
+	})
+}
+
+// ---------------------------------------------------------------------------- Prune
+
+// pruneBatch bounds the rows one Prune transaction removes, so that no ingest waits
+// long behind it.
+const pruneBatch = 256
+
+// Prune implements store.Store. Expired dedup keys go first, then finished events in
+// receipt order, each batch in a transaction of its own that also gives the removed
+// payload bytes back to their partners.
+func (s *Store) Prune(ctx context.Context, cutoff store.Cutoff, now time.Time) (int, error) {
+	for {
+		var n int64
+		err := s.write(ctx, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `DELETE FROM dedup WHERE key IN (
+				SELECT key FROM dedup WHERE expires_at < $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+				now, pruneBatch)
+			n = tag.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+		if n < pruneBatch {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+	}
+
+	endpoints := make([]string, 0, len(cutoff.ByEndpoint))
+	cutoffs := make([]time.Time, 0, len(cutoff.ByEndpoint))
+	for k, t := range cutoff.ByEndpoint {
+		endpoints = append(endpoints, k)
+		cutoffs = append(cutoffs, t)
+	}
+	latest := cutoff.Latest()
+	// The batches walk the finished events in (received_at, uuid) order from where the
+	// last one stopped, so events kept for their endpoint's longer retention are looked
+	// at once per Prune, not once per batch.
+	var fromAt time.Time
+	fromID := ""
+	removed := 0
+	for {
+		var n int
+		var lastAt time.Time
+		var lastID string
+		err := s.write(ctx, func(tx pgx.Tx) error {
+			n, lastID = 0, ""
+			rows, err := tx.Query(ctx, `WITH doomed AS (
+					SELECT e.uuid, e.received_at FROM events e
+					LEFT JOIN unnest($3::text[], $4::timestamptz[]) AS c (endpoint_key, cutoff) ON c.endpoint_key = e.endpoint_key
+					WHERE e.phase IN ('Delivered', 'Failed', 'Stored')
+						AND e.received_at < $2
+						AND e.received_at < coalesce(c.cutoff, $1)
+						AND (e.received_at, e.uuid) > ($5, $6)
+					ORDER BY e.received_at, e.uuid
+					LIMIT $7
+					FOR UPDATE OF e
+				), removed AS (
+					DELETE FROM events e USING doomed WHERE e.uuid = doomed.uuid
+					RETURNING e.uuid, e.received_at, e.partner_key, e.payload_bytes
+				)
+				SELECT uuid, received_at, partner_key, payload_bytes FROM removed`,
+				cutoff.Default, latest, endpoints, cutoffs, fromAt, fromID, pruneBatch)
+			if err != nil {
+				return err
+			}
+			freed := map[string]int64{}
+			var id, partnerKey string
+			var received time.Time
+			var bytes int64
+			if _, err := pgx.ForEachRow(rows, []any{&id, &received, &partnerKey, &bytes}, func() error {
+				n++
+				freed[partnerKey] += bytes
+				if received.After(lastAt) || received.Equal(lastAt) && id > lastID || lastID == "" {
+					lastAt, lastID = received, id
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			// Partners in key order, so that concurrent prunes lock usage rows alike.
+			partners := make([]string, 0, len(freed))
+			for k := range freed {
+				partners = append(partners, k)
+			}
+			slices.Sort(partners)
+			for _, k := range partners {
+				if _, err := tx.Exec(ctx, "UPDATE usage SET bytes = bytes - $2 WHERE partner_key = $1", k, freed[k]); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, "DELETE FROM usage WHERE partner_key = $1 AND bytes <= 0", k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return removed, err
+		}
+		removed += n
+		if n < pruneBatch {
+			return removed, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		fromAt, fromID = lastAt, lastID
+	}
+}
+
+// ---------------------------------------------------------------------------- health
+
+// Healthy implements store.Store: nil while the database answers.
+func (s *Store) Healthy() error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("the database does not answer: %w", s.errClosed(err))
+	}
+	return nil
+}
+
+// Close implements store.Store: it waits for the operations under way and closes the
+// pool. Closing twice is harmless.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.pool.Close()
+	return nil
+}
