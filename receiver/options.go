@@ -46,6 +46,10 @@ type Options struct {
 	MaxInflightBodyBytes int64
 	// MaxStoredBytesPerPartner is the stored-bytes quota of partners that set none.
 	MaxStoredBytesPerPartner int64
+	// DatabaseURL selects the PostgreSQL store instead of the embedded one; its password
+	// may come from DatabasePasswordFile instead (a mounted Secret key).
+	DatabaseURL          string
+	DatabasePasswordFile string
 
 	// KubeConfig is the cluster connection: the routing table (unless RoutingFile is
 	// set) and the WebhookEvent status view. Without it the receiver runs standalone.
@@ -90,7 +94,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.RoutingFile, "routing-file", o.RoutingFile, "load the routing table from this file instead of the cluster (reloaded on change)")
 	fs.StringVar(&o.Listen, "listen", o.Listen, "webhook address")
 	fs.StringVar(&o.ProbeListen, "probe-listen", o.ProbeListen, "probe and metrics address")
-	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory of the event store")
+	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory of the embedded event store (and the routing table's disk copy)")
+	fs.StringVar(&o.DatabaseURL, "database-url", o.DatabaseURL, "postgres:// URL of a PostgreSQL event store instead of the embedded one (default $HOOKGATE_DATABASE_URL); never logged")
+	fs.StringVar(&o.DatabasePasswordFile, "database-password-file", o.DatabasePasswordFile, "file holding the database password, such as a mounted Secret key")
 	fs.Func("trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", func(v string) error {
 		proxies, err := ParseTrustedProxies(v)
 		o.TrustedProxies = proxies
@@ -135,6 +141,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxInflightBodyBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("--max-inflight-body-bytes must be at least 1 MiB, got %d", o.MaxInflightBodyBytes))
+	}
+	if o.DatabasePasswordFile != "" && o.DatabaseURL == "" {
+		errs = append(errs, errors.New("--database-password-file needs --database-url"))
 	}
 	if o.MaxStoredBytesPerPartner < 1 {
 		errs = append(errs, fmt.Errorf("--max-stored-bytes-per-partner must be positive, got %d", o.MaxStoredBytesPerPartner))

@@ -40,10 +40,11 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	metrics := NewMetrics(opts.Registry)
-	st, err := store.OpenBolt(opts.DataDir, metrics.ObserveCommit)
+	st, backend, err := openStore(ctx, opts, metrics.ObserveCommit)
 	if err != nil {
 		return err
 	}
+	opts.Log.Info("event store open", "store", backend)
 	defer func() {
 		if err := st.Close(); err != nil {
 			opts.Log.Error(err, "closing the store")

@@ -2,11 +2,7 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,62 +12,14 @@ import (
 
 	"github.com/hookgate/hookgate/receiver/store"
 	"github.com/hookgate/hookgate/receiver/store/postgres"
+	"github.com/hookgate/hookgate/receiver/store/postgres/pgtest"
 	"github.com/hookgate/hookgate/receiver/store/storetest"
 )
 
-// databaseURL is the test server's URL, from HOOKGATE_TEST_DATABASE_URL. Without it the
-// tests are skipped, except in CI, where a missing database must not pass as green.
-func databaseURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("HOOKGATE_TEST_DATABASE_URL")
-	if u == "" {
-		const msg = "HOOKGATE_TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + ": the PostgreSQL store cannot be tested")
-		}
-		t.Skip(msg + ": skipping the PostgreSQL store tests")
-	}
-	return u
-}
-
-// freshSchema creates an empty schema, dropped when the test ends, and returns the
-// database URL whose search_path is that schema.
-func freshSchema(t *testing.T) string {
-	t.Helper()
-	base := databaseURL(t)
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "test_" + hex.EncodeToString(b)
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connecting to %s: %v", base, err)
-	}
-	defer func() { _ = admin.Close(ctx) }()
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("creating schema %s: %v", schema, err)
-	}
-	// Registered before the store's Close (by the caller), so it runs after it.
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-			return
-		}
-		defer func() { _ = conn.Close(ctx) }()
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme == "" {
-		t.Fatalf("HOOKGATE_TEST_DATABASE_URL must be a postgres:// URL: %q", base)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+var (
+	databaseURL = pgtest.DatabaseURL
+	freshSchema = pgtest.FreshSchema
+)
 
 func open(t *testing.T, databaseURL string) *postgres.Store {
 	t.Helper()

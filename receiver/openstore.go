@@ -1,0 +1,56 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/hookgate/hookgate/receiver/store"
+	"github.com/hookgate/hookgate/receiver/store/postgres"
+)
+
+// openStore opens the PostgreSQL store when a database URL is given, else the embedded
+// one in the data directory. Neither the URL nor its password reaches an error or a log
+// line: a parse error says which part is wrong, not what it holds.
+func openStore(ctx context.Context, opts Options, observe store.CommitObserver) (store.Store, string, error) {
+	if opts.DatabaseURL == "" {
+		st, err := store.OpenBolt(opts.DataDir, observe)
+		return st, "embedded", err
+	}
+	dsn, err := databaseURL(opts.DatabaseURL, opts.DatabasePasswordFile)
+	if err != nil {
+		return nil, "", err
+	}
+	st, err := postgres.Open(ctx, dsn, postgres.Options{Observe: observe})
+	if err != nil {
+		if errors.Is(err, postgres.ErrSchemaTooNew) {
+			return nil, "", err
+		}
+		return nil, "", errors.New("opening the PostgreSQL store failed (check --database-url, the password and that the server answers); the URL is not logged")
+	}
+	return st, "postgres", nil
+}
+
+// databaseURL checks the URL's form and puts the password file's content into it.
+func databaseURL(raw, passwordFile string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return "", errors.New("--database-url must be a postgres://user@host:port/database URL")
+	}
+	if passwordFile == "" {
+		return raw, nil
+	}
+	b, err := os.ReadFile(passwordFile) //nolint:gosec // a path the operator of the receiver chose
+	if err != nil {
+		return "", fmt.Errorf("--database-password-file: %w", errors.Unwrap(err))
+	}
+	user := ""
+	if u.User != nil {
+		user = u.User.Username()
+	}
+	u.User = url.UserPassword(user, strings.TrimRight(string(b), "\r\n"))
+	return u.String(), nil
+}
