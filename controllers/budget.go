@@ -45,29 +45,36 @@ func applyNamespaceBudgets(t *routing.Table, budget int, excluded exclusions) {
 	message := func(ns string) string {
 		return fmt.Sprintf("namespace %s already takes %d bytes of the shared routing table; the limit is %d (operator flag --max-namespace-table-bytes): remove or shrink other partners or endpoints of the namespace", ns, used[ns], budget)
 	}
-	partners := t.Partners[:0]
 	included := map[string]bool{}
-	for _, p := range t.Partners {
+	t.Partners = keep(t.Partners, func(p routing.Partner) bool {
 		if over(p.Namespace, p) {
 			excluded.add(kindPartner, p.Namespace, p.Name, &problem{hookgatev1alpha1.ReasonNamespaceTableBudgetExceeded, message(p.Namespace)})
-			continue
+			return false
 		}
-		partners = append(partners, p)
 		included[routing.Key(p.Namespace, p.Name)] = true
-	}
-	t.Partners = partners
-	endpoints := t.Endpoints[:0]
-	for _, e := range t.Endpoints {
+		return true
+	})
+	t.Endpoints = keep(t.Endpoints, func(e routing.Endpoint) bool {
 		if missingPartner(&e, included) != "" {
-			continue
+			return false
 		}
 		if over(e.Namespace, e) {
 			excluded.add(kindEndpoint, e.Namespace, e.Name, &problem{hookgatev1alpha1.ReasonNamespaceTableBudgetExceeded, message(e.Namespace)})
-			continue
+			return false
 		}
-		endpoints = append(endpoints, e)
+		return true
+	})
+}
+
+// keep filters items in place, in order.
+func keep[T any](items []T, ok func(T) bool) []T {
+	out := items[:0]
+	for _, item := range items {
+		if ok(item) {
+			out = append(out, item)
+		}
 	}
-	t.Endpoints = endpoints
+	return out
 }
 
 // shedLargestNamespace removes every entry of the namespace that takes the most of the
@@ -99,23 +106,17 @@ func shedLargestNamespace(t *routing.Table, excluded exclusions) string {
 	shed := namespaces[0]
 	prob := &problem{hookgatev1alpha1.ReasonNamespaceTableBudgetExceeded, fmt.Sprintf(
 		"the shared routing table is full and namespace %s takes the most of it (%d bytes): lower the operator's --max-namespace-table-bytes or shrink this namespace's partners and endpoints", shed, used[shed])}
-	partners := t.Partners[:0]
-	for _, p := range t.Partners {
+	t.Partners = keep(t.Partners, func(p routing.Partner) bool {
 		if p.Namespace == shed {
 			excluded.add(kindPartner, p.Namespace, p.Name, prob)
-			continue
 		}
-		partners = append(partners, p)
-	}
-	t.Partners = partners
-	endpoints := t.Endpoints[:0]
-	for _, e := range t.Endpoints {
+		return p.Namespace != shed
+	})
+	t.Endpoints = keep(t.Endpoints, func(e routing.Endpoint) bool {
 		if e.Namespace == shed {
 			excluded.add(kindEndpoint, e.Namespace, e.Name, prob)
-			continue
 		}
-		endpoints = append(endpoints, e)
-	}
-	t.Endpoints = endpoints
+		return e.Namespace != shed
+	})
 	return shed
 }

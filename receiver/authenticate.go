@@ -13,9 +13,8 @@ import (
 // identify finds, from the headers alone, the partner a request names by its API key,
 // for the schemes that authenticate with partner credentials; it is nil for the others.
 // An unknown or missing key is a 401 before the body is read.
-func identify(rt *routes, ep *routing.Endpoint, h http.Header, now time.Time) (*routing.Partner, *rejection) {
-	auth, ok := rt.auth[routing.Key(ep.Namespace, ep.Name)]
-	if !ok || auth.scheme.Credentials != verify.PartnerCredentials {
+func identify(rt *routes, auth *endpointAuth, h http.Header, now time.Time) (*routing.Partner, *rejection) {
+	if auth == nil || auth.scheme.Credentials != verify.PartnerCredentials {
 		return nil, nil
 	}
 	return partnerByAPIKey(rt, h.Get(verify.HeaderAPIKey), now)
@@ -24,9 +23,8 @@ func identify(rt *routes, ep *routing.Endpoint, h http.Header, now time.Time) (*
 // authenticate runs the endpoint's verification scheme and returns the partner the
 // request speaks for: the one identify found, or the endpoint's own. Every failure is a
 // 401.
-func (s *Server) authenticate(ctx context.Context, rt *routes, ep *routing.Endpoint, identified *routing.Partner, h http.Header, body []byte, now time.Time) (*routing.Partner, *rejection) {
-	auth, ok := rt.auth[routing.Key(ep.Namespace, ep.Name)]
-	if !ok {
+func (s *Server) authenticate(ctx context.Context, rt *routes, ep *routing.Endpoint, auth *endpointAuth, identified *routing.Partner, h http.Header, body []byte, now time.Time) (*routing.Partner, *rejection) {
+	if auth == nil {
 		return nil, reject(http.StatusUnauthorized, "unsupported_verification", "Unauthorized", "this endpoint's verification type is not supported by this receiver")
 	}
 	req := verify.Request{Header: h, Body: body, Now: now}

@@ -97,24 +97,25 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory of the embedded event store (and the routing table's disk copy)")
 	fs.StringVar(&o.DatabaseURL, "database-url", o.DatabaseURL, "postgres:// URL of a PostgreSQL event store instead of the embedded one (default $HOOKGATE_DATABASE_URL); never logged")
 	fs.StringVar(&o.DatabasePasswordFile, "database-password-file", o.DatabasePasswordFile, "file holding the database password, such as a mounted Secret key")
-	fs.Func("trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", func(v string) error {
-		proxies, err := ParseTrustedProxies(v)
-		o.TrustedProxies = proxies
-		return err
-	})
+	cidrListVar(fs, &o.TrustedProxies, "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.DurationVar(&o.EventRetention, "event-retention", o.EventRetention, "how long WebhookEvent resources are kept")
 	fs.DurationVar(&o.StoreRetention, "store-retention", o.StoreRetention, "how long finished events are kept in the store (at least the longest dedup window)")
 	fs.IntVar(&o.MaxEventsPerNamespace, "max-events-per-namespace", o.MaxEventsPerNamespace, "cap on WebhookEvent resources per namespace")
 	fs.BoolVar(&o.AllowLinkLocalDestinations, "allow-link-local-destinations", o.AllowLinkLocalDestinations, "let deliveries reach link-local addresses such as 169.254.169.254")
-	fs.Func("destination-allow-cidrs", "comma-separated CIDRs that url destinations and JWKS URLs may reach besides public addresses (for example 10.20.0.0/16)", func(v string) error {
-		cidrs, err := ParseTrustedProxies(v)
-		o.DestinationAllowCIDRs = cidrs
-		return err
-	})
+	cidrListVar(fs, &o.DestinationAllowCIDRs, "destination-allow-cidrs", "comma-separated CIDRs that url destinations and JWKS URLs may reach besides public addresses (for example 10.20.0.0/16)")
 	fs.IntVar(&o.DeliveryWorkers, "delivery-workers", o.DeliveryWorkers, fmt.Sprintf("concurrent deliveries at most (%d per destination)", delivery.DefaultPerDestination))
 	fs.Int64Var(&o.MaxInflightBodyBytes, "max-inflight-body-bytes", o.MaxInflightBodyBytes, "request body bytes held in memory at once across all requests; past it requests get 503 with Retry-After")
 	fs.Int64Var(&o.MaxStoredBytesPerPartner, "max-stored-bytes-per-partner", o.MaxStoredBytesPerPartner, "payload bytes one partner may have stored, unless its spec.limits.maxStoredBytes says otherwise; past it its events get 507")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may finish on SIGTERM")
+}
+
+// cidrListVar binds a flag holding a comma-separated list of CIDRs or addresses.
+func cidrListVar(fs *flag.FlagSet, dst *[]netip.Prefix, name, usage string) {
+	fs.Func(name, usage, func(v string) error {
+		cidrs, err := ParseTrustedProxies(v)
+		*dst = cidrs
+		return err
+	})
 }
 
 // Validate reports the first option that cannot work, naming its flag.

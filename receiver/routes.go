@@ -14,7 +14,7 @@ import (
 type routes struct {
 	table     *routing.Table
 	allowlist map[string][]netip.Prefix // by partner key; absent: any address
-	auth      map[string]endpointAuth   // by endpoint key; absent: unknown scheme
+	auth      map[string]*endpointAuth  // by endpoint key; absent: unknown scheme
 }
 
 // endpointAuth is how one endpoint authenticates.
@@ -24,7 +24,7 @@ type endpointAuth struct {
 }
 
 func compileRoutes(t *routing.Table, env verify.Env) *routes {
-	r := &routes{table: t, allowlist: map[string][]netip.Prefix{}, auth: map[string]endpointAuth{}}
+	r := &routes{table: t, allowlist: map[string][]netip.Prefix{}, auth: map[string]*endpointAuth{}}
 	for _, p := range t.Partners {
 		if len(p.IPAllowlist) == 0 {
 			continue
@@ -48,7 +48,7 @@ func compileRoutes(t *routing.Table, env verify.Env) *routes {
 		if err != nil {
 			verifier = verify.Unavailable()
 		}
-		r.auth[routing.Key(e.Namespace, e.Name)] = endpointAuth{scheme: scheme, verifier: verifier}
+		r.auth[routing.Key(e.Namespace, e.Name)] = &endpointAuth{scheme: scheme, verifier: verifier}
 	}
 	return r
 }

@@ -155,6 +155,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 		return reject(http.StatusNotFound, "unknown_path", "Not found", "no webhook endpoint at this path")
 	}
 	rec.endpoint = routing.Key(ep.Namespace, ep.Name)
+	auth := rt.auth[rec.endpoint] // nil: a scheme this receiver does not know (401 below)
 	if r.Method != http.MethodPost {
 		rej := reject(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed", "send events with POST")
 		rej.allow = http.MethodPost
@@ -169,7 +170,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	if rej := checkContentType(r); rej != nil {
 		return rej
 	}
-	partner, rej := identify(rt, ep, r.Header, now)
+	partner, rej := identify(rt, auth, r.Header, now)
 	if rej != nil {
 		return rej
 	}
@@ -188,7 +189,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	}
 
 	// 3. authenticate
-	partner, rej = s.authenticate(r.Context(), rt, ep, partner, r.Header, body, now)
+	partner, rej = s.authenticate(r.Context(), rt, ep, auth, partner, r.Header, body, now)
 	if partner != nil {
 		rec.partner = routing.Key(partner.Namespace, partner.Name)
 	}
@@ -207,15 +208,14 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	}
 
 	// 6. parse
-	parsed, rej := parseEvent(ep, rt.auth[routing.Key(ep.Namespace, ep.Name)].scheme, r.Header, body)
+	parsed, rej := parseEvent(ep, auth.scheme, r.Header, body)
 	if rej != nil {
 		return rej
 	}
 
 	// 7. dedupe and 8. store, in one durable write
-	scheme := rt.auth[routing.Key(ep.Namespace, ep.Name)].scheme
 	in := newIngest(ep, partner, parsed, r.Header.Get("Content-Type"), body, now)
-	on, window := dedupOn(scheme, ep, parsed, body)
+	on, window := dedupOn(auth.scheme, ep, parsed, body)
 	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
 	in.QuotaBytes = s.quota(partner)
 	result, err := s.store.Ingest(r.Context(), in)
