@@ -39,6 +39,18 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *rej
 	return body, nil
 }
 
+// storeTimeout bounds one ingest's write: a database that stopped answering costs a
+// partner at most this long before a 503, never a 2xx for an event that is not durable.
+const storeTimeout = 10 * time.Second
+
+// storeUnavailable is a 503 for a store that cannot write or read now (a PostgreSQL
+// outage, a full disk): the partner retries, and nothing was acknowledged.
+func storeUnavailable(message string) *rejection {
+	rej := reject(http.StatusServiceUnavailable, "store_unavailable", "Service unavailable", message)
+	rej.retryAfter = 5
+	return rej
+}
+
 func tooLarge(limit int64) *rejection {
 	return reject(http.StatusRequestEntityTooLarge, "body_too_large", "Payload too large",
 		"the body is larger than this endpoint accepts ("+formatBytes(limit)+")")

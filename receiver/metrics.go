@@ -14,6 +14,7 @@ type Metrics struct {
 	commitBatch   prometheus.Histogram
 	tableSerial   prometheus.Gauge
 	partnerBytes  *prometheus.GaugeVec
+	statusLeader  prometheus.Gauge
 }
 
 // NewMetrics creates and registers the receiver's metrics.
@@ -40,8 +41,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		partnerBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hookgate_store_partner_bytes", Help: "Payload bytes each partner has stored, against its maxStoredBytes quota.",
 		}, []string{"partner"}),
+		statusLeader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookgate_status_leader", Help: "1 while this replica holds the status Lease (writes WebhookEvents and prunes), else 0.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.commitLatency, m.commitBatch, m.tableSerial, m.partnerBytes)
+	reg.MustRegister(m.requests, m.latency, m.commitLatency, m.commitBatch, m.tableSerial, m.partnerBytes, m.statusLeader)
 	return m
 }
 
@@ -68,6 +72,18 @@ func (m *Metrics) ObserveTable(serial uint64) {
 		return
 	}
 	m.tableSerial.Set(float64(serial))
+}
+
+// ObserveStatusLeader records whether this replica holds the status Lease.
+func (m *Metrics) ObserveStatusLeader(leading bool) {
+	if m == nil {
+		return
+	}
+	if leading {
+		m.statusLeader.Set(1)
+	} else {
+		m.statusLeader.Set(0)
+	}
 }
 
 // ObserveUsage records each partner's stored bytes (partners with none drop out).

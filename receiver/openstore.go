@@ -12,13 +12,19 @@ import (
 	"github.com/hookgate/hookgate/receiver/store/postgres"
 )
 
+// The store backends, as the start-up log line names them.
+const (
+	backendEmbedded = "embedded"
+	backendPostgres = "postgres"
+)
+
 // openStore opens the PostgreSQL store when a database URL is given, else the embedded
 // one in the data directory. Neither the URL nor its password reaches an error or a log
 // line: a parse error says which part is wrong, not what it holds.
 func openStore(ctx context.Context, opts Options, observe store.CommitObserver) (store.Store, string, error) {
 	if opts.DatabaseURL == "" {
 		st, err := store.OpenBolt(opts.DataDir, observe)
-		return st, "embedded", err
+		return st, backendEmbedded, err
 	}
 	dsn, err := databaseURL(opts.DatabaseURL, opts.DatabasePasswordFile)
 	if err != nil {
@@ -31,7 +37,7 @@ func openStore(ctx context.Context, opts Options, observe store.CommitObserver) 
 		}
 		return nil, "", errors.New("opening the PostgreSQL store failed (check --database-url, the password and that the server answers); the URL is not logged")
 	}
-	return st, "postgres", nil
+	return st, backendPostgres, nil
 }
 
 // databaseURL checks the URL's form and puts the password file's content into it.

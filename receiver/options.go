@@ -50,6 +50,9 @@ type Options struct {
 	// may come from DatabasePasswordFile instead (a mounted Secret key).
 	DatabaseURL          string
 	DatabasePasswordFile string
+	// StatusLease names the Lease that elects, among replicas sharing a PostgreSQL store,
+	// the one that writes WebhookEvents and prunes.
+	StatusLease string
 
 	// KubeConfig is the cluster connection: the routing table (unless RoutingFile is
 	// set) and the WebhookEvent status view. Without it the receiver runs standalone.
@@ -74,6 +77,8 @@ func DefaultOptions() Options {
 	return Options{
 		Namespace:                os.Getenv("POD_NAMESPACE"),
 		RoutingSecret:            routing.DefaultSecretName,
+		StatusLease:              DefaultStatusLease,
+		DatabaseURL:              os.Getenv("HOOKGATE_DATABASE_URL"),
 		Listen:                   ":8080",
 		ProbeListen:              ":8081",
 		DataDir:                  "/var/lib/hookgate",
@@ -96,6 +101,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ProbeListen, "probe-listen", o.ProbeListen, "probe and metrics address")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory of the embedded event store (and the routing table's disk copy)")
 	fs.StringVar(&o.DatabaseURL, "database-url", o.DatabaseURL, "postgres:// URL of a PostgreSQL event store instead of the embedded one (default $HOOKGATE_DATABASE_URL); never logged")
+	fs.StringVar(&o.StatusLease, "status-lease", o.StatusLease, "Lease (in --namespace) electing the one replica of a PostgreSQL store that writes WebhookEvents and prunes")
 	fs.StringVar(&o.DatabasePasswordFile, "database-password-file", o.DatabasePasswordFile, "file holding the database password, such as a mounted Secret key")
 	cidrListVar(fs, &o.TrustedProxies, "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.DurationVar(&o.EventRetention, "event-retention", o.EventRetention, "how long WebhookEvent resources are kept")
@@ -123,6 +129,9 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.RoutingFile == "" && o.Namespace == "" {
 		errs = append(errs, errors.New("--namespace is required (or --routing-file for standalone use)"))
+	}
+	if o.DatabaseURL != "" && o.RoutingFile == "" && o.StatusLease == "" {
+		errs = append(errs, errors.New("--status-lease must not be empty with --database-url"))
 	}
 	if o.RoutingFile == "" && o.RoutingSecret == "" {
 		errs = append(errs, errors.New("--routing-secret must not be empty"))

@@ -12,13 +12,12 @@ import (
 // pruneInterval is how often finished events and expired dedup keys are removed.
 const pruneInterval = time.Minute
 
-// pruneLoop removes finished events once their endpoint's retention has passed, and
-// reports each partner's stored bytes.
+// pruneLoop removes finished events once their endpoint's retention has passed. On a
+// shared store it runs on the status Lease's holder only (statuslease.go).
 func (s *Server) pruneLoop(ctx context.Context, retention time.Duration) error {
 	ticker := time.NewTicker(pruneInterval)
 	defer ticker.Stop()
 	for {
-		s.observeUsage(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -29,6 +28,20 @@ func (s *Server) pruneLoop(ctx context.Context, retention time.Duration) error {
 			s.log.Error(err, "pruning the store")
 		} else if n > 0 {
 			s.log.Info("pruned finished events", "count", n, "retention", retention.String())
+		}
+	}
+}
+
+// usageLoop reports each partner's stored bytes, on every replica.
+func (s *Server) usageLoop(ctx context.Context) error {
+	ticker := time.NewTicker(pruneInterval)
+	defer ticker.Stop()
+	for {
+		s.observeUsage(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
 		}
 	}
 }

@@ -8,6 +8,9 @@ package receiver
 // in RBAC; a Lease it creates under another name is one nobody else reads.
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=hookgate-system,resources=leases,verbs=create
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=hookgate-system,resources=leases,resourceNames=hookgate-receiver-0,verbs=get;update;delete
+// The status Lease (statuslease.go), by name: replicas on PostgreSQL elect with it the one
+// that writes WebhookEvents.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=hookgate-system,resources=leases,resourceNames=hookgate-receiver-status,verbs=get;update
 // +kubebuilder:rbac:groups=hookgate.io,resources=webhookevents,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=hookgate.io,resources=partners/status,verbs=patch
 // Events on WebhookEndpoints and Partners (a destination's circuit, a refused WebhookEvent).

@@ -81,11 +81,7 @@ func Run(ctx context.Context, opts Options) error {
 			Client: client, Namespace: opts.Namespace, Name: opts.RoutingSecret, Holder: holder, Log: log,
 			Cache: &routing.DiskCache{Path: filepath.Join(opts.DataDir, "routing-table.json.gz")}, OnLoad: onLoad,
 		}
-		identity := opts.Identity
-		if identity == "" {
-			identity = routing.Identity()
-		}
-		reporter := &routing.LeaseReporter{Client: client, Namespace: opts.Namespace, Identity: identity, Holder: holder, Log: log}
+		reporter := &routing.LeaseReporter{Client: client, Namespace: opts.Namespace, Identity: replicaIdentity(opts), Holder: holder, Log: log}
 		goBackground("routing-secret", watcher.Start)
 		goBackground("lease", reporter.Start)
 	}
@@ -101,7 +97,7 @@ func Run(ctx context.Context, opts Options) error {
 		onCircuit = circuitEvents(recorder, holder)
 	}
 	dispatcher := delivery.NewDispatcher(delivery.Options{
-		Store: st, Holder: holder, Log: opts.Log.WithName("delivery"), Workers: opts.DeliveryWorkers,
+		Owner: delivery.DefaultOwner(replicaIdentity(opts)), Store: st, Holder: holder, Log: opts.Log.WithName("delivery"), Workers: opts.DeliveryWorkers,
 		Egress: guard, Metrics: delivery.NewMetrics(opts.Registry), OnCircuit: onCircuit,
 	})
 	srv := NewServer(Config{
@@ -110,12 +106,41 @@ func Run(ctx context.Context, opts Options) error {
 		MaxInflightBodyBytes: opts.MaxInflightBodyBytes, DefaultPartnerQuota: opts.MaxStoredBytesPerPartner,
 	})
 	goBackground("delivery", dispatcher.Start)
-	if opts.KubeConfig != nil {
-		if err := startReflection(opts, st, holder, dispatcher.Wake, goBackground); err != nil {
+	if listener, ok := st.(store.Listener); ok {
+		// Another replica's ingest wakes this one's idle workers; polling stays the fallback.
+		goBackground("listen", func(ctx context.Context) error { return listener.Listen(ctx, dispatcher.Wake) })
+	}
+	goBackground("usage", srv.usageLoop)
+	prune := func(ctx context.Context) error { return srv.pruneLoop(ctx, opts.StoreRetention) }
+	switch {
+	case opts.KubeConfig == nil:
+		goBackground("prune", prune)
+	case backend == backendEmbedded:
+		// One process holds an embedded store: it is the only writer of its events' views.
+		reflect, err := newReflection(opts, st, holder, dispatcher.Wake)
+		if err != nil {
 			return err
 		}
+		goBackground("prune", prune)
+		goBackground("eventstatus", reflect)
+	default:
+		reflect, err := newReflection(opts, st, holder, dispatcher.Wake)
+		if err != nil {
+			return err
+		}
+		leader := &statusLeader{Config: opts.KubeConfig, Namespace: opts.Namespace, Name: opts.StatusLease,
+			Identity: replicaIdentity(opts), Log: opts.Log.WithName("status-lease"), OnChange: metrics.ObserveStatusLeader}
+		goBackground("status-lease", func(ctx context.Context) error {
+			return leader.run(ctx, func(ctx context.Context) {
+				var wg sync.WaitGroup
+				wg.Go(func() { _ = prune(ctx) })
+				if err := reflect(ctx); err != nil {
+					opts.Log.Error(err, "status reflection stopped")
+				}
+				wg.Wait()
+			})
+		})
 	}
-	goBackground("prune", func(ctx context.Context) error { return srv.pruneLoop(ctx, opts.StoreRetention) })
 
 	var lc net.ListenConfig
 	webhookLn, err := lc.Listen(ctx, "tcp", opts.Listen)
@@ -185,24 +210,42 @@ func newHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// startReflection runs the WebhookEvent status reflector and the redelivery watcher.
-func startReflection(opts Options, st store.Store, holder *routing.Holder, wake func(), goBackground func(string, func(context.Context) error)) error {
+// newReflection returns the WebhookEvent status reflector and the redelivery watcher,
+// run together until ctx ends.
+func newReflection(opts Options, st store.Store, holder *routing.Holder, wake func()) (func(context.Context) error, error) {
 	cfg := withUserAgent(opts.KubeConfig, "hookgate-receiver/status")
 	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
-		return fmt.Errorf("connecting to the API server: %w", err)
+		return nil, fmt.Errorf("connecting to the API server: %w", err)
 	}
 	meta, err := metadata.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	reflector := eventstatus.New(eventstatus.Options{
 		Client: c, Store: st, Holder: holder, Log: opts.Log.WithName("eventstatus"),
 		Retention: opts.EventRetention, MaxPerNamespace: opts.MaxEventsPerNamespace, Wake: wake, Registry: opts.Registry,
 	})
-	goBackground("eventstatus", reflector.Start)
-	goBackground("redelivery", (&eventstatus.RedeliveryWatcher{Client: meta, Reflector: reflector}).Start)
-	return nil
+	redelivery := &eventstatus.RedeliveryWatcher{Client: meta, Reflector: reflector}
+	return func(ctx context.Context) error {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() {
+			if err := redelivery.Start(ctx); err != nil {
+				opts.Log.Error(err, "redelivery watcher stopped")
+			}
+		})
+		return reflector.Start(ctx)
+	}, nil
+}
+
+// replicaIdentity names this replica in its Leases: --identity, else POD_NAME or the
+// host name.
+func replicaIdentity(opts Options) string {
+	if opts.Identity != "" {
+		return opts.Identity
+	}
+	return routing.Identity()
 }
 
 // withUserAgent copies cfg, names the caller, and lets the status view write quickly:

@@ -218,14 +218,16 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	on, window := dedupOn(auth.scheme, ep, parsed, body)
 	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
 	in.QuotaBytes = s.quota(partner)
-	result, err := s.store.Ingest(r.Context(), in)
+	storeCtx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	result, err := s.store.Ingest(storeCtx, in)
 	if errors.Is(err, store.ErrQuotaExceeded) {
 		return reject(http.StatusInsufficientStorage, "storage_quota_exceeded", "Insufficient storage",
 			"this partner's stored events have reached its storage quota ("+formatBytes(in.QuotaBytes)+"); retry once older events have been delivered and pruned, or ask the platform team to raise spec.limits.maxStoredBytes")
 	}
 	if err != nil {
 		s.log.Error(err, "storing an event failed", "endpoint", rec.endpoint)
-		return reject(http.StatusServiceUnavailable, "store_unavailable", "Service unavailable", "the event could not be stored; it was not accepted, retry later")
+		return storeUnavailable("the event could not be stored; it was not accepted, retry after the time in Retry-After")
 	}
 
 	// acknowledge
@@ -334,7 +336,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, rec *audit
 	}
 	if err != nil {
 		s.log.Error(err, "reading an event's status")
-		return reject(http.StatusServiceUnavailable, "store_unavailable", "Service unavailable", "the status could not be read; retry later")
+		return storeUnavailable("the status could not be read; retry after the time in Retry-After")
 	}
 	rec.outcome, rec.status, rec.uuid, rec.eventID = outcomeAnswered, http.StatusOK, ev.UUID, ev.EventID
 	writeJSON(w, http.StatusOK, statusBody{

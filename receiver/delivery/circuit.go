@@ -59,6 +59,23 @@ func (c *circuits) admit(queue string, now time.Time) bool {
 	}
 }
 
+// mayAdmit reports, without admitting, whether admit would: the dispatcher claims no
+// delivery for a destination it could not start.
+func (c *circuits) mayAdmit(queue string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cb := c.by[queue]
+	return cb == nil || cb.state == circuitClosed || cb.state == circuitOpen && !now.Before(cb.openUntil)
+}
+
+// probing reports whether queue's circuit is not closed: it admits one delivery at a time.
+func (c *circuits) probing(queue string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cb := c.by[queue]
+	return cb != nil && cb.state != circuitClosed
+}
+
 // record takes the result of an attempt of queue.
 func (c *circuits) record(queue string, failed bool, now time.Time) {
 	c.mu.Lock()

@@ -27,6 +27,10 @@ const (
 	DefaultPerNamespace   = 64
 	// MaxTimeout bounds one attempt whatever the routing table says (the API allows 60s).
 	MaxTimeout = 60 * time.Second
+	// DefaultLease is how long a claimed delivery stays this dispatcher's without a
+	// renewal: how long another replica waits before it takes over the deliveries of one
+	// that died. Leases are renewed at a third of it while attempts run.
+	DefaultLease = 30 * time.Second
 )
 
 // Options configure a Dispatcher.
@@ -50,8 +54,14 @@ type Options struct {
 	// OnCircuit, when set, hears a destination's circuit open or close (queue key =
 	// endpoint key).
 	OnCircuit func(queue string, open bool)
-	Now       func() time.Time
-	Jitter    func(time.Duration) time.Duration
+	// Owner names this dispatcher's claims in the store; it must be unique per process
+	// (default: host name, process id and a random suffix), so that a restarted replica
+	// never mistakes the claims of its previous life for its own.
+	Owner string
+	// Lease is how long a claim holds without renewal (DefaultLease).
+	Lease  time.Duration
+	Now    func() time.Time
+	Jitter func(time.Duration) time.Duration
 }
 
 // Dispatcher feeds due deliveries to a bounded pool of workers, going round the
@@ -93,6 +103,12 @@ func NewDispatcher(opts Options) *Dispatcher {
 	if opts.Jitter == nil {
 		opts.Jitter = fullJitter
 	}
+	if opts.Lease <= 0 {
+		opts.Lease = DefaultLease
+	}
+	if opts.Owner == "" {
+		opts.Owner = DefaultOwner("")
+	}
 	d := &Dispatcher{
 		opts:         opts,
 		clients:      newClients(opts.Egress),
@@ -128,10 +144,12 @@ func (d *Dispatcher) Wake() {
 func (d *Dispatcher) OpenCircuits() []string { return d.circuits.open() }
 
 // Start delivers until ctx ends; attempts in flight then finish or are cut off, and
-// events without a recorded outcome stay due, so they are sent again after a restart.
+// deliveries without a recorded outcome are released, so that another replica (or this
+// one after a restart) sends them again.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Go(func() { d.renewLeases(ctx) })
 	ticker := time.NewTicker(d.opts.PollInterval)
 	defer ticker.Stop()
 	for {
@@ -189,18 +207,25 @@ func (d *Dispatcher) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 	offset := d.rotation % len(ready)
 	d.mu.Unlock()
 	ready = append(ready[offset:], ready[:offset]...)
+	// Claims this round took but did not start go back at the end, for any replica.
+	defer d.releaseUnstarted(ctx, ready)
 	for progress := true; progress && d.free() > 0; {
 		progress = false
 		for _, c := range ready {
 			if d.free() == 0 || ctx.Err() != nil {
 				return
 			}
-			ev, ok := d.next(ctx, c, now)
-			if !ok || !d.claim(ev, c) {
+			ev, ok := d.next(ctx, c, now, len(ready))
+			if !ok {
+				continue
+			}
+			if !d.take(ev, c) {
+				c.pending = append([]store.Event{ev}, c.pending...)
 				continue
 			}
 			if !d.circuits.admit(c.queue.Key, now) {
-				d.release(ev.UUID, c)
+				d.done(ev.UUID, c)
+				c.pending = append([]store.Event{ev}, c.pending...)
 				c.exhausted = true
 				continue
 			}
@@ -208,26 +233,29 @@ func (d *Dispatcher) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { d.release(ev.UUID, c); d.Wake() }()
+				defer func() { d.done(ev.UUID, c); d.Wake() }()
 				d.deliver(ctx, &ev, c.ep)
 			}()
 		}
 	}
 }
 
-// next is the candidate's next due delivery that is not in flight, read ahead
-// dispatchQuantum at a time.
-func (d *Dispatcher) next(ctx context.Context, c *candidate, now time.Time) (store.Event, bool) {
+// next is the candidate's next claimed delivery, claiming more when it has none: as
+// many as it may start now (its caps, its circuit, its share of the free workers among
+// the ready destinations), at most dispatchQuantum.
+func (d *Dispatcher) next(ctx context.Context, c *candidate, now time.Time, ready int) (store.Event, bool) {
 	if len(c.pending) == 0 && !c.exhausted {
-		d.mu.Lock()
-		inFlight := d.perQueue[c.queue.Key]
-		d.mu.Unlock()
-		evs, err := d.opts.Store.Due(ctx, c.queue.Key, now, dispatchQuantum+inFlight)
-		if err != nil {
-			d.opts.Log.Error(err, "reading a delivery queue", "endpoint", c.queue.Key)
+		limit := d.room(c, now, ready)
+		if limit == 0 {
+			c.exhausted = true
+			return store.Event{}, false
 		}
-		c.pending = d.notInFlight(evs)
-		c.exhausted = len(c.pending) == 0
+		evs, err := d.opts.Store.Claim(ctx, c.queue.Key, d.opts.Owner, now, d.opts.Lease, limit)
+		if err != nil {
+			d.opts.Log.Error(err, "claiming deliveries", "endpoint", c.queue.Key)
+		}
+		c.pending = evs
+		c.exhausted = len(evs) < limit
 	}
 	if len(c.pending) == 0 {
 		return store.Event{}, false
@@ -237,27 +265,90 @@ func (d *Dispatcher) next(ctx context.Context, c *candidate, now time.Time) (sto
 	return ev, true
 }
 
+// room is how many deliveries of the candidate could start now.
+func (d *Dispatcher) room(c *candidate, now time.Time, ready int) int {
+	if !d.circuits.mayAdmit(c.queue.Key, now) {
+		return 0
+	}
+	d.mu.Lock()
+	free := d.opts.Workers - d.busy
+	n := min(dispatchQuantum, free, d.opts.PerDestination-d.perHost[c.host], d.opts.PerNamespace-d.perNamespace[c.namespace])
+	d.mu.Unlock()
+	// A fair share of the free workers, rounded up, so that claims taken here are
+	// started here rather than handed back at the end of the round.
+	n = min(n, (free+ready-1)/max(ready, 1))
+	if d.circuits.probing(c.queue.Key) {
+		n = min(n, 1)
+	}
+	return max(n, 0)
+}
+
+// releaseUnstarted gives back the claims a round took but did not start.
+func (d *Dispatcher) releaseUnstarted(ctx context.Context, ready []*candidate) {
+	var uuids []string
+	for _, c := range ready {
+		for _, ev := range c.pending {
+			uuids = append(uuids, ev.UUID)
+		}
+		c.pending = nil
+	}
+	d.releaseClaims(ctx, uuids)
+}
+
+// releaseClaims gives claims back, also while shutting down (that is when it matters:
+// another replica takes them at once instead of after the lease).
+func (d *Dispatcher) releaseClaims(ctx context.Context, uuids []string) {
+	if len(uuids) == 0 {
+		return
+	}
+	releaseCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := d.opts.Store.Release(releaseCtx, d.opts.Owner, uuids); err != nil {
+		d.opts.Log.Error(err, "releasing claimed deliveries; they are due again when their leases run out", "count", len(uuids))
+	}
+}
+
+// renewLeases keeps the claims of attempts in flight, at a third of the lease, until ctx
+// ends. A lease lost anyway (the store was unreachable for a whole lease) means another
+// replica may send the event too: at-least-once, and the log says so.
+func (d *Dispatcher) renewLeases(ctx context.Context) {
+	ticker := time.NewTicker(d.opts.Lease / 3)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		d.mu.Lock()
+		uuids := make([]string, 0, len(d.inFlight))
+		for uuid := range d.inFlight {
+			uuids = append(uuids, uuid)
+		}
+		d.mu.Unlock()
+		if len(uuids) == 0 {
+			continue
+		}
+		lost, err := d.opts.Store.RenewLeases(ctx, d.opts.Owner, uuids, d.opts.Now().Add(d.opts.Lease))
+		if err != nil {
+			d.opts.Log.Error(err, "renewing delivery leases", "count", len(uuids))
+			continue
+		}
+		if len(lost) > 0 {
+			d.opts.Log.Info("delivery leases lost while attempts ran: another replica may deliver these events too", "count", len(lost))
+		}
+	}
+}
+
 func (d *Dispatcher) free() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.opts.Workers - d.busy
 }
 
-func (d *Dispatcher) notInFlight(evs []store.Event) []store.Event {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := evs[:0]
-	for _, ev := range evs {
-		if !d.inFlight[ev.UUID] {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
-// claim takes a worker for ev unless it is in flight already or its host or namespace
-// is at its cap; a capped candidate is done for this scan.
-func (d *Dispatcher) claim(ev store.Event, c *candidate) bool {
+// take gives ev a worker unless it is in flight already (its own expired lease claimed
+// again) or its host or namespace is at its cap; a capped candidate is done for this scan.
+func (d *Dispatcher) take(ev store.Event, c *candidate) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.inFlight[ev.UUID] {
@@ -275,7 +366,8 @@ func (d *Dispatcher) claim(ev store.Event, c *candidate) bool {
 	return true
 }
 
-func (d *Dispatcher) release(uuid string, c *candidate) {
+// done gives back the worker of an attempt that ended or never started.
+func (d *Dispatcher) done(uuid string, c *candidate) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.inFlight, uuid)
@@ -324,18 +416,14 @@ func (d *Dispatcher) observeQueues(ctx context.Context, queues []store.Queue, no
 
 // deliver makes one attempt and records it.
 func (d *Dispatcher) deliver(ctx context.Context, ev *store.Event, ep *routing.Endpoint) {
-	// The due list was read before the claim: an attempt that finished in between must
-	// not be repeated, so the event is read again now that it is ours.
+	// The claim returned the event as it is: no other worker can change it while the
+	// lease holds.
 	queue := store.QueueKey(ev)
-	fresh, err := d.opts.Store.Get(ctx, ev.UUID)
-	if err != nil || fresh.Version != ev.Version {
-		d.circuits.abandon(queue)
-		return
-	}
 	payload, err := d.opts.Store.Payload(ctx, ev.UUID)
 	if err != nil {
 		d.opts.Log.Error(err, "reading a payload to deliver", "uuid", ev.UUID)
 		d.circuits.abandon(queue)
+		d.releaseClaims(ctx, []string{ev.UUID})
 		return
 	}
 	number := ev.Attempts + 1
@@ -343,6 +431,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ev *store.Event, ep *routing.E
 	r := d.send(ctx, ev, ep, payload, number, started)
 	if ctx.Err() != nil && r.err != nil {
 		d.circuits.abandon(queue)
+		d.releaseClaims(ctx, []string{ev.UUID})
 		return // shutting down: not an attempt the destination saw through
 	}
 	d.circuits.record(queue, retryable(r), d.opts.Now())

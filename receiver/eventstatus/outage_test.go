@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -31,80 +30,9 @@ import (
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/internal/testproxy"
 	"github.com/hookgate/hookgate/receiver"
 )
-
-// cuttableProxy forwards TCP to the API server and can drop everything, then come back
-// on the same address: an API server outage as the receiver sees it.
-type cuttableProxy struct {
-	target string
-	addr   string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]bool
-}
-
-func newProxy(t *testing.T, target string) *cuttableProxy {
-	p := &cuttableProxy{target: target, conns: map[net.Conn]bool{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *cuttableProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.pipe(c)
-		}
-	}()
-}
-
-func (p *cuttableProxy) pipe(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	p.conns[c], p.conns[up] = true, true
-	p.mu.Unlock()
-	go func() { _, _ = io.Copy(up, c); up.Close() }()
-	_, _ = io.Copy(c, up)
-	c.Close()
-}
-
-func (p *cuttableProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	p.conns = map[net.Conn]bool{}
-}
-
-func (p *cuttableProxy) restore(t *testing.T) {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		t.Fatalf("re-listening on %s: %v", p.addr, err)
-	}
-	p.serve(ln)
-}
 
 func sign(apiKey, secret string, body []byte) http.Header {
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
@@ -175,9 +103,9 @@ func TestAPIServerOutageDuringIngest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newProxy(t, apiURL.Host)
+	proxy := testproxy.New(t, apiURL.Host)
 	cfg := rest.CopyConfig(cluster.Config)
-	cfg.Host = "https://" + proxy.addr
+	cfg.Host = "https://" + proxy.Addr
 	cfg.QPS, cfg.Burst = 1000, 2000
 	cfg.Timeout = 5 * time.Second
 
@@ -245,11 +173,11 @@ func TestAPIServerOutageDuringIngest(t *testing.T) {
 		}
 	}()
 	time.Sleep(before)
-	proxy.cut()
+	proxy.Cut()
 	phase.Store(1)
 	t.Log("API server cut off")
 	time.Sleep(outage)
-	proxy.restore(t)
+	proxy.Restore(t)
 	restored := time.Now()
 	phase.Store(2)
 	t.Log("API server back")

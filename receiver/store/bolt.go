@@ -69,12 +69,15 @@ func OpenBolt(dir string, observe CommitObserver) (*Bolt, error) {
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		countUsage := tx.Bucket(bucketUsage) == nil
-		for _, b := range [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage} {
+		for _, b := range [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage, bucketLeases} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		if err := migrateDueIndex(tx); err != nil {
+			return err
+		}
+		if err := releaseDeadLeases(tx); err != nil {
 			return err
 		}
 		if countUsage {

@@ -161,3 +161,35 @@ func TestDueIndexMigrates(t *testing.T) {
 		t.Fatalf("after migration %d due (%v), want 3", len(due), err)
 	}
 }
+
+// The file lock means one process holds the embedded store: claims found in the file at
+// open were made by a process that is gone, and its deliveries must not wait out their
+// leases after a restart.
+func TestReopenReleasesDeadClaims(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := s.Ingest(t.Context(), ingest("u1", "e1", now, PhaseQueued)); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := s.Claim(t.Context(), "ns/e", "gone", now, time.Hour, 10); err != nil || len(evs) != 1 {
+		t.Fatalf("Claim = %d (%v)", len(evs), err)
+	}
+	if due, _ := s.Due(t.Context(), "ns/e", now, 10); len(due) != 0 {
+		t.Fatalf("a claimed delivery is due: %v", due)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenBolt(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if evs, err := s.Claim(t.Context(), "ns/e", "next", now, time.Hour, 10); err != nil || len(evs) != 1 {
+		t.Fatalf("after reopening, Claim = %d (%v): the dead claim still holds", len(evs), err)
+	}
+}

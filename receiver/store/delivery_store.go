@@ -146,7 +146,7 @@ func (s *Bolt) RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outc
 			out = e
 			return nil
 		}
-		if err := tx.Bucket(bucketQueues).Delete(dueKey(e, dueAt(e))); err != nil {
+		if err := unqueue(tx, e); err != nil {
 			return err
 		}
 		num := make([]byte, 4)

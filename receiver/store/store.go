@@ -167,8 +167,21 @@ type Store interface {
 	// backlog of one it may not (paused, at its concurrency cap, circuit open).
 	DueQueues(ctx context.Context, now time.Time) ([]Queue, error)
 	// Due returns up to limit queued or retrying deliveries of one queue due at now,
-	// oldest due first.
+	// oldest due first, without claiming them (a look; Claim is the dispatcher's take).
+	// A claimed delivery is not due while its lease holds.
 	Due(ctx context.Context, queue string, now time.Time, limit int) ([]Event, error)
+	// Claim takes up to limit due deliveries of one queue, oldest due first, for owner
+	// (a worker pool, unique per process), leasing each until now+lease: while the lease
+	// holds no other owner, in this process or another replica, can claim it; once it
+	// runs out (the owner died) the delivery is due again. The events are returned as
+	// they are at the claim. RecordAttempt ends the claim.
+	Claim(ctx context.Context, queue, owner string, now time.Time, lease time.Duration, limit int) ([]Event, error)
+	// RenewLeases extends owner's leases on the deliveries of these events to until, for
+	// attempts that run long; it returns the uuids whose lease owner no longer holds.
+	RenewLeases(ctx context.Context, owner string, uuids []string, until time.Time) (lost []string, err error)
+	// Release gives back owner's claims on these events without an attempt (shutting
+	// down, or claimed but not started): each is due again at its own due time.
+	Release(ctx context.Context, owner string, uuids []string) error
 	// QueueDepth counts the deliveries waiting, due or not, in every queue.
 	QueueDepth(ctx context.Context) (int, error)
 	// RecordAttempt stores an attempt and its outcome.
@@ -189,4 +202,12 @@ type Store interface {
 	// Healthy is nil while the store can write.
 	Healthy() error
 	Close() error
+}
+
+// Listener is a store shared by several processes that can tell one when another queued
+// deliveries (PostgreSQL's LISTEN/NOTIFY), so that idle workers start at once instead of
+// at their next poll.
+type Listener interface {
+	// Listen calls wake after deliveries were queued anywhere, until ctx ends.
+	Listen(ctx context.Context, wake func()) error
 }

@@ -27,16 +27,27 @@ type Options struct {
 	// Observe, when set, receives each write transaction's duration, commit included
 	// (batch is always 1: PostgreSQL groups commits itself).
 	Observe store.CommitObserver
+	// OnListenError, when set, hears why the LISTEN connection broke (it reconnects).
+	OnListenError func(error)
 }
 
 // Store is the PostgreSQL event store.
 type Store struct {
-	pool    *pgxpool.Pool
-	observe store.CommitObserver
-	closed  atomic.Bool
+	pool       *pgxpool.Pool
+	connConfig *pgx.ConnConfig
+	observe    store.CommitObserver
+	closed     atomic.Bool
+
+	notify        chan struct{}
+	stopNotifier  context.CancelFunc
+	notifierDone  chan struct{}
+	onListenError func(error)
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Listener = (*Store)(nil)
+)
 
 // Open connects to databaseURL (a PostgreSQL URL or keyword/value string, as pgx
 // accepts), creates or migrates the schema in its search_path and returns the store.
@@ -78,7 +89,14 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if observe == nil {
 		observe = func(time.Duration, int) {}
 	}
-	return &Store{pool: pool, observe: observe}, nil
+	notifyCtx, stopNotifier := context.WithCancel(context.Background())
+	s := &Store{
+		pool: pool, connConfig: config.ConnConfig, observe: observe,
+		notify: make(chan struct{}, 1), stopNotifier: stopNotifier, notifierDone: make(chan struct{}),
+		onListenError: opts.OnListenError,
+	}
+	go s.notifyLoop(notifyCtx)
+	return s, nil
 }
 
 // ---------------------------------------------------------------------------- plumbing
@@ -219,7 +237,7 @@ func dueAt(e *store.Event) time.Time {
 // enqueue puts an event's delivery in its queue at due (or moves it there).
 func enqueue(ctx context.Context, tx pgx.Tx, e *store.Event, due time.Time) error {
 	_, err := tx.Exec(ctx, `INSERT INTO deliveries (uuid, queue, due_at) VALUES ($1, $2, $3)
-		ON CONFLICT (uuid, queue) DO UPDATE SET due_at = EXCLUDED.due_at`, e.UUID, store.QueueKey(e), due)
+		ON CONFLICT (uuid, queue) DO UPDATE SET due_at = EXCLUDED.due_at, claimed_by = NULL, lease_until = NULL`, e.UUID, store.QueueKey(e), due)
 	return err
 }
 
@@ -298,6 +316,9 @@ func (s *Store) Ingest(ctx context.Context, in store.Ingest) (store.IngestResult
 	})
 	if err != nil {
 		return store.IngestResult{}, err
+	}
+	if !result.Duplicate && result.Event.Phase == store.PhaseQueued {
+		s.queued()
 	}
 	return result, nil
 }
@@ -580,6 +601,7 @@ func (s *Store) Requeue(ctx context.Context, uuid string, now time.Time) (*store
 	if err != nil {
 		return nil, err
 	}
+	s.queued()
 	return out, nil
 }
 
@@ -596,7 +618,7 @@ func (s *Store) RequeueFailed(ctx context.Context, endpointKey string, now time.
 				RETURNING uuid, endpoint_key, version
 			), queued AS (
 				INSERT INTO deliveries (uuid, queue, due_at) SELECT uuid, endpoint_key, $2 FROM requeued
-				ON CONFLICT (uuid, queue) DO UPDATE SET due_at = EXCLUDED.due_at
+				ON CONFLICT (uuid, queue) DO UPDATE SET due_at = EXCLUDED.due_at, claimed_by = NULL, lease_until = NULL
 			), changed AS (
 				INSERT INTO reflect (uuid, version) SELECT uuid, version FROM requeued
 				ON CONFLICT (uuid) DO UPDATE SET version = EXCLUDED.version
@@ -607,6 +629,9 @@ func (s *Store) RequeueFailed(ctx context.Context, endpointKey string, now time.
 	})
 	if err != nil {
 		return 0, err
+	}
+	if n > 0 {
+		s.queued()
 	}
 	return n, nil
 }
@@ -793,6 +818,8 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.stopNotifier()
+	<-s.notifierDone
 	s.pool.Close()
 	return nil
 }

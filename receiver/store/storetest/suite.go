@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Payload", h.testPayload)
 	t.Run("Due", h.testDue)
 	t.Run("Queues", h.testQueues)
+	t.Run("Claims", h.testClaims)
 	t.Run("RecordAttempt", h.testRecordAttempt)
 	t.Run("Attempts", h.testAttempts)
 	t.Run("Requeue", h.testRequeue)
