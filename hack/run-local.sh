@@ -3,6 +3,8 @@
 # plane (envtest's kube-apiserver and etcd, CRDs installed), the operator and the receiver
 # as local processes and a demo destination, applies a Partner and an endpoint, and prints
 # what to try. Ctrl-C stops everything. State and logs go to bin/run/.
+# With DATABASE_URL=postgres://... (make run DATABASE_URL=...) two receivers share that
+# PostgreSQL database instead of one embedded store: the second listens on LISTEN_PORT+1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,10 +49,18 @@ pids+=($!)
 bin/hookgate operator --receiver-namespace hookgate-system --shared-path-namespaces partners --metrics-bind-address 0 \
   --health-probe-bind-address 127.0.0.1:0 >"$RUN_DIR/operator.log" 2>&1 &
 pids+=($!)
-POD_NAME=receiver-0 bin/hookgate receiver --namespace hookgate-system --data-dir "$RUN_DIR/data" \
-  --listen "127.0.0.1:$LISTEN_PORT" --probe-listen 127.0.0.1:0 --destination-allow-cidrs 127.0.0.0/8,::1/128 \
-  >"$RUN_DIR/audit.log" 2>"$RUN_DIR/receiver.log" &
-pids+=($!)
+DATABASE_URL="${DATABASE_URL:-}"
+receivers=1
+[ -n "$DATABASE_URL" ] && receivers=2
+for i in $(seq 0 $((receivers - 1))); do
+  suffix=""
+  [ "$i" -gt 0 ] && suffix="-$i"
+  # The URL goes in through the environment, never on a command line that ps shows.
+  HOOKGATE_DATABASE_URL="$DATABASE_URL" POD_NAME="receiver-$i" bin/hookgate receiver --namespace hookgate-system \
+    --data-dir "$RUN_DIR/data$suffix" --listen "127.0.0.1:$((LISTEN_PORT + i))" --probe-listen 127.0.0.1:0 \
+    --destination-allow-cidrs 127.0.0.0/8,::1/128 >"$RUN_DIR/audit$suffix.log" 2>"$RUN_DIR/receiver$suffix.log" &
+  pids+=($!)
+done
 
 "$KUBECTL" apply -n partners -f hack/run/demo.yaml
 "$KUBECTL" wait -n partners --for=condition=Ready partner/acme webhookendpoint/events --timeout=60s
@@ -58,6 +68,7 @@ pids+=($!)
 cat <<EOF
 
 hookgate is ready: receiver on http://127.0.0.1:$LISTEN_PORT, partner "acme" in namespace "partners".
+$( [ "$receivers" -gt 1 ] && echo "Store: PostgreSQL, shared by a second receiver on http://127.0.0.1:$((LISTEN_PORT + 1)) (try sending to one and asking the other).")
 In another terminal:
 
   export KUBECONFIG=$KUBECONFIG PATH=$KUBEBUILDER_ASSETS:\$PATH

@@ -14,6 +14,8 @@ import (
 
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver/store"
+	"github.com/hookgate/hookgate/receiver/store/postgres"
+	"github.com/hookgate/hookgate/receiver/store/postgres/pgtest"
 )
 
 // BenchmarkIngest measures the whole pipeline per request — route, limits, PartnerHMAC
@@ -30,19 +32,45 @@ func BenchmarkIngest(b *testing.B) {
 	}
 }
 
+// BenchmarkIngestPostgres is BenchmarkIngest on the PostgreSQL store, at concurrency 64
+// with pools of several sizes: every event is its own transaction, and concurrent
+// transactions share WAL flushes (PostgreSQL's group commit), so the pool size decides how
+// many events one flush can carry.
+func BenchmarkIngestPostgres(b *testing.B) {
+	for _, conns := range []int32{4, 16, 64} {
+		b.Run(fmt.Sprintf("payload=1KiB/concurrency=64/pool=%d", conns), func(b *testing.B) {
+			dsn := pgtest.FreshSchema(b)
+			st, err := postgres.Open(b.Context(), dsn, postgres.Options{MaxConns: conns})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			benchmarkIngestOn(b, st, nil, 1<<10, 64)
+		})
+	}
+}
+
 func benchmarkIngest(b *testing.B, payloadBytes, parallel int) {
-	const apiKey, secret = "hgk_bench", "whsec_bench"
-	table := crashTable(apiKey, secret)
-	table.Endpoints[0].MaxBodyBytes = 1 << 20
-	table.Finalize(nil)
-	holder := routing.NewHolder()
-	holder.Swap(table)
 	var commits, batched atomic.Int64
 	st, err := store.OpenBolt(b.TempDir(), func(_ time.Duration, n int) { commits.Add(1); batched.Add(int64(n)) })
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
+	benchmarkIngestOn(b, st, func() {
+		if c := commits.Load(); c > 0 {
+			b.ReportMetric(float64(batched.Load())/float64(c), "events/commit")
+		}
+	}, payloadBytes, parallel)
+}
+
+func benchmarkIngestOn(b *testing.B, st store.Store, report func(), payloadBytes, parallel int) {
+	const apiKey, secret = "hgk_bench", "whsec_bench"
+	table := crashTable(apiKey, secret)
+	table.Endpoints[0].MaxBodyBytes = 1 << 20
+	table.Finalize(nil)
+	holder := routing.NewHolder()
+	holder.Swap(table)
 	srv := NewServer(Config{Store: st, Holder: holder, Log: logr.Discard()})
 	handler := srv.Handler()
 	pad := bytes.Repeat([]byte("x"), payloadBytes-60)
@@ -77,7 +105,7 @@ func benchmarkIngest(b *testing.B, payloadBytes, parallel int) {
 		})
 	}
 	b.StopTimer()
-	if c := commits.Load(); c > 0 {
-		b.ReportMetric(float64(batched.Load())/float64(c), "events/commit")
+	if report != nil {
+		report()
 	}
 }

@@ -40,6 +40,7 @@ const (
 
 type ingestRow struct {
 	Name              string  `json:"name"`
+	Store             string  `json:"store"`
 	Headline          bool    `json:"headline"`
 	PayloadBytes      int     `json:"payloadBytes"`
 	Concurrency       int     `json:"concurrency"`
@@ -56,6 +57,7 @@ type ingestRow struct {
 
 type deliveryRow struct {
 	Name            string  `json:"name"`
+	Store           string  `json:"store"`
 	PayloadBytes    int     `json:"payloadBytes"`
 	AcceptedPerSec  float64 `json:"acceptedPerSec"`
 	DeliveredPerSec float64 `json:"deliveredPerSec"`
@@ -82,14 +84,16 @@ func main() {
 	out := flag.String("out", "bin/bench/results.json", "where to write the JSON results")
 	partners := flag.Int("partners", 100, "partners in the routing table")
 	system := flag.Bool("system", true, "also measure the whole system as make run starts it (needs KUBEBUILDER_ASSETS)")
+	databaseURL := flag.String("database-url", os.Getenv("HOOKGATE_TEST_DATABASE_URL"),
+		"PostgreSQL server for the PostgreSQL rows, each run in a schema of its own (default $HOOKGATE_TEST_DATABASE_URL; empty: no such rows)")
 	flag.Parse()
-	if err := run(*hookgate, *duration, *out, *partners, *system); err != nil {
+	if err := run(*hookgate, *duration, *out, *partners, *system, *databaseURL); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(hookgate string, duration time.Duration, out string, partners int, system bool) error {
+func run(hookgate string, duration time.Duration, out string, partners int, system bool, databaseURL string) error {
 	started := time.Now()
 	work, err := os.MkdirTemp("", "hookgate-bench-")
 	if err != nil {
@@ -110,24 +114,44 @@ func run(hookgate string, duration time.Duration, out string, partners int, syst
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "ingest %s: hookgate...\n", name)
-		row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, "")
+		row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, store{})
 		if err != nil {
 			return err
 		}
 		row.Name, row.Headline = name, s.headline
-		row.BaselinePerSec = baseline
-		if baseline > 0 {
-			row.Ratio = row.AcceptedPerSec / baseline
+		res.Ingest = append(res.Ingest, withBaseline(row, baseline))
+		if databaseURL == "" || s.concurrency != 64 {
+			continue
 		}
-		res.Ingest = append(res.Ingest, row)
+		for _, replicas := range []int{1, 2} {
+			fmt.Fprintf(os.Stderr, "ingest %s: hookgate on PostgreSQL, %d receiver(s)...\n", name, replicas)
+			row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, store{databaseURL, replicas})
+			if err != nil {
+				return fmt.Errorf("PostgreSQL: %w", err)
+			}
+			row.Name, row.Store = fmt.Sprintf("%s, pg x%d", name, replicas), "postgres"
+			res.Ingest = append(res.Ingest, withBaseline(row, baseline))
+		}
 	}
 	for _, payload := range []int{1 << 10, 64 << 10} {
 		fmt.Fprintf(os.Stderr, "delivery %d KiB...\n", payload>>10)
-		row, err := measureDelivery(hookgate, work, partners, payload, 64, duration)
+		row, err := measureDelivery(hookgate, work, partners, payload, 64, duration, store{})
 		if err != nil {
 			return err
 		}
 		res.Delivery = append(res.Delivery, row)
+	}
+	if databaseURL != "" {
+		for _, replicas := range []int{1, 2} {
+			fmt.Fprintf(os.Stderr, "delivery 1 KiB on PostgreSQL, %d receiver(s)...\n", replicas)
+			row, err := measureDelivery(hookgate, work, partners, 1<<10, 64, duration, store{databaseURL, replicas})
+			if err != nil {
+				return fmt.Errorf("PostgreSQL: %w", err)
+			}
+			res.Delivery = append(res.Delivery, row)
+		}
+	} else {
+		fmt.Fprintln(os.Stderr, "no --database-url (HOOKGATE_TEST_DATABASE_URL): no PostgreSQL rows")
 	}
 	if system {
 		fmt.Fprintln(os.Stderr, "whole system (control plane, operator, receiver with status reflection)...")
@@ -157,8 +181,9 @@ type loadResult struct {
 	elapsed    time.Duration
 }
 
-// generate posts signed events with unique ids from `concurrency` workers for `duration`.
-func generate(url, key, signingSecret string, payload, concurrency int, duration time.Duration, sentAt *sync.Map) loadResult {
+// generate posts signed events with unique ids (idPrefix tells concurrent generators
+// apart) from `concurrency` workers for `duration`.
+func generate(url, key, signingSecret, idPrefix string, payload, concurrency int, duration time.Duration, sentAt *sync.Map) loadResult {
 	pad := strings.Repeat("x", max(0, payload-80))
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}}
 	var ok, failed atomic.Int64
@@ -172,7 +197,7 @@ func generate(url, key, signingSecret string, payload, concurrency int, duration
 		go func() {
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline); i++ {
-				id := fmt.Sprintf("evt_%d_%d", w, i)
+				id := fmt.Sprintf("evt_%s%d_%d", idPrefix, w, i)
 				body := []byte(fmt.Sprintf(`{"id":%q,"type":"order.created","data":{"pad":%q}}`, id, pad))
 				req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, url, bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
@@ -248,7 +273,7 @@ func measureBaseline(payload, concurrency int, duration time.Duration) (float64,
 	if err := waitHTTP("http://" + addr + "/"); err != nil {
 		return 0, err
 	}
-	r := generate("http://"+addr+"/api/webhooks/events", apiKey, secret, payload, concurrency, duration, nil)
+	r := generate("http://"+addr+"/api/webhooks/events", apiKey, secret, "", payload, concurrency, duration, nil)
 	return float64(r.ok) / r.elapsed.Seconds(), nil
 }
 
@@ -349,22 +374,100 @@ func peakRSSMiB(pid int) float64 {
 	return 0
 }
 
-func measureIngest(hookgate, work string, partners, payload, concurrency int, duration time.Duration, _ string) (ingestRow, error) {
-	p, err := startReceiver(hookgate, work, table(partners, ""), nil)
+// store is where the receivers under test keep events: the embedded store (one
+// receiver), or a fresh schema on a PostgreSQL server shared by replicas receivers.
+type store struct {
+	databaseURL string
+	replicas    int
+}
+
+func (st store) name() string {
+	if st.databaseURL == "" {
+		return "embedded"
+	}
+	return "postgres"
+}
+
+// startReceivers starts the receivers of st; stop ends them and drops the schema.
+func startReceivers(hookgate, work string, t *routing.Table, st store) (procs []*receiverProc, stop func(), err error) {
+	var extraEnv []string
+	dropSchema := func() {}
+	if st.databaseURL != "" {
+		dsn, drop, err := freshSchema(st.databaseURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		dropSchema = drop
+		extraEnv = append(extraEnv, "HOOKGATE_DATABASE_URL="+dsn)
+	}
+	stop = func() {
+		for _, p := range procs {
+			p.stop()
+		}
+		dropSchema()
+	}
+	for range max(st.replicas, 1) {
+		p, err := startReceiver(hookgate, work, t, extraEnv)
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		procs = append(procs, p)
+	}
+	return procs, stop, nil
+}
+
+// generateAll splits the load evenly across the receivers, as a Service would.
+func generateAll(procs []*receiverProc, payload, concurrency int, duration time.Duration, sentAt *sync.Map) loadResult {
+	parts := make([]loadResult, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		wg.Go(func() {
+			parts[i] = generate(p.url+"/api/webhooks/events", apiKey, secret, fmt.Sprintf("r%d_", i), payload, concurrency/len(procs), duration, sentAt)
+		})
+	}
+	wg.Wait()
+	var all loadResult
+	for _, r := range parts {
+		all.ok += r.ok
+		all.errors += r.errors
+		all.latencies = append(all.latencies, r.latencies...)
+		all.elapsed = max(all.elapsed, r.elapsed)
+	}
+	return all
+}
+
+func measureIngest(hookgate, work string, partners, payload, concurrency int, duration time.Duration, st store) (ingestRow, error) {
+	procs, stop, err := startReceivers(hookgate, work, table(partners, ""), st)
 	if err != nil {
 		return ingestRow{}, err
 	}
-	defer p.stop()
-	cpu0 := cpuSeconds(p.cmd.Process.Pid)
-	r := generate(p.url+"/api/webhooks/events", apiKey, secret, payload, concurrency, duration, nil)
-	cpu := cpuSeconds(p.cmd.Process.Pid) - cpu0
-	row := ingestRow{PayloadBytes: payload, Concurrency: concurrency, AcceptedPerSec: float64(r.ok) / r.elapsed.Seconds(),
+	defer stop()
+	cpu0 := 0.0
+	for _, p := range procs {
+		cpu0 += cpuSeconds(p.cmd.Process.Pid)
+	}
+	r := generateAll(procs, payload, concurrency, duration, nil)
+	cpu, rss := -cpu0, 0.0
+	for _, p := range procs {
+		cpu += cpuSeconds(p.cmd.Process.Pid)
+		rss = max(rss, peakRSSMiB(p.cmd.Process.Pid))
+	}
+	row := ingestRow{Store: st.name(), PayloadBytes: payload, Concurrency: concurrency, AcceptedPerSec: float64(r.ok) / r.elapsed.Seconds(),
 		P50Ms: percentileMs(r.latencies, .50), P95Ms: percentileMs(r.latencies, .95), P99Ms: percentileMs(r.latencies, .99),
-		PeakRssMiB: peakRSSMiB(p.cmd.Process.Pid), Errors: r.errors}
+		PeakRssMiB: rss, Errors: r.errors}
 	if r.ok > 0 {
 		row.CPUSecondsPer1000 = cpu / float64(r.ok) * 1000
 	}
 	return row, nil
+}
+
+func withBaseline(row ingestRow, baseline float64) ingestRow {
+	row.BaselinePerSec = baseline
+	if baseline > 0 {
+		row.Ratio = row.AcceptedPerSec / baseline
+	}
+	return row
 }
 
 // --- delivery ---------------------------------------------------------------------------
@@ -426,20 +529,27 @@ func deliveryFrom(name string, payload int, r loadResult, s *sink) deliveryRow {
 	return row
 }
 
-func measureDelivery(hookgate, work string, partners, payload, concurrency int, duration time.Duration) (deliveryRow, error) {
+func measureDelivery(hookgate, work string, partners, payload, concurrency int, duration time.Duration, st store) (deliveryRow, error) {
 	s, err := startSink()
 	if err != nil {
 		return deliveryRow{}, err
 	}
 	defer s.srv.Close()
-	p, err := startReceiver(hookgate, work, table(partners, s.url), nil)
+	procs, stop, err := startReceivers(hookgate, work, table(partners, s.url), st)
 	if err != nil {
 		return deliveryRow{}, err
 	}
-	defer p.stop()
-	r := generate(p.url+"/api/webhooks/events", apiKey, secret, payload, concurrency, duration, s.sentAt)
-	row := deliveryFrom(fmt.Sprintf("receiver standalone, %d KiB, concurrency %d", payload>>10, concurrency), payload, r, s)
-	row.PeakRssMiB = peakRSSMiB(p.cmd.Process.Pid)
+	defer stop()
+	r := generateAll(procs, payload, concurrency, duration, s.sentAt)
+	name := fmt.Sprintf("receiver standalone, %d KiB, concurrency %d", payload>>10, concurrency)
+	if st.databaseURL != "" {
+		name = fmt.Sprintf("%d receiver(s) on PostgreSQL, %d KiB, conc. %d", len(procs), payload>>10, concurrency)
+	}
+	row := deliveryFrom(name, payload, r, s)
+	row.Store = st.name()
+	for _, p := range procs {
+		row.PeakRssMiB = max(row.PeakRssMiB, peakRSSMiB(p.cmd.Process.Pid))
+	}
 	return row, nil
 }
 
@@ -521,7 +631,7 @@ spec:
 	if err != nil {
 		return deliveryRow{}, err
 	}
-	r := generate(p.url+"/api/webhooks/events", decode(key), decode(sec), payload, concurrency, duration, s.sentAt)
+	r := generate(p.url+"/api/webhooks/events", decode(key), decode(sec), "", payload, concurrency, duration, s.sentAt)
 	row := deliveryFrom(fmt.Sprintf("whole system (make run), %d KiB, concurrency %d", payload>>10, concurrency), payload, r, s)
 	row.PeakRssMiB = peakRSSMiB(p.cmd.Process.Pid)
 	return row, nil
@@ -579,13 +689,13 @@ func machine() string {
 func printTables(r results) {
 	fmt.Printf("\nhookgate bench, commit %s, %s, %s per run\n\n", r.Commit, r.Machine, r.Duration)
 	fmt.Println("Ingest (PartnerHMAC, every event fsync'd before its 202; baseline: bare net/http answering 202)")
-	fmt.Printf("%-26s %10s %8s %8s %8s %9s %10s %11s %7s %6s\n", "setting", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "RSS MiB", "CPU s/1k", "baseline/s", "ratio", "errors")
+	fmt.Printf("%-33s %10s %8s %8s %8s %9s %10s %11s %7s %6s\n", "setting", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "RSS MiB", "CPU s/1k", "baseline/s", "ratio", "errors")
 	for _, row := range r.Ingest {
 		mark := " "
 		if row.Headline {
 			mark = "*"
 		}
-		fmt.Printf("%s%-25s %10.0f %8.2f %8.2f %8.2f %9.1f %10.3f %11.0f %7.2f %6d\n", mark, row.Name, row.AcceptedPerSec, row.P50Ms, row.P95Ms, row.P99Ms,
+		fmt.Printf("%s%-32s %10.0f %8.2f %8.2f %8.2f %9.1f %10.3f %11.0f %7.2f %6d\n", mark, row.Name, row.AcceptedPerSec, row.P50Ms, row.P95Ms, row.P99Ms,
 			row.PeakRssMiB, row.CPUSecondsPer1000, row.BaselinePerSec, row.Ratio, row.Errors)
 	}
 	fmt.Println("(* headline rows)")

@@ -38,3 +38,108 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{- define "hookgate.receiver.name" -}}
+{{ printf "%s-receiver" (include "hookgate.fullname" .) }}
+{{- end -}}
+
+{{/* The receiver's pod spec, shared by the StatefulSet (embedded store) and the Deployment
+     (PostgreSQL store). Only the PostgreSQL store adds to it: the database Secret, the
+     status Lease's name, an emptyDir for the routing table's disk copy and the spread. */}}
+{{- define "hookgate.receiver.podSpec" -}}
+{{- $name := include "hookgate.receiver.name" . -}}
+{{- $postgres := eq .Values.store.type "postgres" -}}
+{{- $pg := .Values.store.postgres -}}
+serviceAccountName: {{ $name }}
+terminationGracePeriodSeconds: 30
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext: {{- include "hookgate.podSecurityContext" . | nindent 2 }}
+{{- if and $postgres .Values.receiver.topologySpread.enabled }}
+# Best effort: replicas in different zones and on different nodes when there is room.
+topologySpreadConstraints:
+  {{- range $key := list "topology.kubernetes.io/zone" "kubernetes.io/hostname" }}
+  - maxSkew: 1
+    topologyKey: {{ $key }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {{- include "hookgate.selector" $ | nindent 8 }}
+        app.kubernetes.io/component: receiver
+  {{- end }}
+{{- end }}
+containers:
+  - name: receiver
+    image: {{ include "hookgate.image" . }}
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    args:
+      - receiver
+      - --namespace={{ .Release.Namespace }}
+      - --data-dir=/var/lib/hookgate
+      - --listen=:8080
+      - --probe-listen=:8081
+      - --event-retention={{ .Values.receiver.eventRetention }}
+      - --store-retention={{ .Values.receiver.storeRetention }}
+      - --max-events-per-namespace={{ .Values.receiver.maxEventsPerNamespace }}
+      {{- with .Values.receiver.trustedProxies }}
+      - --trusted-proxies={{ join "," . }}
+      {{- end }}
+      {{- if .Values.receiver.allowLinkLocalDestinations }}
+      - --allow-link-local-destinations
+      {{- end }}
+      {{- with .Values.receiver.destinationAllowCIDRs }}
+      - --destination-allow-cidrs={{ join "," . }}
+      {{- end }}
+      {{- if $postgres }}
+      {{- if ne $name "hookgate-receiver" }}
+      {{- /* The binary's default is hookgate-receiver-status; the Role names this one. */}}
+      - --status-lease={{ $name }}-status
+      {{- end }}
+      {{- if $pg.passwordKey }}
+      - --database-password-file=/etc/hookgate/database/password
+      {{- end }}
+      {{- end }}
+    env:
+      - name: POD_NAME
+        valueFrom: {fieldRef: {fieldPath: metadata.name}}
+      # The egress policy refuses the pod's own addresses as destinations.
+      - name: POD_IP
+        valueFrom: {fieldRef: {fieldPath: status.podIP}}
+      {{- if $postgres }}
+      # The PostgreSQL store: the URL stays in the Secret, out of the pod spec and argv.
+      - name: HOOKGATE_DATABASE_URL
+        valueFrom:
+          secretKeyRef:
+            name: {{ required "store.postgres.existingSecret is required with store.type=postgres" $pg.existingSecret | quote }}
+            key: {{ $pg.urlKey | default "url" | quote }}
+      {{- end }}
+    ports:
+      - {name: http, containerPort: 8080}
+      - {name: probes, containerPort: 8081}
+    livenessProbe:
+      httpGet: {path: /healthz, port: probes}
+    readinessProbe:
+      httpGet: {path: /readyz, port: probes}
+    securityContext: {{- include "hookgate.containerSecurityContext" . | nindent 6 }}
+    resources: {{- toYaml .Values.receiver.resources | nindent 6 }}
+    volumeMounts:
+      - {name: data, mountPath: /var/lib/hookgate}
+      {{- if and $postgres $pg.passwordKey }}
+      - {name: database-password, mountPath: /etc/hookgate/database, readOnly: true}
+      {{- end }}
+{{- if $postgres }}
+volumes:
+  # Only the routing table's disk copy lives here (the root filesystem is read-only):
+  # the events are in PostgreSQL, so the pod needs no volume of its own.
+  - name: data
+    emptyDir: {}
+  {{- if $pg.passwordKey }}
+  - name: database-password
+    secret:
+      secretName: {{ $pg.existingSecret | quote }}
+      items:
+        - {key: {{ $pg.passwordKey | quote }}, path: password}
+      defaultMode: 0440
+  {{- end }}
+{{- end }}
+{{- end -}}
