@@ -92,8 +92,10 @@ func TestPostgreSQLOutage(t *testing.T) {
 		})
 	}
 	time.Sleep(3 * time.Second)
-	cutAt := time.Now()
+	// The outage starts once every connection is gone: a request sent after that has no
+	// database to commit to.
 	proxy.Cut()
+	cutAt := time.Now()
 	time.Sleep(20 * time.Second)
 	proxy.Restore(t)
 	restoredAt := time.Now()
