@@ -53,8 +53,14 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 envtest: ## Build (once) the kube-apiserver, etcd and kubectl used by the tests.
 	@hack/setup-envtest.sh
 
+.PHONY: node-deps
+node-deps: hack/destination-examples/node_modules/.package-lock.json ## Install the npm packages of the example destinations the tests run.
+
+hack/destination-examples/node_modules/.package-lock.json: hack/destination-examples/package.json hack/destination-examples/package-lock.json
+	npm ci --prefix hack/destination-examples --no-audit --no-fund --loglevel=error
+
 .PHONY: test
-test: verify-generated vet $(HELM) ## Run every test against a real API server (envtest).
+test: verify-generated vet $(HELM) node-deps ## Run every test against a real API server (envtest).
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted" >&2; exit 1; fi
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" HELM=$(HELM) go test $(GO_TEST_FLAGS) ./...
 

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 )
 
@@ -28,6 +29,8 @@ func NewManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options) (ctrl.Ma
 		ByObject: map[client.Object]cache.ByObject{
 			// The data only of the Secrets the operator made (tenantSecretClient).
 			&corev1.Secret{}: {Transform: dropForeignSecretData},
+			// Only the public-key ConfigMaps it made, not every ConfigMap of the cluster.
+			&corev1.ConfigMap{}: {Label: labels.SelectorFromSet(labels.Set{hookgatev1alpha1.LabelManagedBy: hookgatev1alpha1.ManagedByValue})},
 			// Only the receivers' Leases, not every Lease of the cluster.
 			&coordinationv1.Lease{}: {
 				Namespaces: map[string]cache.Config{opts.ReceiverNamespace: {}},

@@ -47,6 +47,7 @@ func resolvePartner(ctx context.Context, r client.Reader, pol Policy, p *hookgat
 		Suspended:   p.Spec.Suspended,
 		Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(apiKey), SigningSecret: routing.SecretValue(signing)}},
 		IPAllowlist: p.Spec.IPAllowlist,
+		TenantID:    p.Spec.TenantID,
 	}
 	if notAfter, ok := previousNotAfter(&secret); ok && now.Before(notAfter) {
 		prevKey, prevSigning := string(secret.Data[hookgatev1alpha1.SecretKeyPreviousAPIKey]), string(secret.Data[hookgatev1alpha1.SecretKeyPreviousSigningSecret])
@@ -179,12 +180,18 @@ func resolveDestination(ctx context.Context, r client.Reader, pol Policy, e *hoo
 		dest.URL = fmt.Sprintf("http://%s.%s.svc:%d%s", s.Name, e.Namespace, s.Port, orDefault(s.Path, "/"))
 		dest.Service = true
 	}
-	if orDefault(d.Signing, hookgatev1alpha1.DestinationSigningStandardWebhooks) == hookgatev1alpha1.DestinationSigningStandardWebhooks {
-		secret, err := secretValue(ctx, r, pol, e.Namespace, e.SigningSecretName(), hookgatev1alpha1.SecretKeyDefault)
-		if err != nil {
-			return nil, err
-		}
-		dest.SigningSecret = routing.SecretValue(secret)
+	dest.Name = hookgatev1alpha1.DefaultDestinationName
+	dest.MetadataPrefix = "X-Hookgate-"
+	if m := d.MetadataHeaders; m != nil {
+		dest.MetadataPrefix = m.Prefix
+	}
+	signing, err := resolveSigning(ctx, r, pol, e, d)
+	if err != nil {
+		return nil, err
+	}
+	dest.Signing = signing
+	if signing != nil && signing.Type == string(hookgatev1alpha1.SigningStandardWebhooks) {
+		dest.SigningSecret = signing.Keys[0].Key
 	}
 	return dest, nil
 }

@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -43,8 +40,17 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint) (ctrl.Result, error) {
 	e.Status.ObservedGeneration = e.Generation
 	e.Status.URL = e.EffectivePath()
-	if err := r.ensureSigningSecret(ctx, e); err != nil {
+	secret, recheck, err := r.ensureSigning(ctx, e, time.Now())
+	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if err := r.publishSigning(ctx, e, secret); err != nil {
+		var prob *problem
+		if !errors.As(err, &prob) {
+			return ctrl.Result{}, err
+		}
+		r.setReady(e, false, prob.Reason, prob.Message)
+		return ctrl.Result{}, nil
 	}
 	if _, err := resolveEndpoint(ctx, r.Client, r.Publisher.Policy, e); err != nil {
 		var prob *problem
@@ -52,7 +58,7 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, e *hookgatev1
 			return ctrl.Result{}, err
 		}
 		r.setReady(e, false, prob.Reason, prob.Message)
-		return ctrl.Result{}, nil
+		return ctrl.Result{RequeueAfter: recheck}, nil
 	}
 	if prob := r.Publisher.exclusion(kindEndpoint, e.Namespace, e.Name); prob != nil {
 		r.setReady(e, false, prob.Reason, prob.Message)
@@ -77,47 +83,11 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, e *hookgatev1
 		message = fmt.Sprintf("partners can post to %s; %s", e.Status.URL, message)
 	}
 	r.setReady(e, ready, reason, message)
-	return ctrl.Result{RequeueAfter: leaseRecheck}, nil
+	return ctrl.Result{RequeueAfter: minPositive(recheck, leaseRecheck)}, nil
 }
 
 func (r *WebhookEndpointReconciler) setReady(e *hookgatev1alpha1.WebhookEndpoint, ok bool, reason, message string) {
 	setCondition(r.Recorder, e, &e.Status.Conditions, hookgatev1alpha1.ConditionReady, ok, reason, message)
-}
-
-// ensureSigningSecret creates <name>-signing when deliveries are signed and it is absent.
-func (r *WebhookEndpointReconciler) ensureSigningSecret(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint) error {
-	d := e.Spec.Destination
-	if d == nil || orDefault(d.Signing, hookgatev1alpha1.DestinationSigningStandardWebhooks) != hookgatev1alpha1.DestinationSigningStandardWebhooks {
-		return nil
-	}
-	var secret corev1.Secret
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: e.Namespace, Name: e.SigningSecretName()}, &secret)
-	if err == nil || !apierrors.IsNotFound(err) {
-		return err
-	}
-	value, err := newSigningSecret()
-	if err != nil {
-		return err
-	}
-	secret = corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: e.SigningSecretName(), Namespace: e.Namespace,
-			Labels: map[string]string{
-				hookgatev1alpha1.LabelManagedBy: hookgatev1alpha1.ManagedByValue,
-				hookgatev1alpha1.LabelEndpoint:  hookgatev1alpha1.LabelValue(e.Name),
-			},
-		},
-		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{hookgatev1alpha1.SecretKeyDefault: []byte(value)},
-	}
-	if err := controllerutil.SetControllerReference(e, &secret, r.Client.Scheme()); err != nil {
-		return err
-	}
-	if err := r.Client.Create(ctx, &secret); err != nil {
-		return err
-	}
-	r.Recorder.Eventf(e, nil, corev1.EventTypeNormal, "SigningSecretCreated", "Create", "created destination signing Secret %q", secret.Name)
-	return nil
 }
 
 // SetupWithManager registers the controller, its indexes and watches.
@@ -150,6 +120,7 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hookgatev1alpha1.WebhookEndpoint{}).
 		Owns(&corev1.Secret{}).
+		Owns(&corev1.ConfigMap{}).
 		// When an endpoint goes or moves, the ones waiting for its path get another look.
 		Watches(&hookgatev1alpha1.WebhookEndpoint{}, handler.EnqueueRequestsFromMapFunc(r.endpointsOnSamePath)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexEndpointSecrets))).

@@ -58,7 +58,8 @@ for i in $(seq 0 $((receivers - 1))); do
   # The URL goes in through the environment, never on a command line that ps shows.
   HOOKGATE_DATABASE_URL="$DATABASE_URL" POD_NAME="receiver-$i" bin/hookgate receiver --namespace hookgate-system \
     --data-dir "$RUN_DIR/data$suffix" --listen "127.0.0.1:$((LISTEN_PORT + i))" --probe-listen 127.0.0.1:0 \
-    --destination-allow-cidrs 127.0.0.0/8,::1/128 >"$RUN_DIR/audit$suffix.log" 2>"$RUN_DIR/receiver$suffix.log" &
+    --destination-allow-cidrs 127.0.0.0/8,::1/128 --public-url "http://127.0.0.1:$LISTEN_PORT" \
+    >"$RUN_DIR/audit$suffix.log" 2>"$RUN_DIR/receiver$suffix.log" &
   pids+=($!)
 done
 

@@ -39,6 +39,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeJSONCached answers 200 with v, leaving the caller's Cache-Control (public data).
+func writeJSONCached(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
 func writeRejection(w http.ResponseWriter, requestID string, r *rejection) {
 	if r.allow != "" {
 		w.Header().Set("Allow", r.allow)

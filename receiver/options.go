@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -50,6 +51,9 @@ type Options struct {
 	// may come from DatabasePasswordFile instead (a mounted Secret key).
 	DatabaseURL          string
 	DatabasePasswordFile string
+	// PublicURL is how destinations reach the receiver (the ingress): the issuer of
+	// JWT-signed deliveries, and where their keys are served.
+	PublicURL string
 	// StatusLease names the Lease that elects, among replicas sharing a PostgreSQL store,
 	// the one that writes WebhookEvents and prunes.
 	StatusLease string
@@ -101,6 +105,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ProbeListen, "probe-listen", o.ProbeListen, "probe and metrics address")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory of the embedded event store (and the routing table's disk copy)")
 	fs.StringVar(&o.DatabaseURL, "database-url", o.DatabaseURL, "postgres:// URL of a PostgreSQL event store instead of the embedded one (default $HOOKGATE_DATABASE_URL); never logged")
+	fs.StringVar(&o.PublicURL, "public-url", o.PublicURL, "the receiver's URL as partners and destinations reach it, such as https://hooks.example.com: the issuer (iss) of JWT-signed deliveries, whose keys are served at <public-url>/.well-known/jwks.json")
 	fs.StringVar(&o.StatusLease, "status-lease", o.StatusLease, "Lease (in --namespace) electing the one replica of a PostgreSQL store that writes WebhookEvents and prunes")
 	fs.StringVar(&o.DatabasePasswordFile, "database-password-file", o.DatabasePasswordFile, "file holding the database password, such as a mounted Secret key")
 	cidrListVar(fs, &o.TrustedProxies, "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
@@ -129,6 +134,11 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.RoutingFile == "" && o.Namespace == "" {
 		errs = append(errs, errors.New("--namespace is required (or --routing-file for standalone use)"))
+	}
+	if o.PublicURL != "" {
+		if u, err := url.Parse(o.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("--public-url must be an http or https URL without query or fragment, such as https://hooks.example.com, got %q", o.PublicURL))
+		}
 	}
 	if o.DatabaseURL != "" && o.RoutingFile == "" && o.StatusLease == "" {
 		errs = append(errs, errors.New("--status-lease must not be empty with --database-url"))

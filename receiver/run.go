@@ -97,13 +97,13 @@ func Run(ctx context.Context, opts Options) error {
 		onCircuit = circuitEvents(recorder, holder)
 	}
 	dispatcher := delivery.NewDispatcher(delivery.Options{
-		Owner: delivery.DefaultOwner(replicaIdentity(opts)), Store: st, Holder: holder, Log: opts.Log.WithName("delivery"), Workers: opts.DeliveryWorkers,
+		Owner: delivery.DefaultOwner(replicaIdentity(opts)), Issuer: opts.PublicURL, Store: st, Holder: holder, Log: opts.Log.WithName("delivery"), Workers: opts.DeliveryWorkers,
 		Egress: guard, Metrics: delivery.NewMetrics(opts.Registry), OnCircuit: onCircuit,
 	})
 	srv := NewServer(Config{
 		Store: st, Holder: holder, TrustedProxies: opts.TrustedProxies, AuditLog: opts.AuditLog,
 		Metrics: metrics, Gatherer: opts.Registry, Log: opts.Log, OnStored: dispatcher.Wake, Egress: guard,
-		MaxInflightBodyBytes: opts.MaxInflightBodyBytes, DefaultPartnerQuota: opts.MaxStoredBytesPerPartner,
+		MaxInflightBodyBytes: opts.MaxInflightBodyBytes, DefaultPartnerQuota: opts.MaxStoredBytesPerPartner, PublicURL: opts.PublicURL,
 	})
 	goBackground("delivery", dispatcher.Start)
 	if listener, ok := st.(store.Listener); ok {

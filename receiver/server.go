@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -46,6 +47,8 @@ type Server struct {
 	log            logr.Logger
 	now            func() time.Time
 	onStored       func()
+	publicURL      string
+	jwks           jwksCache
 }
 
 // Config is what a Server needs.
@@ -69,6 +72,9 @@ type Config struct {
 	MaxInflightBodyBytes int64
 	// DefaultPartnerQuota is the stored-bytes quota of partners that set none (0: none).
 	DefaultPartnerQuota int64
+	// PublicURL is the receiver's URL as destinations reach it: the issuer of JWT-signed
+	// deliveries, whose keys it serves under /.well-known/ (empty: none served).
+	PublicURL string
 }
 
 // NewServer builds a server.
@@ -91,6 +97,7 @@ func NewServer(cfg Config) *Server {
 		routes: &routeCache{holder: cfg.Holder, env: verify.Env{JWKS: verify.NewJWKSCache(cfg.JWKSClient)}},
 		store:  cfg.Store, trustedProxies: cfg.TrustedProxies, limiter: newRateLimiter(), bodies: newBodyBudget(cfg.MaxInflightBodyBytes), authFailures: newAuthFailureLimiter(), defaultQuota: cfg.DefaultPartnerQuota,
 		auditLog: cfg.AuditLog, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, now: cfg.Now, onStored: cfg.OnStored,
+		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
 	}
 }
 
@@ -114,6 +121,9 @@ func (s *Server) Handler() http.Handler {
 		case r.URL.Path == pathHealth:
 			rec.route = "health"
 			s.handleHealth(w, rec)
+		case r.URL.Path == pathJWKS || r.URL.Path == pathDiscovery:
+			rec.route = "keys"
+			rej = s.handleWellKnown(w, r, rec)
 		case len(r.URL.Path) > len(pathPrefix) && r.URL.Path[:len(pathPrefix)] == pathPrefix:
 			rec.route = "event"
 			rej = s.handleEvent(w, r, rec)

@@ -65,6 +65,10 @@ const (
 	// SecretKeyDefault is the key of an endpoint's <name>-signing Secret, and the default
 	// key of spec.verification.secretRef.
 	SecretKeyDefault = "secret"
+	// SecretKeyPreviousSigning holds an endpoint's signing key in its rotation grace period.
+	SecretKeyPreviousSigning = "previous"
+	// DefaultDestinationName names the destination of spec.destination.
+	DefaultDestinationName = "default"
 
 	// APIKeyPrefix and SigningSecretPrefix start every credential the operator makes.
 	APIKeyPrefix        = "hgk_"
@@ -86,6 +90,8 @@ const (
 	AnnotationRedeliver = "hookgate.io/redeliver"
 	// AnnotationRedeliverFailed on a WebhookEndpoint: a new value queues every Failed event.
 	AnnotationRedeliverFailed = "hookgate.io/redeliver-failed"
+	// AnnotationRotateSigning on a WebhookEndpoint: a new value makes a new signing key.
+	AnnotationRotateSigning = "hookgate.io/rotate-signing"
 )
 
 // SecretKeySelector names one key of a Secret in the resource's own namespace.

@@ -12,6 +12,13 @@ type PartnerSpec struct {
 	// +optional
 	DisplayName string `json:"displayName,omitempty"`
 
+	// tenantID identifies the organisational unit the partner's events come from; the
+	// destination gets it in <prefix>Tenant-Id.
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x1f\x7f]*$`
+	// +optional
+	TenantID string `json:"tenantID,omitempty"`
+
 	// suspended refuses every request of this partner with 403 once it has authenticated.
 	// +optional
 	Suspended bool `json:"suspended,omitempty"`

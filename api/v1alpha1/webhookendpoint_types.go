@@ -247,14 +247,78 @@ type Idempotency struct {
 	Window *metav1.Duration `json:"window,omitempty"`
 }
 
-// DestinationSigning says how forwarded requests are signed.
-// +kubebuilder:validation:Enum=StandardWebhooks;None
-type DestinationSigning string
+// SigningType says how forwarded requests are signed.
+// +kubebuilder:validation:Enum=StandardWebhooks;RSA;JWT;None
+type SigningType string
 
 const (
-	DestinationSigningStandardWebhooks DestinationSigning = "StandardWebhooks"
-	DestinationSigningNone             DestinationSigning = "None"
+	// SigningStandardWebhooks: webhook-signature, HMAC-SHA256 with a whsec_ secret.
+	SigningStandardWebhooks SigningType = "StandardWebhooks"
+	// SigningRSA: RSA-PKCS1v15 over SHA-256 of the raw body, Base64, in one header.
+	SigningRSA SigningType = "RSA"
+	// SigningJWT: a short-lived RS256 token in Authorization: Bearer, its keys served at
+	// the receiver's <public-url>/.well-known/jwks.json.
+	SigningJWT SigningType = "JWT"
+	// SigningNone: unsigned.
+	SigningNone SigningType = "None"
 )
+
+// DestinationSigning says how forwarded requests are signed, and with which key. The
+// operator makes the key in the Secret <endpoint name>-signing and rotates it when the
+// annotation hookgate.io/rotate-signing takes a new value.
+// +kubebuilder:validation:XValidation:rule="self.type != 'JWT' || has(self.jwt)",message="signing.jwt (its audience) is required with type JWT",fieldPath=".jwt"
+type DestinationSigning struct {
+	// type of signature.
+	// +kubebuilder:default=StandardWebhooks
+	// +optional
+	Type SigningType `json:"type,omitempty"`
+
+	// rsa settings, for type RSA.
+	// +optional
+	RSA *RSASigning `json:"rsa,omitempty"`
+
+	// jwt settings, for type JWT.
+	// +optional
+	JWT *JWTSigning `json:"jwt,omitempty"`
+
+	// rotationGracePeriod is how long the previous key stays in use after a rotation:
+	// Standard Webhooks deliveries carry both signatures, the JWKS serves both keys, RSA
+	// publishes both public keys and keeps signing with the previous one until it ends.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +optional
+	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
+}
+
+// RSASigning is where the RSA signature goes.
+type RSASigning struct {
+	// header carrying the Base64 signature.
+	// +kubebuilder:default="X-Hookgate-Signature"
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&*+.^_|~-]+$`
+	// +optional
+	Header string `json:"header,omitempty"`
+}
+
+// JWTSigning is what the delivery tokens claim.
+type JWTSigning struct {
+	// audience (aud) of the tokens: what the destination checks, such as its tenant.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Audience string `json:"audience"`
+}
+
+// MetadataHeaders names the headers that tell the destination about the event.
+type MetadataHeaders struct {
+	// prefix of the headers <prefix>Topic, <prefix>Tenant-Id, <prefix>Webhook-Id and
+	// <prefix>Triggered-At; X-Pps- suits services written for that convention.
+	// +kubebuilder:default="X-Hookgate-"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&*+.^_|~-]*$`
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+}
 
 // Destination is where accepted events are forwarded.
 // +kubebuilder:validation:XValidation:rule="has(self.service) != has(self.url)",message="set exactly one of service or url"
@@ -285,11 +349,24 @@ type Destination struct {
 	// +optional
 	Headers map[string]HeaderValue `json:"headers,omitempty"`
 
-	// signing of forwarded requests. StandardWebhooks uses the secret under key "secret" of
-	// the Secret <endpoint name>-signing, which the operator creates.
-	// +kubebuilder:default=StandardWebhooks
+	// signing of forwarded requests: the key is under key "secret" of the Secret
+	// <endpoint name>-signing, which the operator creates (Standard Webhooks by default).
+	// +kubebuilder:default={type: StandardWebhooks}
 	// +optional
-	Signing DestinationSigning `json:"signing,omitempty"`
+	Signing *DestinationSigning `json:"signing,omitempty"`
+
+	// metadataHeaders: the topic, tenant, webhook id and trigger time of each delivery.
+	// +kubebuilder:default={prefix: "X-Hookgate-"}
+	// +optional
+	MetadataHeaders *MetadataHeaders `json:"metadataHeaders,omitempty"`
+}
+
+// SigningTypeOf is the destination's signing type, StandardWebhooks when unset.
+func (d *Destination) SigningTypeOf() SigningType {
+	if d.Signing == nil || d.Signing.Type == "" {
+		return SigningStandardWebhooks
+	}
+	return d.Signing.Type
 }
 
 // HeaderValue is the value of a static header: no control characters (a newline would
@@ -357,6 +434,39 @@ type WebhookEndpointStatus struct {
 	// url is the path partners post to.
 	// +optional
 	URL string `json:"url,omitempty"`
+
+	// destinations: what a destination's owner needs to verify deliveries.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Destinations []DestinationStatus `json:"destinations,omitempty"`
+}
+
+// DestinationStatus is one destination's published verification material.
+type DestinationStatus struct {
+	// name of the destination ("default" for spec.destination).
+	Name string `json:"name"`
+	// signing type in use.
+	// +optional
+	Signing SigningType `json:"signing,omitempty"`
+	// publicKey is the current RSA public key, Base64 DER SubjectPublicKeyInfo (RSA and
+	// JWT), also as PEM in the ConfigMap publicKeyConfigMap.
+	// +optional
+	PublicKey string `json:"publicKey,omitempty"`
+	// keyID is the current key's id: the JWT kid (RFC 7638 thumbprint).
+	// +optional
+	KeyID string `json:"keyID,omitempty"`
+	// previousPublicKey is the key of the rotation grace period, until previousKeyUntil.
+	// +optional
+	PreviousPublicKey string `json:"previousPublicKey,omitempty"`
+	// +optional
+	PreviousKeyUntil *metav1.Time `json:"previousKeyUntil,omitempty"`
+	// publicKeyConfigMap is the ConfigMap (same namespace) holding the public keys as PEM.
+	// +optional
+	PublicKeyConfigMap string `json:"publicKeyConfigMap,omitempty"`
+	// rotatedAt is when the signing key last changed.
+	// +optional
+	RotatedAt *metav1.Time `json:"rotatedAt,omitempty"`
 }
 
 // WebhookEndpoint is a path partners post events to, its verification, and its destination.
@@ -387,6 +497,9 @@ func (e *WebhookEndpoint) EffectivePath() string {
 
 // SigningSecretName is the Secret holding the destination signing key.
 func (e *WebhookEndpoint) SigningSecretName() string { return e.Name + "-signing" }
+
+// PublicKeysName is the ConfigMap publishing the destination's RSA public keys as PEM.
+func (e *WebhookEndpoint) PublicKeysName() string { return e.Name + "-signing-public" }
 
 // WebhookEndpointList is a list of WebhookEndpoints.
 // +kubebuilder:object:root=true

@@ -615,7 +615,7 @@ kind: WebhookEndpoint
 metadata: {name: events}
 spec:
   path: /api/webhooks/events
-  destination: {url: %q, signing: None}
+  destination: {url: %q, signing: {type: None}}
 `, s.url)
 	if out, err := kubectl(manifest, "apply", "-n", "bench", "-f", "-"); err != nil {
 		return deliveryRow{}, fmt.Errorf("%w: %s", err, out)

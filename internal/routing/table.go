@@ -48,6 +48,8 @@ type Partner struct {
 	RateLimit   *RateLimit   `json:"rate,omitempty"`
 	// MaxStoredBytes is the partner's stored-bytes quota; 0: the receiver's default.
 	MaxStoredBytes int64 `json:"maxStored,omitempty"`
+	// TenantID is sent to destinations in <prefix>Tenant-Id.
+	TenantID string `json:"tenant,omitempty"`
 }
 
 // Credential is one API key (as a hash) and signing secret.
@@ -109,15 +111,43 @@ type Idempotency struct {
 
 // Destination is where events are forwarded.
 type Destination struct {
-	URL string `json:"url"`
+	// Name is the destination's name in its endpoint ("default" for spec.destination).
+	Name string `json:"name,omitempty"`
+	URL  string `json:"url"`
 	// Service: the URL names a Service in the endpoint's own namespace, which may resolve
 	// to the cluster's private addresses; a plain url destination may not (unless the
 	// receiver allows its range).
 	Service bool              `json:"service,omitempty"`
 	Timeout Duration          `json:"timeout"`
 	Headers map[string]string `json:"headers,omitempty"`
-	// SigningSecret is the whsec_ secret for Standard Webhooks signing; empty: unsigned.
+	// SigningSecret is the current whsec_ secret of Standard Webhooks signing (also in
+	// Signing), for receivers of the release before Signing.
 	SigningSecret SecretValue `json:"signingSecret,omitempty"`
+	// Signing is how requests are signed; nil: unsigned.
+	Signing *Signing `json:"signing,omitempty"`
+	// MetadataPrefix starts the names of the Topic, Tenant-Id, Webhook-Id and
+	// Triggered-At headers.
+	MetadataPrefix string `json:"metaPrefix,omitempty"`
+}
+
+// Signing is a destination's signature type and keys.
+type Signing struct {
+	// Type is StandardWebhooks, RSA or JWT.
+	Type string `json:"type"`
+	// Keys: the current key first, then the previous one until its NotAfter.
+	Keys []SigningKey `json:"keys"`
+	// Header carries RSA signatures.
+	Header string `json:"header,omitempty"`
+	// Audience is the aud of JWT tokens.
+	Audience string `json:"aud,omitempty"`
+}
+
+// SigningKey is a whsec_ secret (Standard Webhooks) or a PEM RSA private key.
+type SigningKey struct {
+	Key SecretValue `json:"key"`
+	// ID is the JWT kid.
+	ID       string     `json:"kid,omitempty"`
+	NotAfter *time.Time `json:"notAfter,omitempty"`
 }
 
 // Retry is the delivery retry policy.

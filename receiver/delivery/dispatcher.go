@@ -17,7 +17,6 @@ import (
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver/egress"
 	"github.com/hookgate/hookgate/receiver/store"
-	"github.com/hookgate/hookgate/receiver/verify"
 )
 
 // Defaults of Options, and of the receiver's --delivery-workers flag.
@@ -59,7 +58,10 @@ type Options struct {
 	// never mistakes the claims of its previous life for its own.
 	Owner string
 	// Lease is how long a claim holds without renewal (DefaultLease).
-	Lease  time.Duration
+	Lease time.Duration
+	// Issuer is the iss of JWT-signed deliveries: the receiver's public URL, under which
+	// it serves the keys at /.well-known/jwks.json.
+	Issuer string
 	Now    func() time.Time
 	Jitter func(time.Duration) time.Duration
 }
@@ -70,6 +72,7 @@ type Options struct {
 type Dispatcher struct {
 	opts     Options
 	clients  clients // dial.go: one shared client per destination kind (egress)
+	signer   *signer
 	wake     chan struct{}
 	circuits *circuits
 
@@ -112,6 +115,7 @@ func NewDispatcher(opts Options) *Dispatcher {
 	d := &Dispatcher{
 		opts:         opts,
 		clients:      newClients(opts.Egress),
+		signer:       newSigner(opts.Issuer),
 		wake:         make(chan struct{}, 1),
 		inFlight:     map[string]bool{},
 		perHost:      map[string]int{},
@@ -471,15 +475,17 @@ func (d *Dispatcher) send(ctx context.Context, ev *store.Event, ep *routing.Endp
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", "hookgate")
-	ts := now.Unix()
 	req.Header.Set("webhook-id", ev.UUID)
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
-	if dest.SigningSecret != "" {
-		key, err := verify.DecodeStandardSecret(string(dest.SigningSecret))
-		if err != nil {
-			return result{err: errSigningKeyUnusable}
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	tenant := ""
+	if t := d.opts.Holder.Current(); t != nil {
+		if p, ok := t.Partner(ev.PartnerNamespace, ev.Partner); ok {
+			tenant = p.TenantID
 		}
-		req.Header.Set("webhook-signature", verify.StandardWebhooksSign(key, ev.UUID, ts, payload))
+	}
+	metadataHeaders(req.Header, dest.MetadataPrefix, ev.Type, tenant, ev.UUID, ev.ReceivedAt)
+	if err := d.signer.sign(req, dest, ev.UUID, ev.Partner, now, payload); err != nil {
+		return result{err: err}
 	}
 	req.Header.Set("X-Hookgate-Partner", ev.Partner)
 	req.Header.Set("X-Hookgate-Event-Type", ev.Type)

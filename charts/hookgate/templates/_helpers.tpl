@@ -90,6 +90,9 @@ containers:
       {{- with .Values.receiver.destinationAllowCIDRs }}
       - --destination-allow-cidrs={{ join "," . }}
       {{- end }}
+      {{- with include "hookgate.receiver.publicURL" . }}
+      - --public-url={{ . }}
+      {{- end }}
       {{- if $postgres }}
       {{- if ne $name "hookgate-receiver" }}
       {{- /* The binary's default is hookgate-receiver-status; the Role names this one. */}}
@@ -143,3 +146,13 @@ volumes:
   {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* The receiver's public URL (the issuer of JWT-signed deliveries): receiver.publicURL,
+     else the ingress host, https when the ingress has TLS. */}}
+{{- define "hookgate.receiver.publicURL" -}}
+{{- if .Values.receiver.publicURL -}}
+{{- trimSuffix "/" .Values.receiver.publicURL -}}
+{{- else if and .Values.ingress.enabled .Values.ingress.host -}}
+{{- if .Values.ingress.tls.secretName }}https{{ else }}http{{ end }}://{{ .Values.ingress.host -}}
+{{- end -}}
+{{- end }}

@@ -1,0 +1,201 @@
+package controllers_test
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/routing"
+)
+
+func destinationInTable(ns, name string) (*routing.Destination, error) {
+	table, _, err := publishedTable()
+	if err != nil {
+		return nil, err
+	}
+	e, ok := table.Endpoint(ns, name)
+	if !ok || e.Destination == nil {
+		return nil, fmt.Errorf("endpoint %s/%s with a destination not in the table", ns, name)
+	}
+	return e.Destination, nil
+}
+
+func destinationStatus(t *testing.T, ns, name string) (hookgatev1alpha1.DestinationStatus, error) {
+	t.Helper()
+	var e hookgatev1alpha1.WebhookEndpoint
+	if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &e); err != nil {
+		return hookgatev1alpha1.DestinationStatus{}, err
+	}
+	if len(e.Status.Destinations) != 1 {
+		return hookgatev1alpha1.DestinationStatus{}, fmt.Errorf("%d destination statuses", len(e.Status.Destinations))
+	}
+	return e.Status.Destinations[0], nil
+}
+
+// pemMatches reports whether a PEM public key is the Base64 DER one.
+func pemMatches(pemText, b64 string) bool {
+	block, _ := pem.Decode([]byte(pemText))
+	if block == nil {
+		return false
+	}
+	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+		return false
+	}
+	return base64.StdEncoding.EncodeToString(block.Bytes) == b64
+}
+
+// testDestinationSigning: an RSA destination gets a key pair, its public key in the status
+// (Base64 DER) and in a ConfigMap (PEM); rotation keeps the previous key published and in
+// the table for the grace period, then drops it; a change to JWT makes a new key with a
+// kid; JWT without an audience is refused by the API server.
+func testDestinationSigning(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "signing")
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	e := newEndpoint(ns, "orders", "")
+	e.Spec.Destination = &hookgatev1alpha1.Destination{URL: "https://orders.example.com/hooks", Signing: &hookgatev1alpha1.DestinationSigning{
+		Type: hookgatev1alpha1.SigningRSA, RSA: &hookgatev1alpha1.RSASigning{Header: "X-Asteroid-Signature"},
+		RotationGracePeriod: &metav1.Duration{Duration: 3 * time.Second},
+	}}
+	if err := cluster.Client.Create(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	var first hookgatev1alpha1.DestinationStatus
+	took := eventually(t, 20*time.Second, "RSA public key published", func() error {
+		st, err := destinationStatus(t, ns, "orders")
+		if err != nil {
+			return err
+		}
+		if st.Signing != hookgatev1alpha1.SigningRSA || st.PublicKey == "" || st.PublicKeyConfigMap != "orders-signing-public" {
+			return fmt.Errorf("status %+v", st)
+		}
+		var cm corev1.ConfigMap
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: st.PublicKeyConfigMap}, &cm); err != nil {
+			return err
+		}
+		if !pemMatches(cm.Data["public.pem"], st.PublicKey) {
+			return fmt.Errorf("ConfigMap public.pem is not the status key")
+		}
+		if len(cm.OwnerReferences) != 1 || cm.OwnerReferences[0].Name != "orders" {
+			return fmt.Errorf("ConfigMap owners %v", cm.OwnerReferences)
+		}
+		d, err := destinationInTable(ns, "orders")
+		if err != nil {
+			return err
+		}
+		if d.Signing == nil || d.Signing.Type != "RSA" || d.Signing.Header != "X-Asteroid-Signature" || len(d.Signing.Keys) != 1 {
+			return fmt.Errorf("table signing %+v", d.Signing)
+		}
+		first = st
+		return nil
+	})
+	t.Logf("RSA key made and published %s after the endpoint", took.Round(time.Millisecond))
+	if strings.Contains(first.PublicKey, "PRIVATE") {
+		t.Fatal("a private key in the status")
+	}
+
+	annotate := func(key, value string) {
+		t.Helper()
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			var cur hookgatev1alpha1.WebhookEndpoint
+			if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders"}, &cur); err != nil {
+				return err
+			}
+			if cur.Annotations == nil {
+				cur.Annotations = map[string]string{}
+			}
+			cur.Annotations[key] = value
+			return cluster.Client.Update(ctx, &cur)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	annotate(hookgatev1alpha1.AnnotationRotateSigning, "2026-12-01")
+	rotated := time.Now()
+	eventually(t, 10*time.Second, "both public keys published and both keys in the table", func() error {
+		st, err := destinationStatus(t, ns, "orders")
+		if err != nil {
+			return err
+		}
+		if st.PreviousPublicKey != first.PublicKey || st.PublicKey == first.PublicKey || st.PreviousKeyUntil == nil {
+			return fmt.Errorf("status %+v", st)
+		}
+		var cm corev1.ConfigMap
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: st.PublicKeyConfigMap}, &cm); err != nil {
+			return err
+		}
+		if !pemMatches(cm.Data["previous.pem"], first.PublicKey) || !pemMatches(cm.Data["public.pem"], st.PublicKey) {
+			return fmt.Errorf("ConfigMap does not hold both keys")
+		}
+		d, err := destinationInTable(ns, "orders")
+		if err != nil {
+			return err
+		}
+		if len(d.Signing.Keys) != 2 || d.Signing.Keys[1].NotAfter == nil {
+			return fmt.Errorf("%d keys in the table", len(d.Signing.Keys))
+		}
+		return nil
+	})
+	eventually(t, 15*time.Second, "the previous key dropped after the 3s grace", func() error {
+		st, err := destinationStatus(t, ns, "orders")
+		if err != nil {
+			return err
+		}
+		if st.PreviousPublicKey != "" {
+			return fmt.Errorf("previous key still published")
+		}
+		d, err := destinationInTable(ns, "orders")
+		if err != nil {
+			return err
+		}
+		if len(d.Signing.Keys) != 1 {
+			return fmt.Errorf("%d keys in the table", len(d.Signing.Keys))
+		}
+		return nil
+	})
+	t.Logf("previous RSA key gone %s after the rotation (grace 3s)", time.Since(rotated).Round(time.Millisecond))
+
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cur hookgatev1alpha1.WebhookEndpoint
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders"}, &cur); err != nil {
+			return err
+		}
+		cur.Spec.Destination.Signing = &hookgatev1alpha1.DestinationSigning{Type: hookgatev1alpha1.SigningJWT, JWT: &hookgatev1alpha1.JWTSigning{Audience: "test-tenant"}}
+		return cluster.Client.Update(ctx, &cur)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "a JWT key with a kid", func() error {
+		st, err := destinationStatus(t, ns, "orders")
+		if err != nil {
+			return err
+		}
+		d, err := destinationInTable(ns, "orders")
+		if err != nil {
+			return err
+		}
+		if st.Signing != hookgatev1alpha1.SigningJWT || st.KeyID == "" || d.Signing.Type != "JWT" || d.Signing.Audience != "test-tenant" || d.Signing.Keys[0].ID != st.KeyID {
+			return fmt.Errorf("status %+v, table %+v", st, d.Signing)
+		}
+		return nil
+	})
+
+	bad := newEndpoint(ns, "no-audience", "")
+	bad.Spec.Destination = &hookgatev1alpha1.Destination{URL: "https://x.example.com/", Signing: &hookgatev1alpha1.DestinationSigning{Type: hookgatev1alpha1.SigningJWT}}
+	if err := cluster.Client.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "signing.jwt") {
+		t.Fatalf("JWT without an audience: %v", err)
+	}
+}
