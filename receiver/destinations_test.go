@@ -102,9 +102,9 @@ func nextLine(t *testing.T, lines <-chan map[string]any) map[string]any {
 	}
 }
 
-// signedEndpoint adds to the fixture an endpoint "signed" forwarding to url with signing.
-func (f *fixture) signedEndpoint(url string, sg *routing.Signing, prefix string) {
-	f.forward("signed", url)
+// signedEndpoint adds to the fixture an endpoint forwarding to url with signing.
+func (f *fixture) signedEndpoint(name, url string, sg *routing.Signing, prefix string) {
+	f.forward(name, url)
 	e := &f.table.Endpoints[len(f.table.Endpoints)-1]
 	e.Destination.Signing, e.Destination.MetadataPrefix = sg, prefix
 	for i := range f.table.Partners {
@@ -116,8 +116,13 @@ func (f *fixture) signedEndpoint(url string, sg *routing.Signing, prefix string)
 
 func sendSigned(t *testing.T, rcv *testReceiver, id string) string {
 	t.Helper()
+	return sendTo(t, rcv, "signed", id)
+}
+
+func sendTo(t *testing.T, rcv *testReceiver, endpoint, id string) string {
+	t.Helper()
 	body := fmt.Appendf(nil, `{"id":%q,"type":"orders/placed","data":{"amount":120}}`, id)
-	resp := do(t, nil, newRequest(t, http.MethodPost, rcv.url+"/api/webhooks/signed", partnerHMACHeaders(acmeKey, acmeSecret, time.Now(), body), body))
+	resp := do(t, nil, newRequest(t, http.MethodPost, rcv.url+"/api/webhooks/"+endpoint, partnerHMACHeaders(acmeKey, acmeSecret, time.Now(), body), body))
 	if resp.status != http.StatusAccepted {
 		t.Fatalf("ingest: %d %s", resp.status, resp.raw)
 	}
@@ -140,7 +145,7 @@ func TestJWTDeliveriesVerifyWithTheSeedsExpressApp(t *testing.T) {
 	dest, lines := nodeDestination(t, "jwt-destination.js", "TRUSTED_ISSUER="+publicURL, "AUDIENCE=test-tenant")
 
 	f := newFixture(t)
-	f.signedEndpoint("http://"+dest+"/receive-webhook", &routing.Signing{Type: "JWT", Audience: "test-tenant", Keys: []routing.SigningKey{{Key: routing.SecretValue(key), ID: kid}}}, "X-Pps-")
+	f.signedEndpoint("signed", "http://"+dest+"/receive-webhook", &routing.Signing{Type: "JWT", Audience: "test-tenant", Keys: []routing.SigningKey{{Key: routing.SecretValue(key), ID: kid}}}, "X-Pps-")
 	rcv := startTestReceiver(t, f.table, func(o *Options) { o.Listen, o.PublicURL = listen, publicURL })
 
 	discovery := do(t, nil, newRequest(t, http.MethodGet, publicURL+"/.well-known/openid-configuration", nil, nil))
@@ -195,7 +200,7 @@ func TestRSADeliveriesVerifyWithThePublishedKey(t *testing.T) {
 	public, _ := signing.PublicKeyBase64(&priv.PublicKey)
 	dest, lines := nodeDestination(t, "rsa-destination.js", "PUBLIC_KEY="+public, "SIGNATURE_HEADER=X-Asteroid-Signature")
 	f := newFixture(t)
-	f.signedEndpoint("http://"+dest+"/", &routing.Signing{Type: "RSA", Header: "X-Asteroid-Signature", Keys: []routing.SigningKey{{Key: routing.SecretValue(key)}}}, "")
+	f.signedEndpoint("signed", "http://"+dest+"/", &routing.Signing{Type: "RSA", Header: "X-Asteroid-Signature", Keys: []routing.SigningKey{{Key: routing.SecretValue(key)}}}, "")
 	rcv := startTestReceiver(t, f.table, nil)
 	uuid := sendSigned(t, rcv, "evt_rsa_1")
 	if got := nextLine(t, lines); got["verified"] != true || got["webhookId"] != uuid {
