@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/filter"
 	"github.com/hookgate/hookgate/internal/routing"
 )
 
@@ -116,6 +117,12 @@ func resolveEndpoint(ctx context.Context, r client.Reader, pol Policy, e *hookga
 			MaxBackoff:     durationOr(e.Spec.Retry.MaxBackoff, time.Hour),
 		},
 	}
+	if src := e.Spec.SubType; src != nil {
+		entry.SubType = &routing.ValueSource{Header: src.Header, JSONPath: src.JSONPath}
+	}
+	if src := e.Spec.Tenant; src != nil {
+		entry.Tenant = &routing.ValueSource{Header: src.Header, JSONPath: src.JSONPath}
+	}
 	if token := e.Annotations[hookgatev1alpha1.AnnotationRedeliverFailed]; token != "" {
 		entry.Annotations = map[string]string{hookgatev1alpha1.AnnotationRedeliverFailed: token}
 	}
@@ -184,6 +191,12 @@ func resolveDestination(ctx context.Context, r client.Reader, pol Policy, e *hoo
 	dest.MetadataPrefix = "X-Hookgate-"
 	if m := d.MetadataHeaders; m != nil {
 		dest.MetadataPrefix = m.Prefix
+	}
+	if f := d.Filter; f != nil {
+		dest.Filter = &routing.Filter{Types: f.Types, SubTypes: f.SubTypes, Tenants: f.Tenants, Expression: f.Expression}
+		if _, err := filter.Compile(filter.Filter{Types: f.Types, SubTypes: f.SubTypes, Tenants: f.Tenants, Expression: f.Expression}); err != nil {
+			return nil, &problem{hookgatev1alpha1.ReasonInvalidFilter, fmt.Sprintf("destination %q: filter.expression: %v", dest.Name, err)}
+		}
 	}
 	signing, err := resolveSigning(ctx, r, pol, e, d)
 	if err != nil {

@@ -199,3 +199,56 @@ func testDestinationSigning(t *testing.T) {
 		t.Fatalf("JWT without an audience: %v", err)
 	}
 }
+
+// testDestinationFilter: a filter expression that does not compile makes the endpoint
+// Ready=False, reason InvalidFilter, with the compiler's message; once it is mended the
+// filter reaches the routing table.
+func testDestinationFilter(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "filters")
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	e := newEndpoint(ns, "big-orders", "")
+	e.Spec.Destination = &hookgatev1alpha1.Destination{URL: "https://orders.example.com/hooks", Filter: &hookgatev1alpha1.DestinationFilter{
+		Types: []string{"orders/*"}, Expression: "event.data.amount >",
+	}}
+	if err := cluster.Client.Create(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "InvalidFilter", func() error {
+		if err := endpointCondition(ns, "big-orders", metav1.ConditionFalse, hookgatev1alpha1.ReasonInvalidFilter)(); err != nil {
+			return err
+		}
+		var cur hookgatev1alpha1.WebhookEndpoint
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "big-orders"}, &cur); err != nil {
+			return err
+		}
+		for _, c := range cur.Status.Conditions {
+			if c.Type == hookgatev1alpha1.ConditionReady && !strings.Contains(c.Message, "Syntax error") {
+				return fmt.Errorf("message %q does not carry the compiler's", c.Message)
+			}
+		}
+		return nil
+	})
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cur hookgatev1alpha1.WebhookEndpoint
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "big-orders"}, &cur); err != nil {
+			return err
+		}
+		cur.Spec.Destination.Filter.Expression = "event.data.amount > 100"
+		return cluster.Client.Update(ctx, &cur)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the filter in the table", func() error {
+		d, err := destinationInTable(ns, "big-orders")
+		if err != nil {
+			return err
+		}
+		if d.Filter == nil || d.Filter.Expression != "event.data.amount > 100" || len(d.Filter.Types) != 1 {
+			return fmt.Errorf("filter %+v", d.Filter)
+		}
+		return nil
+	})
+}

@@ -17,6 +17,8 @@ type parsedEvent struct {
 	typ string
 	// idFromHeader: the id came from a request header rather than the body.
 	idFromHeader bool
+	// doc is the parsed body, for destination filters and value sources.
+	doc map[string]any
 }
 
 // parseEvent checks that the body is a JSON object, finds the event id and type where
@@ -30,7 +32,7 @@ func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body
 	}
 	id, idSource := eventID(ep, scheme, h, doc)
 	typ, _ := firstValue(scheme.EventType, h, doc)
-	ev := parsedEvent{id: id, typ: typ, idFromHeader: idSource.Header != ""}
+	ev := parsedEvent{id: id, typ: typ, idFromHeader: idSource.Header != "", doc: doc}
 	if len(ev.id) > maxEventIDLength {
 		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id is longer than "+itoa(maxEventIDLength)+" bytes")
 	}

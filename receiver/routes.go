@@ -13,8 +13,9 @@ import (
 // loaded table.
 type routes struct {
 	table     *routing.Table
-	allowlist map[string][]netip.Prefix // by partner key; absent: any address
-	auth      map[string]*endpointAuth  // by endpoint key; absent: unknown scheme
+	allowlist map[string][]netip.Prefix     // by partner key; absent: any address
+	auth      map[string]*endpointAuth      // by endpoint key; absent: unknown scheme
+	filters   map[string]*destinationFilter // by endpoint key; absent: no filter
 }
 
 // endpointAuth is how one endpoint authenticates.
@@ -24,7 +25,7 @@ type endpointAuth struct {
 }
 
 func compileRoutes(t *routing.Table, env verify.Env) *routes {
-	r := &routes{table: t, allowlist: map[string][]netip.Prefix{}, auth: map[string]*endpointAuth{}}
+	r := &routes{table: t, allowlist: map[string][]netip.Prefix{}, auth: map[string]*endpointAuth{}, filters: map[string]*destinationFilter{}}
 	for _, p := range t.Partners {
 		if len(p.IPAllowlist) == 0 {
 			continue
@@ -49,6 +50,12 @@ func compileRoutes(t *routing.Table, env verify.Env) *routes {
 			verifier = verify.Unavailable()
 		}
 		r.auth[routing.Key(e.Namespace, e.Name)] = &endpointAuth{scheme: scheme, verifier: verifier}
+	}
+	for i := range t.Endpoints {
+		e := &t.Endpoints[i]
+		if e.Destination != nil && e.Destination.Filter != nil {
+			r.filters[routing.Key(e.Namespace, e.Name)] = compileDestinationFilter(e.Destination.Filter)
+		}
 	}
 	return r
 }

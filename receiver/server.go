@@ -223,8 +223,16 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 		return rej
 	}
 
-	// 7. dedupe and 8. store, in one durable write
+	subType, tenant, rej := routingValues(ep, partner, r.Header, parsed.doc)
+	if rej != nil {
+		return rej
+	}
+
+	// 7. dedupe and 8. store, in one durable write; the destination's filter decides
+	// whether the event is queued for it or only stored
 	in := newIngest(ep, partner, parsed, r.Header.Get("Content-Type"), body, now)
+	in.Event.SubType, in.Event.Tenant = subType, tenant
+	routeToDestination(rt, ep, &in.Event, r.Header, parsed.doc)
 	on, window := dedupOn(auth.scheme, ep, parsed, body)
 	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
 	in.QuotaBytes = s.quota(partner)
@@ -307,6 +315,7 @@ type statusBody struct {
 	Attempts         int32      `json:"attempts"`
 	LastResponseCode int32      `json:"lastResponseCode,omitempty"`
 	LastError        string     `json:"lastError,omitempty"`
+	Reason           string     `json:"reason,omitempty"`
 	ReceivedAt       time.Time  `json:"receivedAt"`
 	NextAttemptAt    *time.Time `json:"nextAttemptAt,omitempty"`
 	DeliveredAt      *time.Time `json:"deliveredAt,omitempty"`
@@ -351,7 +360,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, rec *audit
 	rec.outcome, rec.status, rec.uuid, rec.eventID = outcomeAnswered, http.StatusOK, ev.UUID, ev.EventID
 	writeJSON(w, http.StatusOK, statusBody{
 		UUID: ev.UUID, EventID: ev.EventID, Type: ev.Type, Status: ev.Phase, Attempts: ev.Attempts,
-		LastResponseCode: ev.LastResponseCode, LastError: ev.LastError, ReceivedAt: ev.ReceivedAt,
+		LastResponseCode: ev.LastResponseCode, LastError: ev.LastError, Reason: ev.Reason, ReceivedAt: ev.ReceivedAt,
 		NextAttemptAt: ev.NextAttemptAt, DeliveredAt: ev.DeliveredAt,
 	})
 	return nil

@@ -11,13 +11,15 @@ const (
 // Condition reasons, as users see them in `kubectl describe` and as Kubernetes Events.
 // docs/reference.md lists what each one asks of the user.
 const (
-	ReasonReconciled          = "Reconciled"
-	ReasonWaitingForReceiver  = "WaitingForReceiver"
-	ReasonPublishing          = "Publishing"
-	ReasonPathConflict        = "PathConflict"
-	ReasonSuspended           = "Suspended"
-	ReasonSecretNotFound      = "SecretNotFound"
-	ReasonSecretKeyMissing    = "SecretKeyMissing"
+	ReasonReconciled         = "Reconciled"
+	ReasonWaitingForReceiver = "WaitingForReceiver"
+	ReasonPublishing         = "Publishing"
+	ReasonPathConflict       = "PathConflict"
+	ReasonSuspended          = "Suspended"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonSecretKeyMissing   = "SecretKeyMissing"
+	// ReasonInvalidFilter: a destination's filter expression does not compile.
+	ReasonInvalidFilter       = "InvalidFilter"
 	ReasonPartnerNotFound     = "PartnerNotFound"
 	ReasonServiceNotFound     = "ServiceNotFound"
 	ReasonServicePortNotFound = "ServicePortNotFound"

@@ -89,6 +89,15 @@ type WebhookEndpointSpec struct {
 	// +optional
 	Idempotency *Idempotency `json:"idempotency,omitempty"`
 
+	// subType says where an event's sub-topic is found (a header or a JSON path), for
+	// destination filters and the <prefix>Sub-Topic header. Default: header X-Pps-Sub-Topic.
+	// +optional
+	SubType *ValueSource `json:"subType,omitempty"`
+
+	// tenant says where an event's tenant is found; default: the partner's tenantID.
+	// +optional
+	Tenant *ValueSource `json:"tenant,omitempty"`
+
 	// eventTypes lists the allowed event types; a trailing * matches any suffix
 	// ("order.*"). Empty: any type, and events without a type.
 	// +kubebuilder:validation:MaxItems=256
@@ -223,6 +232,54 @@ type HMACVerification struct {
 	TimestampHeader string `json:"timestampHeader,omitempty"`
 }
 
+// ValueSource is a request header or a JSON path of the body.
+// +kubebuilder:validation:XValidation:rule="has(self.header) != has(self.jsonPath)",message="set exactly one of header or jsonPath"
+type ValueSource struct {
+	// header holding the value.
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&*+.^_|~-]+$`
+	// +optional
+	Header string `json:"header,omitempty"`
+
+	// jsonPath of the value in the body, such as "subTopic" or "meta.tenant".
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^\$?\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`
+	// +optional
+	JSONPath string `json:"jsonPath,omitempty"`
+}
+
+// DestinationFilter says which events a destination takes: all of its parts must match.
+type DestinationFilter struct {
+	// types (topics); a trailing * matches any suffix ("orders/*").
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=set
+	// +optional
+	Types []string `json:"types,omitempty"`
+
+	// subTypes; a trailing * matches any suffix ("product:adv/*").
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=set
+	// +optional
+	SubTypes []string `json:"subTypes,omitempty"`
+
+	// tenants: exact tenant ids.
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=set
+	// +optional
+	Tenants []string `json:"tenants,omitempty"`
+
+	// expression is a CEL expression over event.type, event.subType, event.tenant,
+	// event.partner, event.id, event.headers (lower-case names) and event.data (the
+	// parsed body), such as "event.data.amount > 100". The operator compiles it; a bad
+	// one makes the endpoint Ready=False, reason InvalidFilter, with the compiler's message.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Expression string `json:"expression,omitempty"`
+}
+
 // Idempotency says where the event id used for deduplication is found.
 // +kubebuilder:validation:XValidation:rule="!(has(self.header) && has(self.jsonPath))",message="set header or jsonPath, not both"
 type Idempotency struct {
@@ -311,8 +368,8 @@ type JWTSigning struct {
 
 // MetadataHeaders names the headers that tell the destination about the event.
 type MetadataHeaders struct {
-	// prefix of the headers <prefix>Topic, <prefix>Tenant-Id, <prefix>Webhook-Id and
-	// <prefix>Triggered-At; X-Pps- suits services written for that convention.
+	// prefix of the headers <prefix>Topic, <prefix>Sub-Topic, <prefix>Tenant-Id,
+	// <prefix>Webhook-Id and <prefix>Triggered-At; X-Pps- suits services written for that convention.
 	// +kubebuilder:default="X-Hookgate-"
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&*+.^_|~-]*$`
@@ -354,6 +411,11 @@ type Destination struct {
 	// +kubebuilder:default={type: StandardWebhooks}
 	// +optional
 	Signing *DestinationSigning `json:"signing,omitempty"`
+
+	// filter: which events go to this destination (default: all). An event no
+	// destination takes is kept with phase Stored and a reason.
+	// +optional
+	Filter *DestinationFilter `json:"filter,omitempty"`
 
 	// metadataHeaders: the topic, tenant, webhook id and trigger time of each delivery.
 	// +kubebuilder:default={prefix: "X-Hookgate-"}

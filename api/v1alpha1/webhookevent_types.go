@@ -67,6 +67,10 @@ type WebhookEventStatus struct {
 	// lastError describes the latest failed attempt.
 	// +optional
 	LastError string `json:"lastError,omitempty"`
+	// reason says why an event of an endpoint with a destination is Stored: no
+	// destination's filter took it.
+	// +optional
+	Reason string `json:"reason,omitempty"`
 	// deliveredAt is when the destination accepted the event.
 	// +optional
 	DeliveredAt *metav1.Time `json:"deliveredAt,omitempty"`

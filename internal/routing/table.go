@@ -75,10 +75,14 @@ type Endpoint struct {
 	Rev       uint64 `json:"rev"`
 	Path      string `json:"path"`
 	// Partners allowed to post; empty: every partner of the namespace.
-	Partners     []string          `json:"partners,omitempty"`
-	Verification Verification      `json:"verification"`
-	Idempotency  Idempotency       `json:"idempotency"`
-	EventTypes   []string          `json:"eventTypes,omitempty"`
+	Partners     []string     `json:"partners,omitempty"`
+	Verification Verification `json:"verification"`
+	Idempotency  Idempotency  `json:"idempotency"`
+	EventTypes   []string     `json:"eventTypes,omitempty"`
+	// SubType and Tenant say where an event's sub-topic and tenant are found (empty:
+	// header X-Pps-Sub-Topic; the partner's tenant id).
+	SubType      *ValueSource      `json:"subType,omitempty"`
+	Tenant       *ValueSource      `json:"tenant,omitempty"`
 	MaxBodyBytes int64             `json:"maxBodyBytes"`
 	Destination  *Destination      `json:"destination,omitempty"`
 	Retry        Retry             `json:"retry"`
@@ -125,9 +129,25 @@ type Destination struct {
 	SigningSecret SecretValue `json:"signingSecret,omitempty"`
 	// Signing is how requests are signed; nil: unsigned.
 	Signing *Signing `json:"signing,omitempty"`
+	// Filter: nil takes every event.
+	Filter *Filter `json:"filter,omitempty"`
 	// MetadataPrefix starts the names of the Topic, Tenant-Id, Webhook-Id and
 	// Triggered-At headers.
 	MetadataPrefix string `json:"metaPrefix,omitempty"`
+}
+
+// ValueSource is a header or a JSON path of the body.
+type ValueSource struct {
+	Header   string `json:"header,omitempty"`
+	JSONPath string `json:"jsonPath,omitempty"`
+}
+
+// Filter says which events a destination takes (internal/filter evaluates it).
+type Filter struct {
+	Types      []string `json:"types,omitempty"`
+	SubTypes   []string `json:"subTypes,omitempty"`
+	Tenants    []string `json:"tenants,omitempty"`
+	Expression string   `json:"expr,omitempty"`
 }
 
 // Signing is a destination's signature type and keys.

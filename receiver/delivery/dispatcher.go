@@ -477,13 +477,7 @@ func (d *Dispatcher) send(ctx context.Context, ev *store.Event, ep *routing.Endp
 	req.Header.Set("User-Agent", "hookgate")
 	req.Header.Set("webhook-id", ev.UUID)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-	tenant := ""
-	if t := d.opts.Holder.Current(); t != nil {
-		if p, ok := t.Partner(ev.PartnerNamespace, ev.Partner); ok {
-			tenant = p.TenantID
-		}
-	}
-	metadataHeaders(req.Header, dest.MetadataPrefix, ev.Type, tenant, ev.UUID, ev.ReceivedAt)
+	metadataHeaders(req.Header, dest.MetadataPrefix, ev.Type, ev.SubType, ev.Tenant, ev.UUID, ev.ReceivedAt)
 	if err := d.signer.sign(req, dest, ev.UUID, ev.Partner, now, payload); err != nil {
 		return result{err: err}
 	}

@@ -143,14 +143,17 @@ func (s *signer) jwt(k routing.SigningKey, audience, deliveryID, partner string,
 }
 
 // metadataHeaders tells the destination what the delivery is about, under the
-// destination's prefix: Topic, Tenant-Id (when the partner has one), Webhook-Id (the same
-// on every retry: the destination's dedup key) and Triggered-At.
-func metadataHeaders(h http.Header, prefix, topic, tenant, webhookID string, triggeredAt time.Time) {
+// destination's prefix: Topic, Sub-Topic and Tenant-Id (when the event has them),
+// Webhook-Id (the same on every retry: the destination's dedup key) and Triggered-At.
+func metadataHeaders(h http.Header, prefix, topic, subTopic, tenant, webhookID string, triggeredAt time.Time) {
 	if prefix == "" {
 		prefix = "X-Hookgate-"
 	}
 	if topic != "" {
 		h.Set(prefix+"Topic", topic)
+	}
+	if subTopic != "" {
+		h.Set(prefix+"Sub-Topic", subTopic)
 	}
 	if tenant != "" {
 		h.Set(prefix+"Tenant-Id", tenant)

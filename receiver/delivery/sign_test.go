@@ -159,11 +159,15 @@ func TestMetadataHeaders(t *testing.T) {
 		prefix, tenant string
 		want           map[string]string
 	}{
-		{"", "", map[string]string{"X-Hookgate-Topic": "orders/placed", "X-Hookgate-Webhook-Id": "279e4e55", "X-Hookgate-Triggered-At": "2024-01-01T09:00:00.7777748Z", "X-Hookgate-Tenant-Id": ""}},
-		{"X-Pps-", "OU1243", map[string]string{"X-Pps-Topic": "orders/placed", "X-Pps-Tenant-Id": "OU1243", "X-Pps-Webhook-Id": "279e4e55", "X-Pps-Triggered-At": "2024-01-01T09:00:00.7777748Z"}},
+		{"", "", map[string]string{"X-Hookgate-Topic": "orders/placed", "X-Hookgate-Webhook-Id": "279e4e55", "X-Hookgate-Triggered-At": "2024-01-01T09:00:00.7777748Z", "X-Hookgate-Tenant-Id": "", "X-Hookgate-Sub-Topic": ""}},
+		{"X-Pps-", "OU1243", map[string]string{"X-Pps-Topic": "orders/placed", "X-Pps-Sub-Topic": "product:adv/adv-120", "X-Pps-Tenant-Id": "OU1243", "X-Pps-Webhook-Id": "279e4e55", "X-Pps-Triggered-At": "2024-01-01T09:00:00.7777748Z"}},
 	} {
 		h := http.Header{}
-		metadataHeaders(h, c.prefix, "orders/placed", c.tenant, "279e4e55", at)
+		subTopic := ""
+		if c.tenant != "" {
+			subTopic = "product:adv/adv-120"
+		}
+		metadataHeaders(h, c.prefix, "orders/placed", subTopic, c.tenant, "279e4e55", at)
 		for k, v := range c.want {
 			if got := h.Get(k); got != v {
 				t.Errorf("prefix %q: %s = %q, want %q", c.prefix, k, got, v)

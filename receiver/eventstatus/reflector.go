@@ -447,7 +447,7 @@ func (r *Reflector) object(ev *store.Event) *hookgatev1alpha1.WebhookEvent {
 		},
 		Status: hookgatev1alpha1.WebhookEventStatus{
 			Phase: hookgatev1alpha1.EventPhase(ev.Phase), Attempts: ev.Attempts, LastResponseCode: ev.LastResponseCode,
-			LastError: ev.LastError, LastAttemptAt: metaTime(ev.LastAttemptAt), NextAttemptAt: metaTime(ev.NextAttemptAt),
+			LastError: ev.LastError, Reason: ev.Reason, LastAttemptAt: metaTime(ev.LastAttemptAt), NextAttemptAt: metaTime(ev.NextAttemptAt),
 			DeliveredAt: metaTime(ev.DeliveredAt),
 		},
 	}

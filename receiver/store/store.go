@@ -43,6 +43,12 @@ type Event struct {
 	PayloadSHA256     string    `json:"payloadSHA256"`
 	SizeBytes         int64     `json:"sizeBytes"`
 	ContentType       string    `json:"contentType,omitempty"`
+	// SubType and Tenant are what destination filters and metadata headers read of the
+	// event besides its type.
+	SubType string `json:"subType,omitempty"`
+	Tenant  string `json:"tenant,omitempty"`
+	// Reason says why an event of an endpoint with a destination is Stored.
+	Reason string `json:"reason,omitempty"`
 
 	Phase            string     `json:"phase"`
 	Attempts         int32      `json:"attempts,omitempty"`

@@ -169,14 +169,16 @@ type querier interface {
 // eventColumns are the events columns scanEvent reads, in its order.
 const eventColumns = `e.uuid, e.event_id, e.type, e.partner_namespace, e.partner, e.endpoint_namespace, e.endpoint,
 	e.received_at, e.payload_sha256, e.size_bytes, e.content_type, e.phase, e.attempts, e.last_attempt_at,
-	e.next_attempt_at, e.last_response_code, e.last_error, e.delivered_at, e.attempt_base, e.version`
+	e.next_attempt_at, e.last_response_code, e.last_error, e.delivered_at, e.attempt_base, e.version,
+	e.sub_type, e.tenant, e.reason`
 
 func scanEvent(row pgx.Row) (store.Event, error) {
 	var e store.Event
 	var version int64
 	err := row.Scan(&e.UUID, &e.EventID, &e.Type, &e.PartnerNamespace, &e.Partner, &e.EndpointNamespace, &e.Endpoint,
 		&e.ReceivedAt, &e.PayloadSHA256, &e.SizeBytes, &e.ContentType, &e.Phase, &e.Attempts, &e.LastAttemptAt,
-		&e.NextAttemptAt, &e.LastResponseCode, &e.LastError, &e.DeliveredAt, &e.AttemptBase, &version)
+		&e.NextAttemptAt, &e.LastResponseCode, &e.LastError, &e.DeliveredAt, &e.AttemptBase, &version,
+		&e.SubType, &e.Tenant, &e.Reason)
 	e.Version = uint64(version) //nolint:gosec // versions start at 1 and only grow
 	return e, err
 }
@@ -280,12 +282,12 @@ func (s *Store) Ingest(ctx context.Context, in store.Ingest) (store.IngestResult
 		if _, err := tx.Exec(ctx, `INSERT INTO events (uuid, partner_key, endpoint_key, event_id, type,
 			partner_namespace, partner, endpoint_namespace, endpoint, received_at, payload_sha256, size_bytes,
 			content_type, phase, attempts, last_attempt_at, next_attempt_at, last_response_code, last_error,
-			delivered_at, attempt_base, version, payload_bytes)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`,
+			delivered_at, attempt_base, version, payload_bytes, sub_type, tenant, reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`,
 			ev.UUID, ev.PartnerKey(), ev.EndpointKey(), ev.EventID, ev.Type,
 			ev.PartnerNamespace, ev.Partner, ev.EndpointNamespace, ev.Endpoint, ev.ReceivedAt, ev.PayloadSHA256, ev.SizeBytes,
 			ev.ContentType, ev.Phase, ev.Attempts, ev.LastAttemptAt, ev.NextAttemptAt, ev.LastResponseCode, ev.LastError,
-			ev.DeliveredAt, ev.AttemptBase, int64(ev.Version), int64(len(payload))); err != nil { //nolint:gosec // version 1
+			ev.DeliveredAt, ev.AttemptBase, int64(ev.Version), int64(len(payload)), ev.SubType, ev.Tenant, ev.Reason); err != nil { //nolint:gosec // version 1
 			return err
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO payloads (uuid, body) VALUES ($1, $2)", ev.UUID, payload); err != nil {

@@ -117,7 +117,11 @@ func endpoint(ns, name string) option {
 }
 
 // stored is an event of an endpoint without a destination: kept, never delivered.
-func stored() option { return func(in *store.Ingest) { in.Event.Phase = store.PhaseStored } }
+func stored() option {
+	return func(in *store.Ingest) {
+		in.Event.Phase, in.Event.Reason = store.PhaseStored, "no destination's filter matches"
+	}
+}
 
 func nextAttemptAt(next time.Time) option {
 	return func(in *store.Ingest) { in.Event.NextAttemptAt = &next }
@@ -141,6 +145,7 @@ func newIngest(received time.Time, eventID string, opts ...option) store.Ingest 
 			UUID: id, EventID: eventID, Type: "order.created",
 			PartnerNamespace: "ns", Partner: "acme", EndpointNamespace: "ns", Endpoint: "orders",
 			ReceivedAt: received, ContentType: "application/json", Phase: store.PhaseQueued,
+			SubType: "product:adv/adv-120", Tenant: "OU1243",
 		},
 		Payload:     fmt.Appendf(nil, `{"id":%q,"delivery":%q}`, eventID, id),
 		DedupKey:    autoDedupKey,

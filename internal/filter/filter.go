@@ -1,0 +1,211 @@
+// Package filter decides which destinations an event goes to: by type (topic), sub-type,
+// tenant and a CEL expression over the event. The operator compiles expressions to refuse
+// bad ones with the compiler's message; the receiver compiles each once per routing table
+// and evaluates it per event.
+package filter
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+)
+
+// Event is what a filter sees of an event.
+type Event struct {
+	Type, SubType, Tenant, Partner, ID string
+	// Headers: the partner request's headers, lower-cased names, first values.
+	Headers map[string]string
+	// Data: the parsed JSON body.
+	Data map[string]any
+}
+
+// Filter is a destination's filter; the zero value matches every event.
+type Filter struct {
+	Types, SubTypes, Tenants []string
+	Expression               string
+}
+
+// Compiled is a filter ready to evaluate.
+type Compiled struct {
+	types, subTypes, tenants []string
+	program                  cel.Program
+	headers                  bool
+}
+
+// NeedsHeaders reports whether the expression reads event.headers, so that callers copy
+// them only then.
+func (c *Compiled) NeedsHeaders() bool { return c != nil && c.headers }
+
+// MaxCost bounds an expression's evaluation (CEL's cost units), so that no filter can
+// make ingest slow: comprehensions over large bodies stop there and do not match.
+const MaxCost = 10000
+
+// MaxExpressionLength bounds an expression's source.
+const MaxExpressionLength = 4096
+
+var env = mustEnv()
+
+func mustEnv() *cel.Env {
+	// JSON numbers are doubles: "event.data.amount > 100" compares a double with an int.
+	e, err := cel.NewEnv(cel.Variable("event", cel.MapType(cel.StringType, cel.DynType)), cel.CrossTypeNumericComparisons(true))
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+// fields are the names an expression may read of event.
+var fields = map[string]bool{"type": true, "subType": true, "tenant": true, "partner": true, "id": true, "headers": true, "data": true}
+
+// Compile checks f and prepares it. A bad expression's error is the compiler's message.
+func Compile(f Filter) (*Compiled, error) {
+	c := &Compiled{types: f.Types, subTypes: f.SubTypes, tenants: f.Tenants}
+	if strings.TrimSpace(f.Expression) == "" {
+		return c, nil
+	}
+	if len(f.Expression) > MaxExpressionLength {
+		return nil, fmt.Errorf("the expression is longer than %d bytes", MaxExpressionLength)
+	}
+	ast, iss := env.Compile(f.Expression)
+	if iss.Err() != nil {
+		return nil, iss.Err()
+	}
+	if !ast.OutputType().IsExactType(types.BoolType) && ast.OutputType() != types.DynType {
+		return nil, fmt.Errorf("the expression must be a bool, not %s", ast.OutputType())
+	}
+	if err := checkFields(f.Expression); err != nil {
+		return nil, err
+	}
+	prg, err := env.Program(ast, cel.CostLimit(MaxCost), cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, err
+	}
+	c.program = prg
+	c.headers = strings.Contains(f.Expression, "headers")
+	return c, nil
+}
+
+// checkFields refuses event.<name> for names an event does not have, which CEL's map
+// type cannot see: a typo would otherwise never match, silently.
+func checkFields(expr string) error {
+	for i := 0; ; {
+		j := strings.Index(expr[i:], "event.")
+		if j < 0 {
+			return nil
+		}
+		start := i + j + len("event.")
+		if k := i + j; k > 0 && (isIdent(expr[k-1]) || expr[k-1] == '.') {
+			i = start
+			continue
+		}
+		end := start
+		for end < len(expr) && isIdent(expr[end]) {
+			end++
+		}
+		if name := expr[start:end]; !fields[name] {
+			return fmt.Errorf("event has no field %q (it has type, subType, tenant, partner, id, headers and data)", name)
+		}
+		i = end
+	}
+}
+
+func isIdent(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// ErrNoMatch is an expression that could not be evaluated (a missing field, a type
+// mismatch, the cost limit): the event does not match.
+var ErrNoMatch = errors.New("the filter expression could not be evaluated")
+
+// Match reports whether the event passes every part of the filter.
+func (c *Compiled) Match(e *Event) (bool, error) {
+	if c == nil {
+		return true, nil
+	}
+	if len(c.types) > 0 && !matchesPattern(c.types, e.Type) {
+		return false, nil
+	}
+	if len(c.subTypes) > 0 && !matchesPattern(c.subTypes, e.SubType) {
+		return false, nil
+	}
+	if len(c.tenants) > 0 && !contains(c.tenants, e.Tenant) {
+		return false, nil
+	}
+	if c.program == nil {
+		return true, nil
+	}
+	out, _, err := c.program.Eval(map[string]any{"event": e.activation()})
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrNoMatch, err)
+	}
+	b, ok := out.Value().(bool)
+	return ok && b, nil
+}
+
+func (e *Event) activation() map[string]any {
+	headers := make(map[string]any, len(e.Headers))
+	for k, v := range e.Headers {
+		headers[k] = v
+	}
+	data, _ := jsonNumbers(e.Data).(map[string]any)
+	if data == nil {
+		data = map[string]any{}
+	}
+	return map[string]any{"type": e.Type, "subType": e.SubType, "tenant": e.Tenant, "partner": e.Partner, "id": e.ID, "headers": headers, "data": data}
+}
+
+// jsonNumbers turns the json.Numbers of a body decoded with UseNumber into the doubles
+// JSON means, which CEL compares; it copies only containers.
+func jsonNumbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		f, err := t.Float64()
+		if err != nil {
+			return t.String()
+		}
+		return f
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[k] = jsonNumbers(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = jsonNumbers(x)
+		}
+		return out
+	}
+	return v
+}
+
+// matchesPattern matches exact values and "prefix*" patterns.
+func matchesPattern(patterns []string, v string) bool {
+	if v == "" {
+		return false
+	}
+	for _, p := range patterns {
+		if prefix, wild := strings.CutSuffix(p, "*"); wild {
+			if strings.HasPrefix(v, prefix) {
+				return true
+			}
+		} else if p == v {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,91 @@
+package receiver
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/hookgate/hookgate/internal/filter"
+	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/store"
+)
+
+// defaultSubTypeHeader carries an event's sub-topic when the endpoint names no source,
+// as webhook-endpoint-jwt's convention has it.
+const defaultSubTypeHeader = "X-Pps-Sub-Topic"
+
+// maxRoutingValueLength bounds an event's sub-topic and tenant, which travel on as
+// delivery headers.
+const maxRoutingValueLength = 256
+
+// Reasons an event of an endpoint with a destination is kept as Stored.
+const (
+	reasonFilteredOut    = "no destination's filter matches the event"
+	reasonFilterUnusable = "the destination's filter could not be compiled by this receiver"
+)
+
+// destinationFilter is a destination's compiled filter, or why it could not be compiled
+// (the operator refuses such endpoints; a receiver of another version might not agree).
+type destinationFilter struct {
+	compiled *filter.Compiled
+	err      error
+}
+
+func compileDestinationFilter(f *routing.Filter) *destinationFilter {
+	c, err := filter.Compile(filter.Filter{Types: f.Types, SubTypes: f.SubTypes, Tenants: f.Tenants, Expression: f.Expression})
+	return &destinationFilter{compiled: c, err: err}
+}
+
+// routingValues finds the event's sub-topic and tenant: where the endpoint says, else the
+// X-Pps-Sub-Topic header and the partner's tenant id.
+func routingValues(ep *routing.Endpoint, p *routing.Partner, h http.Header, doc map[string]any) (subType, tenant string, rej *rejection) {
+	subType = h.Get(defaultSubTypeHeader)
+	if src := ep.SubType; src != nil {
+		subType = valueOf(src, h, doc)
+	}
+	tenant = p.TenantID
+	if src := ep.Tenant; src != nil {
+		tenant = valueOf(src, h, doc)
+	}
+	for _, v := range [...]struct{ name, value string }{{"sub-topic", subType}, {"tenant", tenant}} {
+		if len(v.value) > maxRoutingValueLength || hasControl(v.value) {
+			return "", "", reject(http.StatusBadRequest, "invalid_"+strings.ReplaceAll(v.name, "-", "_"), "Bad request",
+				"the event's "+v.name+" must be at most "+itoa(maxRoutingValueLength)+" bytes without control characters")
+		}
+	}
+	return subType, tenant, nil
+}
+
+func valueOf(src *routing.ValueSource, h http.Header, doc map[string]any) string {
+	if src.Header != "" {
+		return h.Get(src.Header)
+	}
+	return scalar(lookup(doc, src.JSONPath))
+}
+
+// routeToDestination decides whether the event goes to the endpoint's destination: when
+// its filter does not take it, the event is kept as Stored with the reason.
+func routeToDestination(rt *routes, ep *routing.Endpoint, ev *store.Event, h http.Header, doc map[string]any) {
+	if ev.Phase != store.PhaseQueued {
+		return
+	}
+	f := rt.filters[routing.Key(ep.Namespace, ep.Name)]
+	if f == nil {
+		return
+	}
+	if f.err != nil {
+		ev.Phase, ev.Reason = store.PhaseStored, reasonFilterUnusable
+		return
+	}
+	in := &filter.Event{Type: ev.Type, SubType: ev.SubType, Tenant: ev.Tenant, Partner: ev.Partner, ID: ev.EventID, Data: doc}
+	if f.compiled.NeedsHeaders() {
+		in.Headers = make(map[string]string, len(h))
+		for k, v := range h {
+			if len(v) > 0 {
+				in.Headers[strings.ToLower(k)] = v[0]
+			}
+		}
+	}
+	if ok, _ := f.compiled.Match(in); !ok {
+		ev.Phase, ev.Reason = store.PhaseStored, reasonFilteredOut
+	}
+}
