@@ -7,6 +7,7 @@ import (
 	"time"
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/filter"
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver/verify"
 )
@@ -23,7 +24,7 @@ func FuzzParseEvent(f *testing.F) {
 			h := http.Header{}
 			h.Set("X-Pps-Topic", header)
 			ev, rej := parseEvent(ep, scheme, h, body)
-			if rej == nil && (len(ev.id) > maxEventIDLength || !typeAllowed(ep.EventTypes, ev.typ)) {
+			if rej == nil && (len(ev.id) > maxEventIDLength || !filter.MatchesPattern(ep.EventTypes, ev.typ)) {
 				t.Fatalf("accepted id %q type %q", ev.id, ev.typ)
 			}
 		}

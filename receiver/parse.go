@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hookgate/hookgate/internal/filter"
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver/verify"
 )
@@ -47,7 +48,7 @@ func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body
 	if hasControl(ev.typ) {
 		return ev, reject(http.StatusBadRequest, "invalid_event_type", "Bad request", "the event type contains control characters")
 	}
-	if len(ep.EventTypes) > 0 && !typeAllowed(ep.EventTypes, ev.typ) {
+	if len(ep.EventTypes) > 0 && !filter.MatchesPattern(ep.EventTypes, ev.typ) {
 		if ev.typ == "" {
 			return ev, reject(http.StatusUnprocessableEntity, "event_type_missing", "Unprocessable event", "this endpoint accepts only typed events: set the body's type field")
 		}
@@ -105,23 +106,6 @@ func scalar(v any) string {
 		return t.String()
 	}
 	return ""
-}
-
-// typeAllowed matches exact types and "prefix*" patterns.
-func typeAllowed(patterns []string, typ string) bool {
-	if typ == "" {
-		return false
-	}
-	for _, p := range patterns {
-		if prefix, wild := strings.CutSuffix(p, "*"); wild {
-			if strings.HasPrefix(typ, prefix) {
-				return true
-			}
-		} else if p == typ {
-			return true
-		}
-	}
-	return false
 }
 
 // hasControl reports whether s holds an ASCII control character (DEL included).

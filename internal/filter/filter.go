@@ -126,10 +126,10 @@ func (c *Compiled) Match(e *Event) (bool, error) {
 	if c == nil {
 		return true, nil
 	}
-	if len(c.types) > 0 && !matchesPattern(c.types, e.Type) {
+	if len(c.types) > 0 && !MatchesPattern(c.types, e.Type) {
 		return false, nil
 	}
-	if len(c.subTypes) > 0 && !matchesPattern(c.subTypes, e.SubType) {
+	if len(c.subTypes) > 0 && !MatchesPattern(c.subTypes, e.SubType) {
 		return false, nil
 	}
 	if len(c.tenants) > 0 && !contains(c.tenants, e.Tenant) {
@@ -184,8 +184,9 @@ func jsonNumbers(v any) any {
 	return v
 }
 
-// matchesPattern matches exact values and "prefix*" patterns.
-func matchesPattern(patterns []string, v string) bool {
+// MatchesPattern matches exact values and "prefix*" patterns (endpoint eventTypes use
+// it too); an empty value matches nothing.
+func MatchesPattern(patterns []string, v string) bool {
 	if v == "" {
 		return false
 	}
