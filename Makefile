@@ -69,10 +69,15 @@ fuzz: ## Run every fuzz target for FUZZ_TIME (default 5s) each.
 	FUZZ_TIME=$(FUZZ_TIME) hack/fuzz.sh
 
 .PHONY: bench
-bench: build ## Load harness: ingest vs a net/http baseline, delivery, whole system; PostgreSQL rows when HOOKGATE_TEST_DATABASE_URL is set (about 6 minutes).
+bench: build ## Load harness: instructions per event (callgrind), ingest vs a net/http baseline, delivery, whole system; PostgreSQL rows when HOOKGATE_TEST_DATABASE_URL is set (about 6 minutes).
 	go build -o $(BIN)/local-control-plane ./hack/local-control-plane
 	go build -o $(BIN)/hookgate-bench ./hack/bench
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(BIN)/hookgate-bench --hookgate $(BIN)/hookgate --duration $(BENCH_DURATION)
+
+.PHONY: bench-compare
+bench-compare: ## Bench the binary of BASE=<commit> and this tree's, and print old vs new with deltas.
+	@test -n "$(BASE)" || { echo "usage: make bench-compare BASE=<commit>" >&2; exit 1; }
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" BENCH_DURATION=$(BENCH_DURATION) hack/bench-compare.sh $(BASE)
 
 .PHONY: bench-store
 bench-store: ## go test -bench of authenticate+store per request (real fsync).

@@ -68,16 +68,24 @@ type deliveryRow struct {
 }
 
 type results struct {
-	Ingest   []ingestRow   `json:"ingest"`
-	Delivery []deliveryRow `json:"delivery"`
-	Commit   string        `json:"commit"`
-	Machine  string        `json:"machine"`
-	Duration string        `json:"duration"`
+	Ingest       []ingestRow       `json:"ingest"`
+	Delivery     []deliveryRow     `json:"delivery"`
+	Instructions []instructionsRow `json:"instructions,omitempty"`
+	Commit       string            `json:"commit"`
+	Machine      string            `json:"machine"`
+	Duration     string            `json:"duration"`
 }
 
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "baseline-server" {
 		os.Exit(baselineServer(os.Args[2]))
+	}
+	if len(os.Args) == 4 && os.Args[1] == "compare" {
+		if err := compare(os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench compare:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	hookgate := flag.String("hookgate", "bin/hookgate", "the hookgate binary")
 	duration := flag.Duration("duration", 8*time.Second, "length of each load run")
@@ -86,21 +94,52 @@ func main() {
 	system := flag.Bool("system", true, "also measure the whole system as make run starts it (needs KUBEBUILDER_ASSETS)")
 	databaseURL := flag.String("database-url", os.Getenv("HOOKGATE_TEST_DATABASE_URL"),
 		"PostgreSQL server for the PostgreSQL rows, each run in a schema of its own (default $HOOKGATE_TEST_DATABASE_URL; empty: no such rows)")
+	callgrindEvents := flag.Int("callgrind-events", 2000, "events of the callgrind run that measures instructionsPerEvent (0: none)")
+	callgrindOnly := flag.Bool("callgrind-only", false, "measure only instructionsPerEvent")
+	commit := flag.String("commit", "", "the commit the measured binary was built from (default: this tree's HEAD)")
 	flag.Parse()
-	if err := run(*hookgate, *duration, *out, *partners, *system, *databaseURL); err != nil {
+	cfg := config{hookgate: *hookgate, duration: *duration, out: *out, partners: *partners, system: *system, databaseURL: *databaseURL,
+		callgrindEvents: *callgrindEvents, callgrindOnly: *callgrindOnly, commit: *commit}
+	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(hookgate string, duration time.Duration, out string, partners int, system bool, databaseURL string) error {
+// config is what one bench run measures.
+type config struct {
+	hookgate, out, databaseURL string
+	duration                   time.Duration
+	partners                   int
+	system                     bool
+	callgrindEvents            int
+	callgrindOnly              bool
+	commit                     string
+}
+
+func run(cfg config) error {
+	hookgate, duration, out, partners, system, databaseURL := cfg.hookgate, cfg.duration, cfg.out, cfg.partners, cfg.system, cfg.databaseURL
 	started := time.Now()
 	work, err := os.MkdirTemp("", "hookgate-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	res := results{Commit: gitCommit(), Machine: machine(), Duration: duration.String()}
+	res := results{Commit: cfg.commit, Machine: machine(), Duration: duration.String()}
+	if res.Commit == "" {
+		res.Commit = gitCommit()
+	}
+	if cfg.callgrindEvents > 0 {
+		fmt.Fprintf(os.Stderr, "instructions per event (callgrind, %d events of 1 KiB, one at a time)...\n", cfg.callgrindEvents)
+		row, err := measureInstructions(hookgate, work, partners, cfg.callgrindEvents, 1<<10)
+		if err != nil {
+			return fmt.Errorf("callgrind: %w", err)
+		}
+		res.Instructions = append(res.Instructions, row)
+	}
+	if cfg.callgrindOnly {
+		return finish(res, out, started)
+	}
 
 	type setting struct {
 		payload, concurrency int
@@ -161,6 +200,11 @@ func run(hookgate string, duration time.Duration, out string, partners int, syst
 		}
 		res.Delivery = append(res.Delivery, row)
 	}
+	return finish(res, out, started)
+}
+
+// finish prints the tables and writes the JSON results.
+func finish(res results, out string, started time.Time) error {
 	printTables(res)
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
@@ -308,6 +352,11 @@ type receiverProc struct {
 }
 
 func startReceiver(hookgate, work string, t *routing.Table, extraEnv []string, args ...string) (*receiverProc, error) {
+	return startWrappedReceiver(nil, hookgate, work, t, extraEnv, args...)
+}
+
+// startWrappedReceiver starts the receiver under wrap (such as valgrind), if any.
+func startWrappedReceiver(wrap []string, hookgate, work string, t *routing.Table, extraEnv []string, args ...string) (*receiverProc, error) {
 	dir, err := os.MkdirTemp(work, "receiver-")
 	if err != nil {
 		return nil, err
@@ -324,7 +373,8 @@ func startReceiver(hookgate, work string, t *routing.Table, extraEnv []string, a
 		}
 		base = append(base, "--routing-file", file)
 	}
-	cmd := exec.Command(hookgate, append(base, args...)...)
+	argv := append(append(append([]string{}, wrap...), hookgate), append(base, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), extraEnv...)
 	// The audit log is part of the product's cost: it is written, and read here.
 	stdout, _ := cmd.StdoutPipe()
@@ -687,21 +737,31 @@ func machine() string {
 }
 
 func printTables(r results) {
-	fmt.Printf("\nhookgate bench, commit %s, %s, %s per run\n\n", r.Commit, r.Machine, r.Duration)
-	fmt.Println("Ingest (PartnerHMAC, every event fsync'd before its 202; baseline: bare net/http answering 202)")
-	fmt.Printf("%-33s %10s %8s %8s %8s %9s %10s %11s %7s %6s\n", "setting", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "RSS MiB", "CPU s/1k", "baseline/s", "ratio", "errors")
-	for _, row := range r.Ingest {
-		mark := " "
-		if row.Headline {
-			mark = "*"
+	fmt.Printf("\nhookgate bench, commit %s, %s, %s per run\n", r.Commit, r.Machine, r.Duration)
+	if len(r.Ingest) > 0 {
+		fmt.Println("\nIngest (PartnerHMAC, every event fsync'd before its 202; baseline: bare net/http answering 202)")
+		fmt.Printf("%-33s %10s %8s %8s %8s %9s %10s %11s %7s %6s\n", "setting", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "RSS MiB", "CPU s/1k", "baseline/s", "ratio", "errors")
+		for _, row := range r.Ingest {
+			mark := " "
+			if row.Headline {
+				mark = "*"
+			}
+			fmt.Printf("%s%-32s %10.0f %8.2f %8.2f %8.2f %9.1f %10.3f %11.0f %7.2f %6d\n", mark, row.Name, row.AcceptedPerSec, row.P50Ms, row.P95Ms, row.P99Ms,
+				row.PeakRssMiB, row.CPUSecondsPer1000, row.BaselinePerSec, row.Ratio, row.Errors)
 		}
-		fmt.Printf("%s%-32s %10.0f %8.2f %8.2f %8.2f %9.1f %10.3f %11.0f %7.2f %6d\n", mark, row.Name, row.AcceptedPerSec, row.P50Ms, row.P95Ms, row.P99Ms,
-			row.PeakRssMiB, row.CPUSecondsPer1000, row.BaselinePerSec, row.Ratio, row.Errors)
+		fmt.Println("(* headline rows)")
 	}
-	fmt.Println("(* headline rows)")
-	fmt.Println("\nDelivery (sink answering 200; latency from POST to the sink)")
-	fmt.Printf("%-48s %10s %11s %8s %8s %8s %6s\n", "setting", "accepted/s", "delivered/s", "p50 ms", "p99 ms", "RSS MiB", "errors")
-	for _, row := range r.Delivery {
-		fmt.Printf("%-48s %10.0f %11.0f %8.2f %8.2f %8.1f %6d\n", row.Name, row.AcceptedPerSec, row.DeliveredPerSec, row.P50Ms, row.P99Ms, row.PeakRssMiB, row.Errors)
+	for _, row := range r.Instructions {
+		fmt.Printf("\nInstructions per event (callgrind, %s store, %d events of %d KiB one at a time, GOMAXPROCS=1): %.0f\n", row.Store, row.Events, row.PayloadBytes>>10, row.InstructionsPerEvent)
+		for _, f := range row.Top {
+			fmt.Printf("  %5.2f%%  %s\n", f.Percent, f.Function)
+		}
+	}
+	if len(r.Delivery) > 0 {
+		fmt.Println("\nDelivery (sink answering 200; latency from POST to the sink)")
+		fmt.Printf("%-48s %10s %11s %8s %8s %8s %6s\n", "setting", "accepted/s", "delivered/s", "p50 ms", "p99 ms", "RSS MiB", "errors")
+		for _, row := range r.Delivery {
+			fmt.Printf("%-48s %10.0f %11.0f %8.2f %8.2f %8.1f %6d\n", row.Name, row.AcceptedPerSec, row.DeliveredPerSec, row.P50Ms, row.P99Ms, row.PeakRssMiB, row.Errors)
+		}
 	}
 }
