@@ -1,6 +1,8 @@
 package receiver
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -37,14 +39,14 @@ func compileDestinationFilter(f *routing.Filter) *destinationFilter {
 
 // routingValues finds the event's sub-topic and tenant: where the endpoint says, else the
 // X-Pps-Sub-Topic header and the partner's tenant id.
-func routingValues(ep *routing.Endpoint, p *routing.Partner, h http.Header, doc map[string]any) (subType, tenant string, rej *rejection) {
+func routingValues(ep *routing.Endpoint, p *routing.Partner, h http.Header, body []byte) (subType, tenant string, rej *rejection) {
 	subType = h.Get(defaultSubTypeHeader)
 	if src := ep.SubType; src != nil {
-		subType = valueOf(src, h, doc)
+		subType = valueOf(src, h, body)
 	}
 	tenant = p.TenantID
 	if src := ep.Tenant; src != nil {
-		tenant = valueOf(src, h, doc)
+		tenant = valueOf(src, h, body)
 	}
 	for _, v := range [...]struct{ name, value string }{{"sub-topic", subType}, {"tenant", tenant}} {
 		if len(v.value) > maxRoutingValueLength || hasControl(v.value) {
@@ -55,16 +57,16 @@ func routingValues(ep *routing.Endpoint, p *routing.Partner, h http.Header, doc 
 	return subType, tenant, nil
 }
 
-func valueOf(src *routing.ValueSource, h http.Header, doc map[string]any) string {
+func valueOf(src *routing.ValueSource, h http.Header, body []byte) string {
 	if src.Header != "" {
 		return h.Get(src.Header)
 	}
-	return scalar(lookup(doc, src.JSONPath))
+	return bodyValue(body, src.JSONPath)
 }
 
 // routeToDestination decides whether the event goes to the endpoint's destination: when
 // its filter does not take it, the event is kept as Stored with the reason.
-func routeToDestination(rt *routes, ep *routing.Endpoint, ev *store.Event, h http.Header, doc map[string]any) {
+func routeToDestination(rt *routes, ep *routing.Endpoint, ev *store.Event, h http.Header, body []byte) {
 	if ev.Phase != store.PhaseQueued {
 		return
 	}
@@ -76,7 +78,13 @@ func routeToDestination(rt *routes, ep *routing.Endpoint, ev *store.Event, h htt
 		ev.Phase, ev.Reason = store.PhaseStored, reasonFilterUnusable
 		return
 	}
-	in := &filter.Event{Type: ev.Type, SubType: ev.SubType, Tenant: ev.Tenant, Partner: ev.Partner, ID: ev.EventID, Data: doc}
+	in := &filter.Event{Type: ev.Type, SubType: ev.SubType, Tenant: ev.Tenant, Partner: ev.Partner, ID: ev.EventID}
+	if f.compiled.NeedsData() {
+		// Only an expression reads the whole body; decoding it is the costly part.
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		_ = dec.Decode(&in.Data) // parseEvent checked it is one object
+	}
 	if f.compiled.NeedsHeaders() {
 		in.Headers = make(map[string]string, len(h))
 		for k, v := range h {

@@ -1,11 +1,8 @@
 package receiver
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/hookgate/hookgate/internal/filter"
 	"github.com/hookgate/hookgate/internal/routing"
@@ -18,22 +15,19 @@ type parsedEvent struct {
 	typ string
 	// idFromHeader: the id came from a request header rather than the body.
 	idFromHeader bool
-	// doc is the parsed body, for destination filters and value sources.
-	doc map[string]any
+	// body is the raw body, one valid JSON object: values are read out of it in place.
+	body []byte
 }
 
 // parseEvent checks that the body is a JSON object, finds the event id and type where
 // the endpoint's verification scheme puts them (docs/reference.md), and checks the type.
 func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body []byte) (parsedEvent, *rejection) {
-	var doc map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil || doc == nil || dec.More() {
+	if !bodyObject(body) {
 		return parsedEvent{}, reject(http.StatusBadRequest, "invalid_json", "Bad request", "the body must be one JSON object")
 	}
-	id, idSource := eventID(ep, scheme, h, doc)
-	typ, _ := firstValue(scheme.EventType, h, doc)
-	ev := parsedEvent{id: id, typ: typ, idFromHeader: idSource.Header != "", doc: doc}
+	id, idSource := eventID(ep, scheme, h, body)
+	typ, _ := firstValue(scheme.EventType, h, body)
+	ev := parsedEvent{id: id, typ: typ, idFromHeader: idSource.Header != "", body: body}
 	if len(ev.id) > maxEventIDLength {
 		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id is longer than "+itoa(maxEventIDLength)+" bytes")
 	}
@@ -57,55 +51,30 @@ func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body
 	return ev, nil
 }
 
-func eventID(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, doc map[string]any) (string, verify.Source) {
+func eventID(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, doc []byte) (string, verify.Source) {
 	switch {
 	case ep.Idempotency.Header != "":
 		return h.Get(ep.Idempotency.Header), verify.FromHeader(ep.Idempotency.Header)
 	case ep.Idempotency.JSONPath != "":
-		return scalar(lookup(doc, ep.Idempotency.JSONPath)), verify.FromBody(ep.Idempotency.JSONPath)
+		return bodyValue(doc, ep.Idempotency.JSONPath), verify.FromBody(ep.Idempotency.JSONPath)
 	}
 	return firstValue(scheme.EventID, h, doc)
 }
 
 // firstValue is the first of sources that has a value, and that source.
-func firstValue(sources []verify.Source, h http.Header, doc map[string]any) (string, verify.Source) {
+func firstValue(sources []verify.Source, h http.Header, doc []byte) (string, verify.Source) {
 	for _, src := range sources {
 		var v string
 		if src.Header != "" {
 			v = h.Get(src.Header)
 		} else {
-			v = scalar(lookup(doc, src.JSONPath))
+			v = bodyValue(doc, src.JSONPath)
 		}
 		if v != "" {
 			return v, src
 		}
 	}
 	return "", verify.Source{}
-}
-
-// lookup follows a dotted path ("data.id", optionally "$." first) through objects.
-func lookup(doc map[string]any, path string) any {
-	path = strings.TrimPrefix(strings.TrimPrefix(path, "$"), ".")
-	var cur any = doc
-	for _, part := range strings.Split(path, ".") {
-		obj, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = obj[part]
-	}
-	return cur
-}
-
-// scalar renders a string or number; anything else has no id.
-func scalar(v any) string {
-	switch t := v.(type) {
-	case string:
-		return t
-	case json.Number:
-		return t.String()
-	}
-	return ""
 }
 
 // hasControl reports whether s holds an ASCII control character (DEL included).

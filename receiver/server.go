@@ -223,7 +223,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 		return rej
 	}
 
-	subType, tenant, rej := routingValues(ep, partner, r.Header, parsed.doc)
+	subType, tenant, rej := routingValues(ep, partner, r.Header, parsed.body)
 	if rej != nil {
 		return rej
 	}
@@ -232,7 +232,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	// whether the event is queued for it or only stored
 	in := newIngest(ep, partner, parsed, r.Header.Get("Content-Type"), body, now)
 	in.Event.SubType, in.Event.Tenant = subType, tenant
-	routeToDestination(rt, ep, &in.Event, r.Header, parsed.doc)
+	routeToDestination(rt, ep, &in.Event, r.Header, parsed.body)
 	on, window := dedupOn(auth.scheme, ep, parsed, body)
 	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
 	in.QuotaBytes = s.quota(partner)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,71 +42,96 @@ type topFunction struct {
 // faults, lazily built tables, the file's first pages) are not per-event costs.
 const callgrindWarmUp = 200
 
-// measureInstructions runs one receiver under callgrind, sends warm-up events, zeroes the
-// counters, sends `events` events one at a time (so that group commits are the same on
-// every run), dumps the counters and reads them with callgrind_annotate: every thread of
-// the receiver, the store's commit loop and the garbage collector included.
-func measureInstructions(hookgate, work string, partners, events, payload int) (instructionsRow, error) {
+// measureInstructions runs the receiver under callgrind twice, from start to exit: once
+// with the warm-up events alone, once with the warm-up and `events` more, sent one at a
+// time (so that group commits are the same on every run). The difference, per event, is
+// the cost of an event: every thread of the receiver, the store's commit loop and the
+// garbage collector included, start-up and shut-down not. Whole runs, rather than
+// counters zeroed and dumped mid-run, keep callgrind's call stacks consistent, which Go's
+// stack switches otherwise confuse.
+func measureInstructions(hookgate, work, keepDir string, partners, events, payload int) (instructionsRow, error) {
 	for _, tool := range []string{"valgrind", "callgrind_control", "callgrind_annotate"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return instructionsRow{}, fmt.Errorf("%s is needed for instructionsPerEvent (Debian: apt install valgrind): %w", tool, err)
 		}
 	}
-	dir, err := os.MkdirTemp(work, "callgrind-")
+	baseTotal, baseFns, err := callgrindRun(hookgate, work, "", partners, 0, payload)
 	if err != nil {
 		return instructionsRow{}, err
+	}
+	total, fns, err := callgrindRun(hookgate, work, keepDir, partners, events, payload)
+	if err != nil {
+		return instructionsRow{}, err
+	}
+	row := instructionsRow{Store: "embedded", Events: events, PayloadBytes: payload, InstructionsPerEvent: float64(total-baseTotal) / float64(events)}
+	for name, n := range fns {
+		if d := n - baseFns[name]; d > 0 {
+			row.Top = append(row.Top, topFunction{Function: name, Instructions: d / int64(events), Percent: 100 * float64(d) / float64(total-baseTotal)})
+		}
+	}
+	slices.SortFunc(row.Top, func(a, b topFunction) int { return cmp.Compare(b.Instructions, a.Instructions) })
+	row.Top = row.Top[:min(5, len(row.Top))]
+	return row, nil
+}
+
+// callgrindRun is one whole receiver run under callgrind: warm-up, then events, then a
+// clean stop; it returns the total and each function's own instructions.
+func callgrindRun(hookgate, work, keepDir string, partners, events, payload int) (int64, map[string]int64, error) {
+	dir, err := os.MkdirTemp(work, "callgrind-")
+	if err != nil {
+		return 0, nil, err
 	}
 	out := filepath.Join(dir, "callgrind.out")
 	// Go's asynchronous preemption signals trip callgrind's signal bookkeeping; one P
 	// keeps idle Ps from spinning in the scheduler, which under callgrind's serialised
 	// threads would count millions of instructions that the receiver does not spend.
-	p, err := startWrappedReceiver([]string{"valgrind", "--tool=callgrind", "--callgrind-out-file=" + out + ".%p"},
+	p, err := startWrappedReceiver([]string{"valgrind", "--tool=callgrind", "--callgrind-out-file=" + out},
 		hookgate, work, table(partners, ""), []string{"GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1"})
 	if err != nil {
-		return instructionsRow{}, fmt.Errorf("the receiver under callgrind: %w", err)
+		return 0, nil, fmt.Errorf("the receiver under callgrind: %w", err)
 	}
-	defer p.stop()
+	defer func() { _ = p.cmd.Process.Kill(); <-p.done; _ = p.cmd.Wait() }()
 	url := p.url + "/api/webhooks/events"
-	if err := sendSequential(url, "warm", callgrindWarmUp, payload); err != nil {
-		return instructionsRow{}, err
+	err = sendSequential(url, "warm", callgrindWarmUp, payload)
+	if err == nil {
+		err = sendSequential(url, "measured", events, payload)
 	}
-	target := strconv.Itoa(p.cmd.Process.Pid)
-	if err := callgrindControl("-z", target); err != nil {
-		return instructionsRow{}, err
-	}
-	if err := sendSequential(url, "measured", events, payload); err != nil {
-		return instructionsRow{}, err
-	}
-	if err := callgrindControl("-d", target); err != nil {
-		return instructionsRow{}, err
-	}
-	dumps, _ := filepath.Glob(out + ".*.*")
-	if len(dumps) == 0 {
-		return instructionsRow{}, fmt.Errorf("callgrind wrote no dump in %s", dir)
-	}
-	total, top, err := annotate(dumps[len(dumps)-1], 5)
 	if err != nil {
-		return instructionsRow{}, err
+		return 0, nil, err
 	}
-	return instructionsRow{Store: "embedded", Events: events, PayloadBytes: payload, InstructionsPerEvent: float64(total) / float64(events), Top: top}, nil
+	// A dump on request, not at exit: the receiver's signal handling on shutdown trips
+	// callgrind's own.
+	if err := callgrindDump(p.cmd.Process.Pid); err != nil {
+		return 0, nil, err
+	}
+	dumps, _ := filepath.Glob(out + ".*")
+	if len(dumps) == 0 {
+		return 0, nil, fmt.Errorf("callgrind wrote no profile in %s", dir)
+	}
+	slices.Sort(dumps)
+	out = dumps[len(dumps)-1]
+	if keepDir != "" {
+		// The profile stays for callgrind_annotate or kcachegrind.
+		if raw, err := os.ReadFile(out); err == nil && os.MkdirAll(keepDir, 0o755) == nil {
+			_ = os.WriteFile(filepath.Join(keepDir, "callgrind.out"), raw, 0o644) //nolint:gosec // a profile, not a secret
+		}
+	}
+	return annotate(out)
 }
 
-// callgrindControl sends a command to the callgrind'd process; valgrind may run the
-// program under a child of the process we started, so the program's name is the fallback.
-func callgrindControl(command, pid string) error {
+// callgrindDump asks the callgrind'd receiver for its profile so far. valgrind may run
+// the program under a child of the process we started, so the program's name is the
+// fallback.
+func callgrindDump(pid int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "callgrind_control", command, pid).CombinedOutput(); err == nil && !bytes.Contains(out, []byte("not detected")) {
-		return nil
+	for _, target := range []string{strconv.Itoa(pid), "hookgate"} {
+		out, err := exec.CommandContext(ctx, "callgrind_control", "-d", target).CombinedOutput()
+		if err == nil && !bytes.Contains(out, []byte("not detected")) {
+			return nil
+		}
 	}
-	out, err := exec.CommandContext(ctx, "callgrind_control", command, "hookgate").CombinedOutput()
-	if err == nil && bytes.Contains(out, []byte("not detected")) {
-		err = errors.New("no callgrind'd receiver found")
-	}
-	if err != nil {
-		return fmt.Errorf("callgrind_control %s: %w: %s", command, err, out)
-	}
-	return nil
+	return errors.New("callgrind_control -d: no callgrind'd receiver found")
 }
 
 // sendSequential posts n signed events, one at a time; each must be accepted.
@@ -137,21 +164,18 @@ func sendSequential(url, prefix string, n, payload int) error {
 
 var annotateLine = regexp.MustCompile(`^\s*([0-9,]+)\s+\(\s*([0-9.]+)%\)\s+(.*)$`)
 
-// annotate reads a callgrind dump's total and its top functions by exclusive cost.
-func annotate(dump string, top int) (int64, []topFunction, error) {
+// annotate reads a callgrind profile's total and each function's own instructions.
+func annotate(profile string) (int64, map[string]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "callgrind_annotate", "--threshold=100", "--auto=no", dump).Output()
+	out, err := exec.CommandContext(ctx, "callgrind_annotate", "--threshold=100", "--auto=no", profile).Output()
 	if err != nil {
 		return 0, nil, fmt.Errorf("callgrind_annotate: %w", err)
 	}
 	var total int64
-	var fns []topFunction
+	fns := map[string]int64{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		if len(fns) > 0 && strings.TrimSpace(sc.Text()) == "" {
-			break // the end of the function list
-		}
 		m := annotateLine.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
@@ -161,20 +185,17 @@ func annotate(dump string, top int) (int64, []topFunction, error) {
 			total = n
 			continue
 		}
-		if len(fns) < top {
-			pct, _ := strconv.ParseFloat(m[2], 64)
-			name := m[3]
-			if i := strings.LastIndex(name, " ["); i > 0 {
-				name = name[:i]
-			}
-			if i := strings.Index(name, ":"); i > 0 {
-				name = name[i+1:]
-			}
-			fns = append(fns, topFunction{Function: name, Instructions: n, Percent: pct})
+		name := m[3]
+		if i := strings.LastIndex(name, " ["); i > 0 {
+			name = name[:i]
 		}
+		if i := strings.Index(name, ":"); i > 0 {
+			name = name[i+1:]
+		}
+		fns[name] += n
 	}
 	if total == 0 {
-		return 0, nil, fmt.Errorf("callgrind_annotate printed no total for %s", dump)
+		return 0, nil, fmt.Errorf("callgrind_annotate printed no total for %s", profile)
 	}
 	return total, fns, nil
 }

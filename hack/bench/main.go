@@ -131,7 +131,7 @@ func run(cfg config) error {
 	}
 	if cfg.callgrindEvents > 0 {
 		fmt.Fprintf(os.Stderr, "instructions per event (callgrind, %d events of 1 KiB, one at a time)...\n", cfg.callgrindEvents)
-		row, err := measureInstructions(hookgate, work, partners, cfg.callgrindEvents, 1<<10)
+		row, err := measureInstructions(hookgate, work, filepath.Dir(out), partners, cfg.callgrindEvents, 1<<10)
 		if err != nil {
 			return fmt.Errorf("callgrind: %w", err)
 		}

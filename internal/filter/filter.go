@@ -36,6 +36,10 @@ type Compiled struct {
 	headers                  bool
 }
 
+// NeedsData reports whether the filter has an expression, the only part that reads the
+// parsed body.
+func (c *Compiled) NeedsData() bool { return c != nil && c.program != nil }
+
 // NeedsHeaders reports whether the expression reads event.headers, so that callers copy
 // them only then.
 func (c *Compiled) NeedsHeaders() bool { return c != nil && c.headers }

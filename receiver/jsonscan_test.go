@@ -1,0 +1,104 @@
+package receiver
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// lookup and scalar are what bodyValue replaces: a decoded map walked by path. They are
+// the reference bodyValue must agree with.
+func lookup(doc map[string]any, path string) any {
+	path = strings.TrimPrefix(strings.TrimPrefix(path, "$"), ".")
+	var cur any = doc
+	for _, part := range strings.Split(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = obj[part]
+	}
+	return cur
+}
+
+func scalar(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case json.Number:
+		return t.String()
+	}
+	return ""
+}
+
+var scanPaths = []string{"id", "type", "event.type", "event_id", "data.id", "$.data.eventId", "a.b.c"}
+
+func decodedValue(body []byte, path string) (string, bool) {
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	// Decode and More alone let trailing bytes such as "{}}" through: the whole body must
+	// be valid JSON too.
+	if err := dec.Decode(&doc); err != nil || doc == nil || dec.More() || !json.Valid(body) {
+		return "", false
+	}
+	return scalar(lookup(doc, path)), true
+}
+
+func TestBodyValue(t *testing.T) {
+	for _, c := range []struct {
+		body, path, want string
+	}{
+		{`{"id":"evt_1","type":"order.created"}`, "id", "evt_1"},
+		{`{ "id" : 42 , "type":"x"}`, "id", "42"},
+		{`{"id":-1.5e3}`, "id", "-1.5e3"},
+		{`{"event":{"type":"message","x":[1,{"type":"no"}]}}`, "event.type", "message"},
+		{`{"data":{"eventId":"e\u00e9\"x"}}`, "$.data.eventId", "eé\"x"},
+		{`{"id":"first","id":"last"}`, "id", "last"},
+		{`{"\u0069d":"escaped key"}`, "id", "escaped key"},
+		{`{"id":{"nested":true}}`, "id", ""},
+		{`{"id":null}`, "id", ""},
+		{`{"id":true}`, "id", ""},
+		{`{"data":"not an object"}`, "data.id", ""},
+		{`{"s":"a } b ] c , d","id":"after"}`, "id", "after"},
+		{`{}`, "id", ""},
+	} {
+		if !bodyObject([]byte(c.body)) {
+			t.Fatalf("%s is not an object to bodyObject", c.body)
+		}
+		got := bodyValue([]byte(c.body), c.path)
+		want, _ := decodedValue([]byte(c.body), c.path)
+		if got != c.want || got != want {
+			t.Errorf("bodyValue(%s, %s) = %q, want %q (decoded: %q)", c.body, c.path, got, c.want, want)
+		}
+	}
+	for _, bad := range []string{``, `[]`, `null`, `"x"`, `{"a":1}{"b":2}`, `{"a":}`, `{"a":1,}`, `{"a":"\x01"}`} {
+		if bodyObject([]byte(bad)) {
+			t.Errorf("bodyObject(%q) = true", bad)
+		}
+	}
+}
+
+// FuzzBodyValue: on every body, bodyObject agrees with decoding into a map, and
+// bodyValue with looking the path up in it.
+func FuzzBodyValue(f *testing.F) {
+	for _, s := range []string{`{"id":"evt_1","type":"t"}`, `{"event":{"type":"message"}}`, `{"data":{"id":7,"eventId":"x"}}`, `{"id":"a","id":{"b":1}}`, `{"a":{"b":{"c":"\ud83d\ude00"}}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, decodable := decodedValue(body, "id")
+		if bodyObject(body) != decodable {
+			t.Fatalf("bodyObject(%q) = %t, decoding says %t", body, bodyObject(body), decodable)
+		}
+		if !decodable {
+			return
+		}
+		for _, p := range scanPaths {
+			want, _ := decodedValue(body, p)
+			if got := bodyValue(body, p); got != want {
+				t.Fatalf("bodyValue(%q, %s) = %q, decoded %q", body, p, got, want)
+			}
+		}
+	})
+}
