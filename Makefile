@@ -62,7 +62,7 @@ hack/destination-examples/node_modules/.package-lock.json: hack/destination-exam
 .PHONY: test
 test: verify-generated vet $(HELM) node-deps ## Run every test against a real API server (envtest).
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted" >&2; exit 1; fi
-	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" HELM=$(HELM) go test $(GO_TEST_FLAGS) ./...
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" HELM=$(HELM) CONTROLLER_GEN=$(CONTROLLER_GEN) go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_TIME (default 5s) each.

@@ -43,6 +43,9 @@ func NewAuditLogger() *zap.Logger {
 
 func (s *Server) audit(rec *auditRecord, took time.Duration) {
 	s.metrics.observeRequest(rec.route, rec.outcome, rec.reason, rec.status, took)
+	if rec.route == "event" && rec.partner != "" {
+		s.metrics.observePartnerEvent(rec.partner, rec.outcome)
+	}
 	if s.auditLog == nil {
 		return
 	}

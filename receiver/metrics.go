@@ -15,6 +15,7 @@ type Metrics struct {
 	tableSerial   prometheus.Gauge
 	partnerBytes  *prometheus.GaugeVec
 	statusLeader  prometheus.Gauge
+	partnerEvents *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the receiver's metrics.
@@ -41,11 +42,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		partnerBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hookgate_store_partner_bytes", Help: "Payload bytes each partner has stored, against its maxStoredBytes quota.",
 		}, []string{"partner"}),
+		partnerEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookgate_partner_events_total", Help: "Events posted by each authenticated partner (namespace/name), by outcome (accepted, duplicate, rejected).",
+		}, []string{"partner", "outcome"}),
 		statusLeader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hookgate_status_leader", Help: "1 while this replica holds the status Lease (writes WebhookEvents and prunes), else 0.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.commitLatency, m.commitBatch, m.tableSerial, m.partnerBytes, m.statusLeader)
+	reg.MustRegister(m.requests, m.latency, m.commitLatency, m.commitBatch, m.tableSerial, m.partnerBytes, m.statusLeader, m.partnerEvents)
 	return m
 }
 
@@ -55,6 +59,15 @@ func (m *Metrics) observeRequest(route, outcome, reason string, code int, d time
 	}
 	m.requests.WithLabelValues(route, outcome, reason, itoa(int64(code))).Inc()
 	m.latency.WithLabelValues(route, outcome).Observe(d.Seconds())
+}
+
+// observePartnerEvent counts one event request of an authenticated partner: the label
+// values are bounded by the routing table's partners.
+func (m *Metrics) observePartnerEvent(partner, outcome string) {
+	if m == nil {
+		return
+	}
+	m.partnerEvents.WithLabelValues(partner, outcome).Inc()
 }
 
 // ObserveCommit records one group commit.

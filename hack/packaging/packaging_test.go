@@ -288,7 +288,7 @@ func mustConvert(t *testing.T, o *unstructured.Unstructured, into any) {
 
 func TestHelmChart(t *testing.T) {
 	helm := helmBin(t)
-	if err := cluster.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hookgate"}}); err != nil {
+	if err := cluster.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hookgate"}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	everything := []string{"--set", "ingress.enabled=true", "--set", "ingress.className=nginx", "--set", "ingress.host=hooks.example.com",
