@@ -121,6 +121,14 @@ func (s *Server) Handler() http.Handler {
 		case r.URL.Path == pathHealth:
 			rec.route = "health"
 			s.handleHealth(w, rec)
+		case r.URL.Path == pathMe:
+			rec.route = "me"
+			rej = s.handleMe(w, r, rec)
+		case strings.HasPrefix(r.URL.Path, pathEventsRoot):
+			rej = s.handleEventResource(w, r, rec)
+		case r.URL.Path == pathOpenAPI:
+			rec.route = "openapi"
+			s.handleOpenAPI(w, rec)
 		case r.URL.Path == pathJWKS || r.URL.Path == pathDiscovery:
 			rec.route = "keys"
 			rej = s.handleWellKnown(w, r, rec)
@@ -324,25 +332,7 @@ type statusBody struct {
 // handleStatus answers GET /api/webhooks/status?eventId=... for the authenticated
 // partner's own events.
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, rec *auditRecord) *rejection {
-	now := s.now()
-	if r.Method != http.MethodGet {
-		rej := reject(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed", "query the status with GET")
-		rej.allow = http.MethodGet
-		return rej
-	}
-	rt := s.routes.get()
-	if rt == nil {
-		return reject(http.StatusServiceUnavailable, "no_routing_table", "Service unavailable", "the receiver has not loaded its routing table yet; retry later")
-	}
-	partner, rej := partnerByAPIKey(rt, r.Header.Get(verify.HeaderAPIKey), now)
-	if rej != nil {
-		return rej
-	}
-	rec.partner = routing.Key(partner.Namespace, partner.Name)
-	if rej := authorize(rt, nil, partner, rec.clientIP); rej != nil {
-		return rej
-	}
-	if rej := s.limiter.take(partner, now); rej != nil {
+	if _, _, _, rej := s.partnerRequest(r, rec, http.MethodGet); rej != nil {
 		return rej
 	}
 	id := r.URL.Query().Get("eventId")
@@ -358,11 +348,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, rec *audit
 		return storeUnavailable("the status could not be read; retry after the time in Retry-After")
 	}
 	rec.outcome, rec.status, rec.uuid, rec.eventID = outcomeAnswered, http.StatusOK, ev.UUID, ev.EventID
-	writeJSON(w, http.StatusOK, statusBody{
-		UUID: ev.UUID, EventID: ev.EventID, Type: ev.Type, Status: ev.Phase, Attempts: ev.Attempts,
-		LastResponseCode: ev.LastResponseCode, LastError: ev.LastError, Reason: ev.Reason, ReceivedAt: ev.ReceivedAt,
-		NextAttemptAt: ev.NextAttemptAt, DeliveredAt: ev.DeliveredAt,
-	})
+	writeJSON(w, http.StatusOK, statusOf(ev))
 	return nil
 }
 

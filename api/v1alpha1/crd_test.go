@@ -153,6 +153,8 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 		{"secret name is not a DNS name", partner("  credentials: {secretName: Bad_Name}\n"), "spec.credentials.secretName"},
 		{"path outside /api/webhooks/", endpoint("  path: /hooks/orders\n"), "spec.path"},
 		{"reserved status path", endpoint("  path: /api/webhooks/status\n"), "spec.path"},
+		{"reserved partner API path", endpoint("  path: /api/webhooks/events/x\n"), "reserved for the partner API"},
+		{"reserved me path", endpoint("  path: /api/webhooks/me\n"), "reserved for the partner API"},
 		{"unknown verification type", endpoint("  verification: {type: Magic}\n"), "spec.verification.type"},
 		{"JWT without jwt settings", endpoint("  partners: [acme]\n  verification: {type: JWT}\n"), "spec.verification.jwt"},
 		{"JWT without issuer", endpoint("  partners: [acme]\n  verification:\n    type: JWT\n    jwt: {jwksURL: \"https://a.example/jwks\", audience: hookgate}\n"), "spec.verification.jwt.issuer"},

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/cel-go/cel"
@@ -136,7 +137,7 @@ func (c *Compiled) Match(e *Event) (bool, error) {
 	if len(c.subTypes) > 0 && !MatchesPattern(c.subTypes, e.SubType) {
 		return false, nil
 	}
-	if len(c.tenants) > 0 && !contains(c.tenants, e.Tenant) {
+	if len(c.tenants) > 0 && !slices.Contains(c.tenants, e.Tenant) {
 		return false, nil
 	}
 	if c.program == nil {
@@ -200,15 +201,6 @@ func MatchesPattern(patterns []string, v string) bool {
 				return true
 			}
 		} else if p == v {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
 			return true
 		}
 	}

@@ -1,0 +1,231 @@
+package receiver
+
+import (
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/store"
+	"github.com/hookgate/hookgate/receiver/verify"
+)
+
+// openAPI is the partner API's OpenAPI 3 document; docs/openapi.json is the same file
+// (TestOpenAPIDocument keeps them equal).
+//
+//go:embed openapi.json
+var openAPI []byte
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, rec *auditRecord) {
+	rec.outcome, rec.status = outcomeAnswered, http.StatusOK
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(openAPI)
+}
+
+// The partner API (docs/partner-api.md, the OpenAPI document at pathOpenAPI): a partner's
+// own view of hookgate, authenticated, allowlisted, rate limited and audited as the status
+// API is, and scoped to the partner its x-api-key names.
+const (
+	pathMe         = "/api/webhooks/me"
+	pathEventsRoot = "/api/webhooks/events/"
+	pathOpenAPI    = "/api/webhooks/openapi.json"
+)
+
+// partnerRequest runs the partner API's pipeline up to the handler: routing table, API
+// key, allowlist, rate limit. The method must be one of methods.
+func (s *Server) partnerRequest(r *http.Request, rec *auditRecord, methods ...string) (*routes, *routing.Partner, *routing.Credential, *rejection) {
+	now := s.now()
+	allowed := false
+	for _, m := range methods {
+		allowed = allowed || r.Method == m
+	}
+	if !allowed {
+		rej := reject(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed", "use "+strings.Join(methods, " or "))
+		rej.allow = strings.Join(methods, ", ")
+		return nil, nil, nil, rej
+	}
+	rt := s.routes.get()
+	if rt == nil {
+		return nil, nil, nil, reject(http.StatusServiceUnavailable, "no_routing_table", "Service unavailable", "the receiver has not loaded its routing table yet; retry later")
+	}
+	key := r.Header.Get(verify.HeaderAPIKey)
+	partner, rej := partnerByAPIKey(rt, key, now)
+	if rej != nil {
+		return nil, nil, nil, rej
+	}
+	_, cred, _ := rt.table.PartnerByAPIKey(key, now)
+	rec.partner = routing.Key(partner.Namespace, partner.Name)
+	if rej := authorize(rt, nil, partner, rec.clientIP); rej != nil {
+		return nil, nil, nil, rej
+	}
+	if rej := s.limiter.take(partner, now); rej != nil {
+		return nil, nil, nil, rej
+	}
+	return rt, partner, cred, nil
+}
+
+// meBody is GET /api/webhooks/me.
+type meBody struct {
+	Partner        string          `json:"partner"`
+	Namespace      string          `json:"namespace"`
+	KeyPrefix      string          `json:"keyPrefix"`
+	KeyGraceEndsAt *time.Time      `json:"keyGraceEndsAt,omitempty"`
+	RateLimit      rateLimitBody   `json:"rateLimit"`
+	Endpoints      []endpointBrief `json:"endpoints"`
+}
+
+type rateLimitBody struct {
+	RequestsPerSecond int32 `json:"requestsPerSecond"`
+	Burst             int32 `json:"burst"`
+}
+
+type endpointBrief struct {
+	Name         string `json:"name"`
+	Path         string `json:"path"`
+	Verification string `json:"verification"`
+}
+
+func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, rec *auditRecord) *rejection {
+	rt, partner, cred, rej := s.partnerRequest(r, rec, http.MethodGet)
+	if rej != nil {
+		return rej
+	}
+	key := r.Header.Get(verify.HeaderAPIKey)
+	body := meBody{Partner: partner.Name, Namespace: partner.Namespace, KeyPrefix: key[:min(8, len(key))], Endpoints: []endpointBrief{},
+		RateLimit: rateLimitBody{RequestsPerSecond: defaultRequestsPerSecond, Burst: defaultBurst}}
+	if cred != nil {
+		body.KeyGraceEndsAt = cred.NotAfter
+	}
+	if rl := partner.RateLimit; rl != nil {
+		body.RateLimit = rateLimitBody{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst}
+	}
+	for i := range rt.table.Endpoints {
+		e := &rt.table.Endpoints[i]
+		if e.Namespace != partner.Namespace || !e.Verification.Type.UsesPartnerCredentials() || len(e.Partners) > 0 && !slices.Contains(e.Partners, partner.Name) {
+			continue
+		}
+		body.Endpoints = append(body.Endpoints, endpointBrief{Name: e.Name, Path: e.Path, Verification: string(e.Verification.Type)})
+	}
+	rec.outcome, rec.status = outcomeAnswered, http.StatusOK
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+// eventBody is GET /api/webhooks/events/{uuid}: the status, every attempt and the payload.
+type eventBody struct {
+	statusBody
+	Attempts []attemptBody `json:"attemptLog"`
+	// Payload is the body as JSON when it is JSON, else PayloadBase64 holds it.
+	Payload       json.RawMessage `json:"payload,omitempty"`
+	PayloadBase64 string          `json:"payloadBase64,omitempty"`
+}
+
+type attemptBody struct {
+	Number       int32     `json:"number"`
+	StartedAt    time.Time `json:"startedAt"`
+	DurationMs   float64   `json:"durationMs"`
+	ResponseCode int32     `json:"responseCode,omitempty"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// handleEventResource serves GET /api/webhooks/events/{uuid} and POST
+// /api/webhooks/events/{uuid}/retry.
+func (s *Server) handleEventResource(w http.ResponseWriter, r *http.Request, rec *auditRecord) *rejection {
+	rest := strings.TrimPrefix(r.URL.Path, pathEventsRoot)
+	id, action, _ := strings.Cut(rest, "/")
+	switch {
+	case action == "" && id != "":
+		rec.route = "event-detail"
+		return s.handleEventDetail(w, r, rec, id)
+	case action == "retry" && id != "":
+		rec.route = "event-retry"
+		return s.handleRetry(w, r, rec, id)
+	}
+	return reject(http.StatusNotFound, "unknown_path", "Not found", "use /api/webhooks/events/{uuid} or /api/webhooks/events/{uuid}/retry")
+}
+
+// partnerEvent runs the partner API's pipeline and finds the partner's event with this
+// uuid (or event id), or answers why not.
+func (s *Server) partnerEvent(r *http.Request, rec *auditRecord, id, method string) (*store.Event, *rejection) {
+	if _, _, _, rej := s.partnerRequest(r, rec, method); rej != nil {
+		return nil, rej
+	}
+	ev, err := s.findEvent(r.Context(), rec.partner, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, reject(http.StatusNotFound, "unknown_event", "Not found", "no event with this id for this partner")
+	}
+	if err != nil {
+		s.log.Error(err, "reading an event for the partner API")
+		return nil, storeUnavailable("the event could not be read; retry after the time in Retry-After")
+	}
+	rec.uuid, rec.eventID = ev.UUID, ev.EventID
+	return ev, nil
+}
+
+func (s *Server) handleEventDetail(w http.ResponseWriter, r *http.Request, rec *auditRecord, id string) *rejection {
+	ev, rej := s.partnerEvent(r, rec, id, http.MethodGet)
+	if rej != nil {
+		return rej
+	}
+	attempts, err := s.store.Attempts(r.Context(), ev.UUID)
+	if err != nil {
+		return storeUnavailable("the attempts could not be read; retry after the time in Retry-After")
+	}
+	payload, err := s.store.Payload(r.Context(), ev.UUID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeUnavailable("the payload could not be read; retry after the time in Retry-After")
+	}
+	body := eventBody{statusBody: statusOf(ev), Attempts: make([]attemptBody, 0, len(attempts))}
+	for _, a := range attempts {
+		body.Attempts = append(body.Attempts, attemptBody{Number: a.Number, StartedAt: a.StartedAt, DurationMs: float64(a.Duration.Microseconds()) / 1000,
+			ResponseCode: a.ResponseCode, Error: a.Error})
+	}
+	if mt, _, _ := mime.ParseMediaType(ev.ContentType); (mt == "application/json" || strings.HasSuffix(mt, "+json")) && json.Valid(payload) {
+		body.Payload = payload
+	} else if len(payload) > 0 {
+		body.PayloadBase64 = base64.StdEncoding.EncodeToString(payload)
+	}
+	rec.outcome, rec.status = outcomeAnswered, http.StatusOK
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+// handleRetry queues a Failed event again; one still on its way is 409, and so is one
+// that was delivered or has no destination.
+func (s *Server) handleRetry(w http.ResponseWriter, r *http.Request, rec *auditRecord, id string) *rejection {
+	ev, rej := s.partnerEvent(r, rec, id, http.MethodPost)
+	if rej != nil {
+		return rej
+	}
+	if ev.Phase != store.PhaseFailed {
+		return reject(http.StatusConflict, "not_failed", "Conflict", "only a Failed event can be retried; this one is "+ev.Phase)
+	}
+	requeued, err := s.store.Requeue(r.Context(), ev.UUID, s.now())
+	if err != nil {
+		s.log.Error(err, "requeueing an event for the partner API")
+		return storeUnavailable("the event could not be queued again; retry after the time in Retry-After")
+	}
+	if s.onStored != nil {
+		s.onStored()
+	}
+	rec.outcome, rec.status, rec.reason = outcomeAccepted, http.StatusAccepted, "retry"
+	writeJSON(w, http.StatusAccepted, statusOf(requeued))
+	return nil
+}
+
+// statusOf is the status API's view of an event.
+func statusOf(ev *store.Event) statusBody {
+	return statusBody{
+		UUID: ev.UUID, EventID: ev.EventID, Type: ev.Type, Status: ev.Phase, Attempts: ev.Attempts,
+		LastResponseCode: ev.LastResponseCode, LastError: ev.LastError, Reason: ev.Reason, ReceivedAt: ev.ReceivedAt,
+		NextAttemptAt: ev.NextAttemptAt, DeliveredAt: ev.DeliveredAt,
+	}
+}
