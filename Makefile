@@ -54,10 +54,10 @@ envtest: ## Build (once) the kube-apiserver, etcd and kubectl used by the tests.
 	@hack/setup-envtest.sh
 
 .PHONY: node-deps
-node-deps: hack/destination-examples/node_modules/.package-lock.json ## Install the npm packages of the example destinations the tests run.
+node-deps: hack/destination-examples/node_modules/.package-lock.json hack/portal-test/node_modules/.package-lock.json ## Install the npm packages the tests run (example destinations, the portal's browser driver).
 
-hack/destination-examples/node_modules/.package-lock.json: hack/destination-examples/package.json hack/destination-examples/package-lock.json
-	npm ci --prefix hack/destination-examples --no-audit --no-fund --loglevel=error
+hack/%/node_modules/.package-lock.json: hack/%/package.json hack/%/package-lock.json
+	npm ci --prefix hack/$* --no-audit --no-fund --loglevel=error
 
 .PHONY: test
 test: verify-generated vet $(HELM) node-deps ## Run every test against a real API server (envtest).

@@ -78,6 +78,10 @@ In another terminal:
   kubectl get webhookevents -n partners
   bin/hookgate status --partner acme -n partners --url http://127.0.0.1:$LISTEN_PORT evt_123
 
+Partner portal: http://127.0.0.1:$LISTEN_PORT/portal/ — sign in with the demo partner's API key:
+  kubectl get secret -n partners acme-credentials -o jsonpath='{.data.apiKey}' | base64 -d
+(its signing secret, for "Test Webhook Endpoint", is under .data.signingSecret).
+
 Logs: $RUN_DIR/{operator,receiver,audit,sink}.log. Ctrl-C stops everything.
 EOF
 wait -n "${pids[@]}" || true

@@ -45,6 +45,7 @@ func (s *Server) audit(rec *auditRecord, took time.Duration) {
 	s.metrics.observeRequest(rec.route, rec.outcome, rec.reason, rec.status, took)
 	if rec.route == "event" && rec.partner != "" {
 		s.metrics.observePartnerEvent(rec.partner, rec.outcome)
+		s.usage.add(rec.partner, rec.outcome, rec.reason, s.now())
 	}
 	if s.auditLog == nil {
 		return

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +36,8 @@ func (s *Server) handleOpenAPI(w http.ResponseWriter, rec *auditRecord) {
 // API is, and scoped to the partner its x-api-key names.
 const (
 	pathMe         = "/api/webhooks/me"
+	pathUsage      = "/api/webhooks/usage"
+	pathEvents     = "/api/webhooks/events"
 	pathEventsRoot = "/api/webhooks/events/"
 	pathOpenAPI    = "/api/webhooks/openapi.json"
 )
@@ -228,4 +231,74 @@ func statusOf(ev *store.Event) statusBody {
 		LastResponseCode: ev.LastResponseCode, LastError: ev.LastError, Reason: ev.Reason, ReceivedAt: ev.ReceivedAt,
 		NextAttemptAt: ev.NextAttemptAt, DeliveredAt: ev.DeliveredAt,
 	}
+}
+
+// eventsPage is GET /api/webhooks/events.
+type eventsPage struct {
+	Events []eventSummary `json:"events"`
+	// Cursor, when set, fetches the next (older) page as ?cursor=.
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// eventSummary is one event of the log with its deliveries' summary.
+type eventSummary struct {
+	statusBody
+	Deliveries []deliverySummary `json:"deliveries"`
+}
+
+type deliverySummary struct {
+	Destination      string `json:"destination"`
+	Status           string `json:"status"`
+	Attempts         int32  `json:"attempts"`
+	LastResponseCode int32  `json:"lastResponseCode,omitempty"`
+	LastError        string `json:"lastError,omitempty"`
+}
+
+// handleEventList serves a partner's events newest first, filtered by ?status=, ?type=
+// and ?since= (RFC 3339), ?limit= (default 50, at most store.MaxListLimit) at a time,
+// continued with ?cursor=.
+func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request, rec *auditRecord) *rejection {
+	if _, _, _, rej := s.partnerRequest(r, rec, http.MethodGet); rej != nil {
+		return rej
+	}
+	v := r.URL.Query()
+	q := store.ListQuery{Phase: v.Get("status"), Type: v.Get("type"), Before: v.Get("cursor"), Limit: 50}
+	if q.Phase != "" && !slices.Contains([]string{store.PhaseQueued, store.PhaseDelivering, store.PhaseRetrying, store.PhaseDelivered, store.PhaseFailed, store.PhaseStored}, q.Phase) {
+		return reject(http.StatusBadRequest, "invalid_query", "Bad request", "status must be one of Queued, Delivering, Retrying, Delivered, Failed, Stored")
+	}
+	if len(q.Type) > maxEventTypeLength || len(q.Before) > maxEventIDLength {
+		return reject(http.StatusBadRequest, "invalid_query", "Bad request", "type or cursor is too long")
+	}
+	if since := v.Get("since"); since != "" {
+		t, err := time.Parse(time.RFC3339, since)
+		if err != nil {
+			return reject(http.StatusBadRequest, "invalid_query", "Bad request", "since must be an RFC 3339 time such as 2026-12-01T00:00:00Z")
+		}
+		q.Since = t
+	}
+	if limit := v.Get("limit"); limit != "" {
+		n, err := strconv.Atoi(limit)
+		if err != nil || n < 1 || n > store.MaxListLimit {
+			return reject(http.StatusBadRequest, "invalid_query", "Bad request", "limit must be between 1 and "+strconv.Itoa(store.MaxListLimit))
+		}
+		q.Limit = n
+	}
+	evs, cursor, err := s.store.ListEvents(r.Context(), rec.partner, q)
+	if err != nil {
+		s.log.Error(err, "listing a partner's events")
+		return storeUnavailable("the events could not be read; retry after the time in Retry-After")
+	}
+	page := eventsPage{Events: make([]eventSummary, 0, len(evs)), Cursor: cursor}
+	for i := range evs {
+		e := &evs[i]
+		sum := eventSummary{statusBody: statusOf(e), Deliveries: []deliverySummary{}}
+		if e.Phase != store.PhaseStored {
+			sum.Deliveries = append(sum.Deliveries, deliverySummary{Destination: "default", Status: e.Phase, Attempts: e.Attempts,
+				LastResponseCode: e.LastResponseCode, LastError: e.LastError})
+		}
+		page.Events = append(page.Events, sum)
+	}
+	rec.outcome, rec.status = outcomeAnswered, http.StatusOK
+	writeJSON(w, http.StatusOK, page)
+	return nil
 }

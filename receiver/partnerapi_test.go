@@ -3,6 +3,7 @@ package receiver
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -181,5 +182,106 @@ func TestPartnerAPIDocExamples(t *testing.T) {
 		if err != nil || json.Unmarshal(out, &answer) != nil || answer["error"] != nil {
 			t.Errorf("%s: %v\n%s", l, err, out)
 		}
+	}
+}
+
+// TestPartnerEventLog: GET /api/webhooks/events lists the partner's own events newest
+// first with their delivery summaries, filtered by status and type, page by page; another
+// partner's key sees none of them; a bad query is 400.
+func TestPartnerEventLog(t *testing.T) {
+	f := newFixture(t)
+	rcv := startTestReceiver(t, f.table, nil)
+	var uuids []string
+	for i := range 5 {
+		typ := "order.created"
+		if i == 4 {
+			typ = "order.refunded"
+		}
+		body := fmt.Appendf(nil, `{"id":"evt_log_%d","type":%q}`, i, typ)
+		r := do(t, nil, newRequest(t, http.MethodPost, rcv.url+"/api/webhooks/stored", partnerHMACHeaders(acmeKey, acmeSecret, time.Now(), body), body))
+		if r.status != http.StatusAccepted {
+			t.Fatalf("ingest: %d %s", r.status, r.raw)
+		}
+		uuids = append(uuids, r.body["uuid"].(string))
+	}
+	list := func(key, query string) response {
+		t.Helper()
+		return do(t, nil, newRequest(t, http.MethodGet, rcv.url+"/api/webhooks/events"+query, map[string]string{"x-api-key": key}, nil))
+	}
+	ids := func(r response) []string {
+		var out []string
+		evs, _ := r.body["events"].([]any)
+		for _, e := range evs {
+			out = append(out, e.(map[string]any)["uuid"].(string))
+		}
+		return out
+	}
+	all := list(acmeKey, "")
+	if got := ids(all); len(got) != 5 || got[0] != uuids[4] || got[4] != uuids[0] {
+		t.Fatalf("the log: %s", all.raw)
+	}
+	var paged []string
+	cursor := ""
+	for range 5 {
+		page := list(acmeKey, "?limit=2&cursor="+cursor)
+		paged = append(paged, ids(page)...)
+		next, _ := page.body["cursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(paged) != 5 || paged[0] != uuids[4] {
+		t.Fatalf("two at a time: %v", paged)
+	}
+	if got := ids(list(acmeKey, "?type=order.refunded&status=Stored")); len(got) != 1 || got[0] != uuids[4] {
+		t.Fatalf("filtered: %v", got)
+	}
+	if other := list(foreignKey, ""); other.status != http.StatusOK || len(ids(other)) != 0 {
+		t.Fatalf("another partner's log: %d %s", other.status, other.raw)
+	}
+	for _, q := range []string{"?status=Lost", "?limit=0", "?limit=1000", "?since=yesterday"} {
+		if r := list(acmeKey, q); r.status != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", q, r.status, r.raw)
+		}
+	}
+}
+
+// TestPartnerUsage: the partner's requests per day, by outcome and rejection reason, from
+// what was written and what this replica has not written yet; another partner's key
+// sees its own zeros.
+func TestPartnerUsage(t *testing.T) {
+	rcv := startTestReceiver(t, newFixture(t).table, nil)
+	body := []byte(`{"id":"evt_use_1","type":"order.created"}`)
+	for range 2 { // accepted, then a duplicate
+		do(t, nil, newRequest(t, http.MethodPost, rcv.url+"/api/webhooks/stored", partnerHMACHeaders(acmeKey, acmeSecret, time.Now(), body), body))
+	}
+	bad := partnerHMACHeaders(acmeKey, "wrong-secret", time.Now(), body)
+	do(t, nil, newRequest(t, http.MethodPost, rcv.url+"/api/webhooks/stored", bad, body))
+	get := func(key, q string) response {
+		return do(t, nil, newRequest(t, http.MethodGet, rcv.url+"/api/webhooks/usage"+q, map[string]string{"x-api-key": key}, nil))
+	}
+	check := func(when string) {
+		t.Helper()
+		r := get(acmeKey, "?days=3")
+		days, _ := r.body["days"].([]any)
+		if r.status != http.StatusOK || len(days) != 3 {
+			t.Fatalf("%s: %d %s", when, r.status, r.raw)
+		}
+		today := days[2].(map[string]any)
+		if today["accepted"] != float64(1) || today["duplicate"] != float64(1) || today["rejected"] != float64(1) || len(today["rejectedByReason"].(map[string]any)) != 1 {
+			t.Fatalf("%s: today is %v", when, today)
+		}
+	}
+	check("before the counts are written")
+	time.Sleep(usageFlushEvery + time.Second)
+	check("after they are written")
+	other := get(foreignKey, "")
+	days, _ := other.body["days"].([]any)
+	if len(days) != 14 || days[13].(map[string]any)["accepted"] != float64(0) {
+		t.Fatalf("another partner: %s", other.raw)
+	}
+	if r := get(acmeKey, "?days=91"); r.status != http.StatusBadRequest {
+		t.Errorf("days=91: %d", r.status)
 	}
 }

@@ -185,7 +185,7 @@ func TestPipelineOutcomes(t *testing.T) {
 
 		// 404, 405, 413, 415, 400, 422.
 		{name: "unknown path", path: "/api/webhooks/nowhere", body: event("evt_18", "x"), headers: signed(acmeKey, acmeSecret, now), wantStatus: 404, wantError: "Not found"},
-		{name: "GET on an endpoint", method: http.MethodGet, path: "/api/webhooks/events", headers: func([]byte) map[string]string { return nil },
+		{name: "GET on an endpoint", method: http.MethodGet, path: "/api/webhooks/stored", headers: func([]byte) map[string]string { return nil },
 			wantStatus: 405, wantError: "Method not allowed", check: func(t *testing.T, r response) {
 				if r.header.Get("Allow") != "POST" {
 					t.Errorf("Allow = %q", r.header.Get("Allow"))

@@ -24,6 +24,9 @@ func (s *Server) pruneLoop(ctx context.Context, retention time.Duration) error {
 		case <-ticker.C:
 		}
 		now := s.now()
+		if err := s.store.PruneDailyCounts(ctx, store.DayOf(now.Add(-usageRetention))); err != nil {
+			s.log.Error(err, "pruning the partners' daily request counts")
+		}
 		if n, err := s.store.Prune(ctx, pruneCutoff(s.routes.holder.Current(), retention, now), now); err != nil {
 			s.log.Error(err, "pruning the store")
 		} else if n > 0 {

@@ -111,6 +111,7 @@ func Run(ctx context.Context, opts Options) error {
 		goBackground("listen", func(ctx context.Context) error { return listener.Listen(ctx, dispatcher.Wake) })
 	}
 	goBackground("usage", srv.usageLoop)
+	goBackground("daily-counts", srv.usageFlushLoop)
 	prune := func(ctx context.Context) error { return srv.pruneLoop(ctx, opts.StoreRetention) }
 	switch {
 	case opts.KubeConfig == nil:

@@ -49,6 +49,7 @@ type Server struct {
 	onStored       func()
 	publicURL      string
 	jwks           jwksCache
+	usage          *dailyUsage
 }
 
 // Config is what a Server needs.
@@ -97,7 +98,7 @@ func NewServer(cfg Config) *Server {
 		routes: &routeCache{holder: cfg.Holder, env: verify.Env{JWKS: verify.NewJWKSCache(cfg.JWKSClient)}},
 		store:  cfg.Store, trustedProxies: cfg.TrustedProxies, limiter: newRateLimiter(), bodies: newBodyBudget(cfg.MaxInflightBodyBytes), authFailures: newAuthFailureLimiter(), defaultQuota: cfg.DefaultPartnerQuota,
 		auditLog: cfg.AuditLog, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, now: cfg.Now, onStored: cfg.OnStored,
-		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
+		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), usage: newDailyUsage(),
 	}
 }
 
@@ -124,8 +125,18 @@ func (s *Server) Handler() http.Handler {
 		case r.URL.Path == pathMe:
 			rec.route = "me"
 			rej = s.handleMe(w, r, rec)
+		case r.URL.Path == pathEvents && r.Method == http.MethodGet:
+			// GET is the partner's event log; POST stays an endpoint's, if one has the path.
+			rec.route = "event-list"
+			rej = s.handleEventList(w, r, rec)
 		case strings.HasPrefix(r.URL.Path, pathEventsRoot):
 			rej = s.handleEventResource(w, r, rec)
+		case portalRoute(r.URL.Path):
+			rec.route = "portal"
+			rej = s.handlePortal(w, r, rec)
+		case r.URL.Path == pathUsage:
+			rec.route = "usage"
+			rej = s.handleUsage(w, r, rec)
 		case r.URL.Path == pathOpenAPI:
 			rec.route = "openapi"
 			s.handleOpenAPI(w, rec)

@@ -65,12 +65,12 @@ func (t VerificationType) Effective() VerificationType {
 // +kubebuilder:validation:XValidation:rule="!has(self.verification) || self.verification.type in ['PartnerHMAC', 'APIKey'] || (has(self.partners) && size(self.partners) == 1)",message="verification types other than PartnerHMAC and APIKey attribute events to exactly one partner: list exactly one",fieldPath=".partners"
 type WebhookEndpointSpec struct {
 	// path partners POST to, under /api/webhooks/. Defaults to
-	// /api/webhooks/<namespace>/<name>. /api/webhooks/status, /api/webhooks/me,
+	// /api/webhooks/<namespace>/<name>. /api/webhooks/status, /api/webhooks/me, /api/webhooks/usage,
 	// /api/webhooks/openapi.json and paths under /api/webhooks/events/ are reserved.
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^/api/webhooks/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$`
 	// +kubebuilder:validation:XValidation:rule="self != '/api/webhooks/status'",message="/api/webhooks/status is reserved for the status API"
-	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/api/webhooks/events/') && !(self in ['/api/webhooks/me', '/api/webhooks/openapi.json'])",message="/api/webhooks/events/..., /api/webhooks/me and /api/webhooks/openapi.json are reserved for the partner API"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/api/webhooks/events/') && !(self in ['/api/webhooks/me', '/api/webhooks/usage', '/api/webhooks/openapi.json'])",message="/api/webhooks/events/..., /api/webhooks/me, /api/webhooks/usage and /api/webhooks/openapi.json are reserved for the partner API"
 	// +optional
 	Path string `json:"path,omitempty"`
 

@@ -69,7 +69,8 @@ func OpenBolt(dir string, observe CommitObserver) (*Bolt, error) {
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		countUsage := tx.Bucket(bucketUsage) == nil
-		for _, b := range [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage, bucketLeases} {
+		indexPartners := tx.Bucket(bucketByPartner) == nil
+		for _, b := range [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage, bucketLeases, bucketByPartner} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -79,6 +80,12 @@ func OpenBolt(dir string, observe CommitObserver) (*Bolt, error) {
 		}
 		if err := releaseDeadLeases(tx); err != nil {
 			return err
+		}
+		if indexPartners {
+			// A file from before the partner API's listing: index what it holds.
+			if err := buildPartnerIndex(tx); err != nil {
+				return err
+			}
 		}
 		if countUsage {
 			// A file from before per-partner quotas: count what each partner stores.
@@ -241,6 +248,9 @@ func (s *Bolt) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
 			return err
 		}
 		if err := tx.Bucket(bucketByID).Put(byIDKey(in.Event.PartnerKey(), in.Event.EventID, in.Event.UUID), nil); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketByPartner).Put(byPartnerKey(in.Event.PartnerKey(), in.Event.UUID), nil); err != nil {
 			return err
 		}
 		if in.Event.Phase == PhaseQueued {
@@ -422,7 +432,7 @@ func deleteEvent(tx *bolt.Tx, e *Event) error {
 	for _, del := range []struct {
 		bucket []byte
 		key    []byte
-	}{{bucketEvents, []byte(e.UUID)}, {bucketPayloads, []byte(e.UUID)}, {bucketByID, byIDKey(e.PartnerKey(), e.EventID, e.UUID)}, {bucketReflect, []byte(e.UUID)}} {
+	}{{bucketEvents, []byte(e.UUID)}, {bucketPayloads, []byte(e.UUID)}, {bucketByID, byIDKey(e.PartnerKey(), e.EventID, e.UUID)}, {bucketByPartner, byPartnerKey(e.PartnerKey(), e.UUID)}, {bucketReflect, []byte(e.UUID)}} {
 		if err := tx.Bucket(del.bucket).Delete(del.key); err != nil {
 			return err
 		}

@@ -193,3 +193,30 @@ func TestReopenReleasesDeadClaims(t *testing.T) {
 		t.Fatalf("after reopening, Claim = %d (%v): the dead claim still holds", len(evs), err)
 	}
 }
+
+// A file from before the partner API's listing gets its partner index when it is opened.
+func TestPartnerIndexIsBuiltForAnOldFile(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := s.Ingest(t.Context(), ingest("u1", "e1", now, PhaseQueued)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketByPartner) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = OpenBolt(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	evs, _, err := s.ListEvents(t.Context(), "ns/acme", ListQuery{Limit: 10})
+	if err != nil || len(evs) != 1 || evs[0].UUID != "u1" {
+		t.Fatalf("after reopening: %v (%v), want u1 listed", evs, err)
+	}
+}

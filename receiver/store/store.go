@@ -205,6 +205,15 @@ type Store interface {
 	// Token and SetToken keep small named values (handled redelivery annotations).
 	Token(ctx context.Context, name string) (string, error)
 	SetToken(ctx context.Context, name, value string) error
+	// ListEvents is a page of a partner's events, newest first, and the cursor of the
+	// next page ("" at the end).
+	ListEvents(ctx context.Context, partnerKey string, q ListQuery) ([]Event, string, error)
+	// AddDailyCounts adds request counts to each partner's per-day totals; DailyCounts
+	// reads a partner's from sinceDay (YYYY-MM-DD) on, oldest first; PruneDailyCounts
+	// drops the days before beforeDay.
+	AddDailyCounts(ctx context.Context, counts []DailyCount) error
+	DailyCounts(ctx context.Context, partnerKey, sinceDay string) ([]DailyCount, error)
+	PruneDailyCounts(ctx context.Context, beforeDay string) error
 	// Healthy is nil while the store can write.
 	Healthy() error
 	Close() error

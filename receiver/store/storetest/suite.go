@@ -48,6 +48,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Due", h.testDue)
 	t.Run("Queues", h.testQueues)
 	t.Run("Claims", h.testClaims)
+	t.Run("ListEvents", h.testListEvents)
+	t.Run("DailyCounts", h.testDailyCounts)
 	t.Run("RecordAttempt", h.testRecordAttempt)
 	t.Run("Attempts", h.testAttempts)
 	t.Run("Requeue", h.testRequeue)

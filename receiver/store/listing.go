@@ -1,0 +1,102 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ListQuery selects a partner's events for the partner API, newest first.
+type ListQuery struct {
+	// Phase and Type, when set, must match exactly.
+	Phase, Type string
+	// Since, when set, excludes events received before it.
+	Since time.Time
+	// Before is the cursor: only events older than this uuid (the last one of the
+	// previous page).
+	Before string
+	// Limit bounds the page (1 – MaxListLimit).
+	Limit int
+}
+
+// MaxListLimit bounds a page; maxListScan bounds the index entries one call looks at, so
+// that a selective filter over a large history costs a bounded read and hands back a
+// cursor to go on from.
+const (
+	MaxListLimit = 200
+	maxListScan  = 5000
+)
+
+// Matches reports whether e passes the query's filters (not the cursor).
+func (q ListQuery) Matches(e *Event) bool {
+	return (q.Phase == "" || e.Phase == q.Phase) && (q.Type == "" || e.Type == q.Type) && (q.Since.IsZero() || !e.ReceivedAt.Before(q.Since))
+}
+
+// bucketByPartner lists each partner's events in uuid (time) order:
+// partnerKey \x00 uuid -> nil.
+var bucketByPartner = []byte("bypartner")
+
+func byPartnerKey(partnerKey, uuid string) []byte { return []byte(partnerKey + "\x00" + uuid) }
+
+// ListEvents implements Store.
+func (s *Bolt) ListEvents(_ context.Context, partnerKey string, q ListQuery) ([]Event, string, error) {
+	var out []Event
+	next := ""
+	err := s.db.View(func(tx *bolt.Tx) error {
+		out, next = out[:0], ""
+		prefix := []byte(partnerKey + "\x00")
+		c := tx.Bucket(bucketByPartner).Cursor()
+		// Seek lands on the first key at or after target (the cursor itself, or past the
+		// partner's last key): the page starts one step back.
+		target := append([]byte(partnerKey), 0x01)
+		if q.Before != "" {
+			target = byPartnerKey(partnerKey, q.Before)
+		}
+		k, _ := c.Seek(target)
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+			uuid := string(k[len(prefix):])
+			if scanned++; scanned > maxListScan {
+				next = uuid
+				return nil
+			}
+			e, err := getEvent(tx, uuid)
+			if err != nil {
+				continue // pruned while indexed: nothing to show
+			}
+			if !q.Since.IsZero() && e.ReceivedAt.Before(q.Since) {
+				return nil // older ones follow
+			}
+			if !q.Matches(e) {
+				continue
+			}
+			out = append(out, *e)
+			if len(out) == q.Limit {
+				next = uuid
+				return nil
+			}
+		}
+		return nil
+	})
+	return out, next, err
+}
+
+// buildPartnerIndex indexes the events of a file from before the partner API.
+func buildPartnerIndex(tx *bolt.Tx) error {
+	idx := tx.Bucket(bucketByPartner)
+	return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+		var e Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("event %s is unreadable: %w", k, err)
+		}
+		return idx.Put(byPartnerKey(e.PartnerKey(), e.UUID), nil)
+	})
+}
