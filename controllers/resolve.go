@@ -50,6 +50,10 @@ func resolvePartner(ctx context.Context, r client.Reader, pol Policy, p *hookgat
 		IPAllowlist: p.Spec.IPAllowlist,
 		TenantID:    p.Spec.TenantID,
 	}
+	if t := p.Status.CredentialsRotatedAt; t != nil {
+		rotated := t.UTC()
+		entry.RotatedAt = &rotated
+	}
 	if notAfter, ok := previousNotAfter(&secret); ok && now.Before(notAfter) {
 		prevKey, prevSigning := string(secret.Data[hookgatev1alpha1.SecretKeyPreviousAPIKey]), string(secret.Data[hookgatev1alpha1.SecretKeyPreviousSigningSecret])
 		if prevKey != "" && prevSigning != "" {

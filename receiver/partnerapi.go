@@ -77,12 +77,16 @@ func (s *Server) partnerRequest(r *http.Request, rec *auditRecord, methods ...st
 
 // meBody is GET /api/webhooks/me.
 type meBody struct {
-	Partner        string          `json:"partner"`
-	Namespace      string          `json:"namespace"`
-	KeyPrefix      string          `json:"keyPrefix"`
-	KeyGraceEndsAt *time.Time      `json:"keyGraceEndsAt,omitempty"`
-	RateLimit      rateLimitBody   `json:"rateLimit"`
-	Endpoints      []endpointBrief `json:"endpoints"`
+	Partner        string     `json:"partner"`
+	Namespace      string     `json:"namespace"`
+	KeyPrefix      string     `json:"keyPrefix"`
+	KeyGraceEndsAt *time.Time `json:"keyGraceEndsAt,omitempty"`
+	// RotatedAt is the last rotation of the partner's credentials; PreviousKeyValidUntil
+	// is when the previous key stops working, while it still does.
+	RotatedAt             *time.Time      `json:"rotatedAt,omitempty"`
+	PreviousKeyValidUntil *time.Time      `json:"previousKeyValidUntil,omitempty"`
+	RateLimit             rateLimitBody   `json:"rateLimit"`
+	Endpoints             []endpointBrief `json:"endpoints"`
 }
 
 type rateLimitBody struct {
@@ -106,6 +110,12 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, rec *auditReco
 		RateLimit: rateLimitBody{RequestsPerSecond: defaultRequestsPerSecond, Burst: defaultBurst}}
 	if cred != nil {
 		body.KeyGraceEndsAt = cred.NotAfter
+	}
+	body.RotatedAt = partner.RotatedAt
+	for i := range partner.Credentials {
+		if na := partner.Credentials[i].NotAfter; na != nil && s.now().Before(*na) {
+			body.PreviousKeyValidUntil = na
+		}
 	}
 	if rl := partner.RateLimit; rl != nil {
 		body.RateLimit = rateLimitBody{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst}

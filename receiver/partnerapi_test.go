@@ -39,6 +39,9 @@ func TestPartnerAPI(t *testing.T) {
 	if eps, _ := me.body["endpoints"].([]any); len(eps) < 3 {
 		t.Fatalf("me lists %d endpoints: %s", len(eps), me.raw)
 	}
+	if me.body["previousKeyValidUntil"] == nil {
+		t.Errorf("me: %s; want previousKeyValidUntil (acme has a previous key in its grace period)", me.raw)
+	}
 	if grace := get(acmeGraceKey, "/api/webhooks/me"); grace.body["keyGraceEndsAt"] == nil {
 		t.Errorf("me with the previous key: %s; want keyGraceEndsAt", grace.raw)
 	}

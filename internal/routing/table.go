@@ -50,6 +50,8 @@ type Partner struct {
 	MaxStoredBytes int64 `json:"maxStored,omitempty"`
 	// TenantID is sent to destinations in <prefix>Tenant-Id.
 	TenantID string `json:"tenant,omitempty"`
+	// RotatedAt is when the partner's credentials last changed (the partner API's key view).
+	RotatedAt *time.Time `json:"rotatedAt,omitempty"`
 }
 
 // Credential is one API key (as a hash) and signing secret.

@@ -71,6 +71,8 @@ function showKey(me) {
   add('Partner', me.namespace + '/' + me.partner);
   add('Key', me.keyPrefix + '…');
   add('Key valid until', me.keyGraceEndsAt ? me.keyGraceEndsAt + ' (a previous key in its rotation grace period)' : 'no end: the current key');
+  add('Credentials rotated', me.rotatedAt || 'never');
+  add('Previous key', me.previousKeyValidUntil ? 'still valid until ' + me.previousKeyValidUntil : 'none');
   add('Rate limit', me.rateLimit.requestsPerSecond + ' requests/s, burst ' + me.rateLimit.burst);
 }
 
