@@ -17,7 +17,8 @@ func identify(rt *routes, auth *endpointAuth, h http.Header, now time.Time) (*ro
 	if auth == nil || auth.scheme.Credentials != verify.PartnerCredentials {
 		return nil, nil
 	}
-	return partnerByAPIKey(rt, h.Get(verify.HeaderAPIKey), now)
+	partner, _, rej := partnerByAPIKey(rt, h.Get(verify.HeaderAPIKey), now)
+	return partner, rej
 }
 
 // authenticate runs the endpoint's verification scheme and returns the partner the
@@ -43,15 +44,16 @@ func (s *Server) authenticate(ctx context.Context, rt *routes, ep *routing.Endpo
 	return partner, unauthorized(auth.verifier.Verify(ctx, &req))
 }
 
-func partnerByAPIKey(rt *routes, key string, now time.Time) (*routing.Partner, *rejection) {
+// partnerByAPIKey is the partner a key names, and which of its credentials the key is.
+func partnerByAPIKey(rt *routes, key string, now time.Time) (*routing.Partner, *routing.Credential, *rejection) {
 	if key == "" {
-		return nil, reject(http.StatusUnauthorized, verify.ReasonMissingHeader, "Unauthorized", "header x-api-key is required")
+		return nil, nil, reject(http.StatusUnauthorized, verify.ReasonMissingHeader, "Unauthorized", "header x-api-key is required")
 	}
-	partner, _, ok := rt.table.PartnerByAPIKey(key, now)
+	partner, cred, ok := rt.table.PartnerByAPIKey(key, now)
 	if !ok {
-		return nil, reject(http.StatusUnauthorized, verify.ReasonUnknownKey, "Unauthorized", "the API key is not valid")
+		return nil, nil, reject(http.StatusUnauthorized, verify.ReasonUnknownKey, "Unauthorized", "the API key is not valid")
 	}
-	return partner, nil
+	return partner, cred, nil
 }
 
 func endpointPartner(rt *routes, ep *routing.Endpoint) *routing.Partner {

@@ -59,12 +59,10 @@ func (s *Server) partnerRequest(r *http.Request, rec *auditRecord, methods ...st
 	if rt == nil {
 		return nil, nil, nil, reject(http.StatusServiceUnavailable, "no_routing_table", "Service unavailable", "the receiver has not loaded its routing table yet; retry later")
 	}
-	key := r.Header.Get(verify.HeaderAPIKey)
-	partner, rej := partnerByAPIKey(rt, key, now)
+	partner, cred, rej := partnerByAPIKey(rt, r.Header.Get(verify.HeaderAPIKey), now)
 	if rej != nil {
 		return nil, nil, nil, rej
 	}
-	_, cred, _ := rt.table.PartnerByAPIKey(key, now)
 	rec.partner = routing.Key(partner.Namespace, partner.Name)
 	if rej := authorize(rt, nil, partner, rec.clientIP); rej != nil {
 		return nil, nil, nil, rej

@@ -69,13 +69,18 @@ func (s *Server) flushUsage(ctx context.Context) {
 	counts := s.usage.take()
 	if err := s.store.AddDailyCounts(ctx, counts); err != nil {
 		s.log.Error(err, "writing the partners' daily request counts; kept for the next try")
-		for _, c := range counts {
-			s.usage.mu.Lock()
-			k := c
-			k.N = 0
-			s.usage.pending[k] += c.N
-			s.usage.mu.Unlock()
-		}
+		s.usage.putBack(counts)
+	}
+}
+
+// putBack returns counts that could not be written to the pending ones.
+func (u *dailyUsage) putBack(counts []store.DailyCount) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, c := range counts {
+		n := c.N
+		c.N = 0
+		u.pending[c] += n
 	}
 }
 

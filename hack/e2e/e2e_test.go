@@ -69,24 +69,9 @@ func TestEndToEnd(t *testing.T) {
 
 	receiverAddr := freePort(t)
 	start := func(name string, extraEnv []string, args ...string) {
-		log, err := os.Create(filepath.Join(dir, name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(append(os.Environ(), env...), extraEnv...)
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			_ = cmd.Wait()
-			if t.Failed() {
-				raw, _ := os.ReadFile(log.Name())
-				t.Logf("%s log:\n%s", name, raw)
-			}
-		})
+		r := newReplica(t, dir, name, append(append(os.Environ(), env...), extraEnv...), args...)
+		r.start(t, bin)
+		t.Cleanup(func() { r.stop(); r.logOnFailure(t) })
 	}
 	start("operator", nil, "operator", "--receiver-namespace", "hookgate-system", "--shared-path-namespaces", "partners", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
 	start("receiver", []string{"POD_NAME=receiver-0"}, "receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, "data"),

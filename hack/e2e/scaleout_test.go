@@ -41,6 +41,24 @@ type replica struct {
 	exited           chan struct{}
 }
 
+// newReplica prepares a process whose output goes to <dir>/<name>.log.
+func newReplica(t *testing.T, dir, name string, env []string, args ...string) *replica {
+	t.Helper()
+	log, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &replica{name: name, env: env, log: log, args: args}
+}
+
+// logOnFailure prints the end of the process's log when the test failed.
+func (r *replica) logOnFailure(t *testing.T) {
+	if t.Failed() {
+		raw, _ := os.ReadFile(r.log.Name())
+		t.Logf("%s log (last 4 KB):\n%s", r.name, tail(raw, 4096))
+	}
+}
+
 func (r *replica) start(t *testing.T, bin string) {
 	t.Helper()
 	cmd := exec.Command(bin, r.args...)
@@ -104,40 +122,27 @@ func TestScaleOut(t *testing.T) {
 	}))
 	defer sink.Close()
 
-	operatorLog, err := os.Create(filepath.Join(dir, "operator.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	operator := &replica{name: "operator", env: env, log: operatorLog, args: []string{"operator", "--receiver-namespace", "hookgate-system",
-		"--shared-path-namespaces", "partners", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0"}}
+	operator := newReplica(t, dir, "operator", env, "operator", "--receiver-namespace", "hookgate-system",
+		"--shared-path-namespaces", "partners", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
 	operator.start(t, bin)
-	defer operator.stop()
+	defer func() { operator.stop(); operator.logOnFailure(t) }()
 
 	replicas := make([]*replica, 3)
 	for i := range replicas {
 		name := fmt.Sprintf("receiver-%d", i)
-		log, err := os.Create(filepath.Join(dir, name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
 		listen, probe := freePort(t), freePort(t)
-		r := &replica{name: name, url: "http://" + listen, probe: "http://" + probe, log: log,
-			env: append(env, "POD_NAME="+name, "HOOKGATE_DATABASE_URL="+dsn),
-			args: []string{"receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, name),
-				"--listen", listen, "--probe-listen", probe, "--destination-allow-cidrs", "127.0.0.0/8,::1/128",
-				"--max-events-per-namespace", "100000"}}
+		r := newReplica(t, dir, name, append(env, "POD_NAME="+name, "HOOKGATE_DATABASE_URL="+dsn),
+			"receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, name),
+			"--listen", listen, "--probe-listen", probe, "--destination-allow-cidrs", "127.0.0.0/8,::1/128",
+			"--max-events-per-namespace", "100000")
+		r.url, r.probe = "http://"+listen, "http://"+probe
 		r.start(t, bin)
 		replicas[i] = r
 	}
 	defer func() {
 		for _, r := range replicas {
 			r.stop()
-		}
-		if t.Failed() {
-			for _, f := range append([]*os.File{operatorLog}, replicas[0].log, replicas[1].log, replicas[2].log) {
-				raw, _ := os.ReadFile(f.Name())
-				t.Logf("%s (last 4 KB):\n%s", filepath.Base(f.Name()), tail(raw, 4096))
-			}
+			r.logOnFailure(t)
 		}
 	}()
 
