@@ -163,6 +163,9 @@ func (s *Bolt) commit(batch []*writeOp) {
 		} else {
 			s.lastErr.Store(nil)
 		}
+		// Observed before anyone is answered, so that a caller who got its answer also
+		// sees its commit counted.
+		s.observe(time.Since(started), len(batch))
 		for i, op := range batch {
 			switch {
 			case failed[i] != nil:
@@ -171,7 +174,6 @@ func (s *Bolt) commit(batch []*writeOp) {
 				op.done <- err
 			}
 		}
-		s.observe(time.Since(started), len(batch))
 		return
 	}
 }
