@@ -129,6 +129,9 @@ func resolveEndpoint(ctx context.Context, r client.Reader, pol Policy, e *hookga
 	}
 	if token := e.Annotations[hookgatev1alpha1.AnnotationRedeliverFailed]; token != "" {
 		entry.Annotations = map[string]string{hookgatev1alpha1.AnnotationRedeliverFailed: token}
+		if dest := e.Annotations[hookgatev1alpha1.AnnotationRedeliverDestination]; dest != "" {
+			entry.Annotations[hookgatev1alpha1.AnnotationRedeliverDestination] = dest
+		}
 	}
 	if v.SecretRef != nil {
 		secret, err := secretValue(ctx, r, pol, e.Namespace, v.SecretRef.Name, orDefault(v.SecretRef.Key, hookgatev1alpha1.SecretKeyDefault))
@@ -155,12 +158,18 @@ func resolveEndpoint(ctx context.Context, r client.Reader, pol Policy, e *hookga
 	} else {
 		entry.Idempotency.Window = routing.Duration(72 * time.Hour)
 	}
-	if d := e.Spec.Destination; d != nil {
+	// The shorthand stays in Destination, which receivers of the release before fan-out
+	// read; a list goes to Destinations.
+	for _, d := range e.Spec.AllDestinations() {
 		dest, err := resolveDestination(ctx, r, pol, e, d)
 		if err != nil {
 			return nil, err
 		}
-		entry.Destination = dest
+		if e.Spec.Destination != nil {
+			entry.Destination = dest
+		} else {
+			entry.Destinations = append(entry.Destinations, dest)
+		}
 	}
 	return entry, nil
 }
@@ -191,7 +200,10 @@ func resolveDestination(ctx context.Context, r client.Reader, pol Policy, e *hoo
 		dest.URL = fmt.Sprintf("http://%s.%s.svc:%d%s", s.Name, e.Namespace, s.Port, orDefault(s.Path, "/"))
 		dest.Service = true
 	}
-	dest.Name = hookgatev1alpha1.DefaultDestinationName
+	dest.Name = d.NameOrDefault()
+	if rp := d.Retry; rp != nil {
+		dest.Retry = &routing.Retry{MaxAttempts: max(rp.MaxAttempts, 1), InitialBackoff: durationOr(rp.InitialBackoff, 5*time.Second), MaxBackoff: durationOr(rp.MaxBackoff, time.Hour)}
+	}
 	dest.MetadataPrefix = "X-Hookgate-"
 	if m := d.MetadataHeaders; m != nil {
 		dest.MetadataPrefix = m.Prefix

@@ -41,81 +41,140 @@ func signingGrace(d *hookgatev1alpha1.Destination) time.Duration {
 	return 24 * time.Hour
 }
 
-func secretSigningType(s *corev1.Secret) hookgatev1alpha1.SigningType {
-	if t := s.Annotations[annotationSigningType]; t != "" {
-		return hookgatev1alpha1.SigningType(t)
-	}
-	return hookgatev1alpha1.SigningStandardWebhooks
+// signingSlot is where one destination's key lives in the endpoint's signing Secret,
+// with the annotations that describe it, and where its public keys go in the ConfigMap:
+// the default destination's under the names used before fan-out, another's under names
+// made of its own (destination names are DNS labels of at most 40 characters, so every
+// one is a valid Secret key and annotation name).
+type signingSlot struct {
+	destination                                    string
+	current, previous                              string // Secret data keys
+	typeAnnotation, madeAtAnnotation               string
+	previousNotAfterAnnotation, rotationAnnotation string
+	currentPEM, previousPEM                        string // ConfigMap keys
 }
 
-// ensureSigning makes, converts and rotates the destination's key in <name>-signing:
-// created when absent, replaced when the signing type changed, rotated (the current key
+func slotOf(destination string) signingSlot {
+	if destination == hookgatev1alpha1.DefaultDestinationName {
+		return signingSlot{
+			destination: destination, current: hookgatev1alpha1.SecretKeyDefault, previous: hookgatev1alpha1.SecretKeyPreviousSigning,
+			typeAnnotation: annotationSigningType, madeAtAnnotation: annotationKeyMadeAt,
+			previousNotAfterAnnotation: annotationPreviousNotAfter, rotationAnnotation: annotationRotationHandled,
+			currentPEM: "public.pem", previousPEM: "previous.pem",
+		}
+	}
+	suffix := "." + destination
+	return signingSlot{
+		destination: destination, current: destination, previous: destination + ".previous",
+		typeAnnotation: annotationSigningType + suffix, madeAtAnnotation: annotationKeyMadeAt + suffix,
+		previousNotAfterAnnotation: annotationPreviousNotAfter + suffix, rotationAnnotation: annotationRotationHandled + suffix,
+		currentPEM: destination + ".pem", previousPEM: destination + ".previous.pem",
+	}
+}
+
+func (sl signingSlot) signingType(s *corev1.Secret) hookgatev1alpha1.SigningType {
+	if t := s.Annotations[sl.typeAnnotation]; t != "" {
+		return hookgatev1alpha1.SigningType(t)
+	}
+	return hookgatev1alpha1.SigningStandardWebhooks // Secrets from before the annotation
+}
+
+func (sl signingSlot) previousNotAfter(s *corev1.Secret) (time.Time, bool) {
+	v, ok := s.Annotations[sl.previousNotAfterAnnotation]
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
+}
+
+func (sl signingSlot) dropPrevious(s *corev1.Secret) {
+	delete(s.Data, sl.previous)
+	delete(s.Annotations, sl.previousNotAfterAnnotation)
+}
+
+// signedDestinations are the endpoint's destinations that sign their deliveries.
+func signedDestinations(e *hookgatev1alpha1.WebhookEndpoint) []*hookgatev1alpha1.Destination {
+	var out []*hookgatev1alpha1.Destination
+	for _, d := range e.Spec.AllDestinations() {
+		if d.SigningTypeOf() != hookgatev1alpha1.SigningNone {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// ensureSigning makes, converts and rotates each destination's key in <name>-signing:
+// created when absent, replaced when its signing type changed, rotated (the current key
 // kept as "previous" for the grace period) when hookgate.io/rotate-signing takes a new
-// value, and the previous key dropped once its grace period is over. It returns the
-// Secret (nil when deliveries are unsigned) and when to look again.
+// value, and the previous key dropped once its grace period is over; the keys of
+// destinations no longer in the spec are removed. It returns the Secret (nil when no
+// destination signs) and when to look again.
 func (r *WebhookEndpointReconciler) ensureSigning(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint, now time.Time) (*corev1.Secret, time.Duration, error) {
-	d := e.Spec.Destination
-	if d == nil || d.SigningTypeOf() == hookgatev1alpha1.SigningNone {
+	signed := signedDestinations(e)
+	if len(signed) == 0 {
 		return nil, 0, nil
 	}
-	want := d.SigningTypeOf()
 	token := e.Annotations[hookgatev1alpha1.AnnotationRotateSigning]
 	var secret corev1.Secret
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: e.Namespace, Name: e.SigningSecretName()}, &secret)
-	if apierrors.IsNotFound(err) {
-		return r.createSigningSecret(ctx, e, want, token, now)
-	}
-	if err != nil {
+	creating := apierrors.IsNotFound(err)
+	if err != nil && !creating {
 		return nil, 0, err
 	}
-	if secret.Labels[hookgatev1alpha1.LabelManagedBy] != hookgatev1alpha1.ManagedByValue {
+	if !creating && secret.Labels[hookgatev1alpha1.LabelManagedBy] != hookgatev1alpha1.ManagedByValue {
 		return &secret, 0, nil // made by a user: theirs to change
 	}
 	updated := secret.DeepCopy()
+	if creating {
+		updated = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: e.SigningSecretName(), Namespace: e.Namespace,
+				Labels: map[string]string{
+					hookgatev1alpha1.LabelManagedBy: hookgatev1alpha1.ManagedByValue,
+					hookgatev1alpha1.LabelEndpoint:  hookgatev1alpha1.LabelValue(e.Name),
+				},
+			},
+			Type: corev1.SecretTypeOpaque,
+		}
+		if err := controllerutil.SetControllerReference(e, updated, r.Client.Scheme()); err != nil {
+			return nil, 0, err
+		}
+	}
 	if updated.Annotations == nil {
 		updated.Annotations = map[string]string{}
 	}
+	if updated.Data == nil {
+		updated.Data = map[string][]byte{}
+	}
 	changed := false
-	switch {
-	case secretSigningType(updated) != want:
-		key, err := newSigningKey(want)
-		if err != nil {
-			return nil, 0, err
-		}
-		dropPreviousSigning(updated)
-		updated.Data[hookgatev1alpha1.SecretKeyDefault] = key
-		updated.Annotations[annotationSigningType] = string(want)
-		updated.Annotations[annotationRotationHandled] = token
-		updated.Annotations[annotationKeyMadeAt] = now.UTC().Format(time.RFC3339)
-		r.Recorder.Eventf(e, nil, corev1.EventTypeNormal, "SigningKeyReplaced", "Rotate", "signing type is now %s: new key in Secret %q", want, secret.Name)
-		changed = true
-	case token != "" && token != updated.Annotations[annotationRotationHandled]:
-		key, err := newSigningKey(want)
-		if err != nil {
-			return nil, 0, err
-		}
-		grace := signingGrace(d)
-		dropPreviousSigning(updated)
-		if grace > 0 {
-			updated.Data[hookgatev1alpha1.SecretKeyPreviousSigning] = updated.Data[hookgatev1alpha1.SecretKeyDefault]
-			updated.Annotations[annotationPreviousNotAfter] = now.Add(grace).UTC().Format(time.RFC3339Nano)
-		}
-		updated.Data[hookgatev1alpha1.SecretKeyDefault] = key
-		updated.Annotations[annotationRotationHandled] = token
-		updated.Annotations[annotationKeyMadeAt] = now.UTC().Format(time.RFC3339)
-		r.Recorder.Eventf(e, nil, corev1.EventTypeNormal, "SigningKeyRotated", "Rotate", "new signing key in Secret %q; the previous one is used for %s more", secret.Name, grace)
-		changed = true
-	}
 	var recheck time.Duration
-	if notAfter, ok := previousNotAfter(updated); ok {
-		if !now.Before(notAfter) {
-			dropPreviousSigning(updated)
-			changed = true
-		} else {
-			recheck = notAfter.Sub(now) + 50*time.Millisecond
+	keep := map[string]bool{}
+	for _, d := range signed {
+		sl := slotOf(d.NameOrDefault())
+		keep[sl.current], keep[sl.previous] = true, true
+		c, next, err := r.ensureSlot(e, updated, sl, d, token, now, creating)
+		if err != nil {
+			return nil, 0, err
+		}
+		changed = changed || c
+		if next > 0 && (recheck == 0 || next < recheck) {
+			recheck = next
 		}
 	}
-	if changed {
+	for key := range updated.Data {
+		if !keep[key] {
+			delete(updated.Data, key) // a destination that left the spec, or stopped signing
+			changed = true
+		}
+	}
+	switch {
+	case creating:
+		if err := r.Client.Create(ctx, updated); err != nil {
+			return nil, 0, err
+		}
+		r.Recorder.Eventf(e, nil, corev1.EventTypeNormal, "SigningSecretCreated", "Create", "created destination signing Secret %q", updated.Name)
+	case changed:
 		if err := r.Client.Update(ctx, updated); err != nil {
 			return nil, 0, err
 		}
@@ -123,74 +182,90 @@ func (r *WebhookEndpointReconciler) ensureSigning(ctx context.Context, e *hookga
 	return updated, recheck, nil
 }
 
-func (r *WebhookEndpointReconciler) createSigningSecret(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint, t hookgatev1alpha1.SigningType, token string, now time.Time) (*corev1.Secret, time.Duration, error) {
-	key, err := newSigningKey(t)
-	if err != nil {
-		return nil, 0, err
+// ensureSlot brings one destination's key in the Secret up to date; it reports whether
+// it changed anything and when its previous key's grace period ends.
+func (r *WebhookEndpointReconciler) ensureSlot(e *hookgatev1alpha1.WebhookEndpoint, s *corev1.Secret, sl signingSlot, d *hookgatev1alpha1.Destination, token string, now time.Time, creating bool) (bool, time.Duration, error) {
+	want := d.SigningTypeOf()
+	changed := false
+	switch {
+	case len(s.Data[sl.current]) == 0 || sl.signingType(s) != want:
+		key, err := newSigningKey(want)
+		if err != nil {
+			return false, 0, err
+		}
+		if len(s.Data[sl.current]) > 0 && !creating {
+			r.Recorder.Eventf(e, nil, corev1.EventTypeNormal, "SigningKeyReplaced", "Rotate", "destination %q signs with %s now: new key in Secret %q", sl.destination, want, s.Name)
+		}
+		sl.dropPrevious(s)
+		s.Data[sl.current] = key
+		s.Annotations[sl.typeAnnotation] = string(want)
+		s.Annotations[sl.rotationAnnotation] = token
+		s.Annotations[sl.madeAtAnnotation] = now.UTC().Format(time.RFC3339)
+		changed = true
+	case token != "" && token != s.Annotations[sl.rotationAnnotation]:
+		key, err := newSigningKey(want)
+		if err != nil {
+			return false, 0, err
+		}
+		grace := signingGrace(d)
+		sl.dropPrevious(s)
+		if grace > 0 {
+			s.Data[sl.previous] = s.Data[sl.current]
+			s.Annotations[sl.previousNotAfterAnnotation] = now.Add(grace).UTC().Format(time.RFC3339Nano)
+		}
+		s.Data[sl.current] = key
+		s.Annotations[sl.rotationAnnotation] = token
+		s.Annotations[sl.madeAtAnnotation] = now.UTC().Format(time.RFC3339)
+		r.Recorder.Eventf(e, nil, corev1.EventTypeNormal, "SigningKeyRotated", "Rotate", "destination %q: new signing key in Secret %q; the previous one is used for %s more", sl.destination, s.Name, grace)
+		changed = true
 	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: e.SigningSecretName(), Namespace: e.Namespace,
-			Labels: map[string]string{
-				hookgatev1alpha1.LabelManagedBy: hookgatev1alpha1.ManagedByValue,
-				hookgatev1alpha1.LabelEndpoint:  hookgatev1alpha1.LabelValue(e.Name),
-			},
-			Annotations: map[string]string{
-				annotationSigningType: string(t), annotationRotationHandled: token, annotationKeyMadeAt: now.UTC().Format(time.RFC3339),
-			},
-		},
-		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{hookgatev1alpha1.SecretKeyDefault: key},
-	}
-	if err := controllerutil.SetControllerReference(e, secret, r.Client.Scheme()); err != nil {
-		return nil, 0, err
-	}
-	if err := r.Client.Create(ctx, secret); err != nil {
-		return nil, 0, err
-	}
-	r.Recorder.Eventf(e, nil, corev1.EventTypeNormal, "SigningSecretCreated", "Create", "created destination signing Secret %q (%s)", secret.Name, t)
-	return secret, 0, nil
-}
-
-func dropPreviousSigning(s *corev1.Secret) {
-	delete(s.Data, hookgatev1alpha1.SecretKeyPreviousSigning)
-	delete(s.Annotations, annotationPreviousNotAfter)
-}
-
-// publishSigning writes what the destination's owner needs into status.destinations and,
-// for RSA keys, the public keys as PEM into the ConfigMap <name>-signing-public.
-func (r *WebhookEndpointReconciler) publishSigning(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint, secret *corev1.Secret) error {
-	d := e.Spec.Destination
-	if d == nil {
-		e.Status.Destinations = nil
-		return nil
-	}
-	st := hookgatev1alpha1.DestinationStatus{Name: hookgatev1alpha1.DefaultDestinationName, Signing: d.SigningTypeOf()}
-	if secret != nil {
-		if t, err := time.Parse(time.RFC3339, secret.Annotations[annotationKeyMadeAt]); err == nil {
-			st.RotatedAt = &metav1.Time{Time: t}
+	var recheck time.Duration
+	if notAfter, ok := sl.previousNotAfter(s); ok {
+		if !now.Before(notAfter) {
+			sl.dropPrevious(s)
+			changed = true
+		} else {
+			recheck = notAfter.Sub(now) + 50*time.Millisecond
 		}
 	}
-	e.Status.Destinations = []hookgatev1alpha1.DestinationStatus{st}
-	if secret == nil || secretSigningType(secret) != st.Signing || (st.Signing != hookgatev1alpha1.SigningRSA && st.Signing != hookgatev1alpha1.SigningJWT) {
-		return nil
-	}
-	current, err := publicKeyOf(secret.Data[hookgatev1alpha1.SecretKeyDefault])
-	if err != nil {
-		return &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q: %v", secret.Name, err)}
-	}
-	st.PublicKey, st.KeyID = current.base64, current.kid
-	pems := map[string]string{"public.pem": string(current.pem)}
-	if prev := secret.Data[hookgatev1alpha1.SecretKeyPreviousSigning]; len(prev) > 0 {
-		if notAfter, ok := previousNotAfter(secret); ok {
-			if p, err := publicKeyOf(prev); err == nil {
-				st.PreviousPublicKey, st.PreviousKeyUntil = p.base64, &metav1.Time{Time: notAfter}
-				pems["previous.pem"] = string(p.pem)
+	return changed, recheck, nil
+}
+
+// publishSigning writes what each destination's owner needs into status.destinations
+// and, for RSA keys, the public keys as PEM into the ConfigMap <name>-signing-public.
+func (r *WebhookEndpointReconciler) publishSigning(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint, secret *corev1.Secret) error {
+	e.Status.Destinations = nil
+	pems := map[string]string{}
+	for _, d := range e.Spec.AllDestinations() {
+		sl := slotOf(d.NameOrDefault())
+		st := hookgatev1alpha1.DestinationStatus{Name: sl.destination, Signing: d.SigningTypeOf()}
+		if secret != nil && st.Signing != hookgatev1alpha1.SigningNone {
+			if t, err := time.Parse(time.RFC3339, secret.Annotations[sl.madeAtAnnotation]); err == nil {
+				st.RotatedAt = &metav1.Time{Time: t}
 			}
 		}
+		if secret != nil && sl.signingType(secret) == st.Signing && (st.Signing == hookgatev1alpha1.SigningRSA || st.Signing == hookgatev1alpha1.SigningJWT) {
+			current, err := publicKeyOf(secret.Data[sl.current])
+			if err != nil {
+				return &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q key %q: %v", secret.Name, sl.current, err)}
+			}
+			st.PublicKey, st.KeyID = current.base64, current.kid
+			pems[sl.currentPEM] = string(current.pem)
+			if prev := secret.Data[sl.previous]; len(prev) > 0 {
+				if notAfter, ok := sl.previousNotAfter(secret); ok {
+					if p, err := publicKeyOf(prev); err == nil {
+						st.PreviousPublicKey, st.PreviousKeyUntil = p.base64, &metav1.Time{Time: notAfter}
+						pems[sl.previousPEM] = string(p.pem)
+					}
+				}
+			}
+			st.PublicKeyConfigMap = e.PublicKeysName()
+		}
+		e.Status.Destinations = append(e.Status.Destinations, st)
 	}
-	st.PublicKeyConfigMap = e.PublicKeysName()
-	e.Status.Destinations = []hookgatev1alpha1.DestinationStatus{st}
+	if len(pems) == 0 {
+		return nil
+	}
 	return r.writePublicKeys(ctx, e, pems)
 }
 
@@ -239,7 +314,7 @@ func (r *WebhookEndpointReconciler) writePublicKeys(ctx context.Context, e *hook
 	return r.Client.Update(ctx, cm)
 }
 
-// resolveSigning reads the destination's keys for the routing table: the current one,
+// resolveSigning reads a destination's keys for the routing table: the current one,
 // and the previous one while its grace period lasts.
 func resolveSigning(ctx context.Context, r client.Reader, pol Policy, e *hookgatev1alpha1.WebhookEndpoint, d *hookgatev1alpha1.Destination) (*routing.Signing, error) {
 	t := d.SigningTypeOf()
@@ -254,8 +329,9 @@ func resolveSigning(ctx context.Context, r client.Reader, pol Policy, e *hookgat
 		}
 		return nil, err
 	}
-	if secretSigningType(&secret) != t {
-		return nil, &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q holds %s keys, not %s ones (the operator replaces keys it made)", name, secretSigningType(&secret), t)}
+	sl := slotOf(d.NameOrDefault())
+	if sl.signingType(&secret) != t {
+		return nil, &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q holds %s keys for destination %q, not %s ones (the operator replaces keys it made)", name, sl.signingType(&secret), sl.destination, t)}
 	}
 	out := &routing.Signing{Type: string(t)}
 	if t == hookgatev1alpha1.SigningRSA {
@@ -283,14 +359,14 @@ func resolveSigning(ctx context.Context, r client.Reader, pol Policy, e *hookgat
 		out.Keys = append(out.Keys, k)
 		return nil
 	}
-	if len(secret.Data[hookgatev1alpha1.SecretKeyDefault]) == 0 {
-		return nil, &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q has no key %q", name, hookgatev1alpha1.SecretKeyDefault)}
+	if len(secret.Data[sl.current]) == 0 {
+		return nil, &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q has no key %q", name, sl.current)}
 	}
-	if err := add(hookgatev1alpha1.SecretKeyDefault, nil); err != nil {
+	if err := add(sl.current, nil); err != nil {
 		return nil, err
 	}
-	if notAfter, ok := previousNotAfter(&secret); ok && len(secret.Data[hookgatev1alpha1.SecretKeyPreviousSigning]) > 0 {
-		if err := add(hookgatev1alpha1.SecretKeyPreviousSigning, &notAfter); err != nil {
+	if notAfter, ok := sl.previousNotAfter(&secret); ok && len(secret.Data[sl.previous]) > 0 {
+		if err := add(sl.previous, &notAfter); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -110,10 +111,13 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	if err := indexer.IndexField(ctx, &hookgatev1alpha1.WebhookEndpoint{}, indexEndpointService, func(o client.Object) []string {
-		if d := o.(*hookgatev1alpha1.WebhookEndpoint).Spec.Destination; d != nil && d.Service != nil {
-			return []string{d.Service.Name}
+		var names []string
+		for _, d := range o.(*hookgatev1alpha1.WebhookEndpoint).Spec.AllDestinations() {
+			if d.Service != nil && !slices.Contains(names, d.Service.Name) {
+				names = append(names, d.Service.Name)
+			}
 		}
-		return nil
+		return names
 	}); err != nil {
 		return err
 	}

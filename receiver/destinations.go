@@ -64,36 +64,56 @@ func valueOf(src *routing.ValueSource, h http.Header, body []byte) string {
 	return bodyValue(body, src.JSONPath)
 }
 
-// routeToDestination decides whether the event goes to the endpoint's destination: when
-// its filter does not take it, the event is kept as Stored with the reason.
-func routeToDestination(rt *routes, ep *routing.Endpoint, ev *store.Event, h http.Header, body []byte) {
+// routeToDestinations queues the event for every destination of the endpoint whose
+// filter takes it, in spec order; when none does, the event is kept as Stored with the
+// reason. A filter this receiver cannot compile takes nothing.
+func routeToDestinations(rt *routes, ep *routing.Endpoint, ev *store.Event, h http.Header, body []byte) {
 	if ev.Phase != store.PhaseQueued {
 		return
 	}
-	f := rt.filters[routing.Key(ep.Namespace, ep.Name)]
-	if f == nil {
-		return
+	var in *filter.Event // built once, for the first destination with a filter
+	unusable := false
+	ev.Deliveries = ev.Deliveries[:0]
+	for _, d := range ep.AllDestinations() {
+		name := d.NameOrDefault()
+		if f := rt.filters[store.QueueKey(routing.Key(ep.Namespace, ep.Name), name)]; f != nil {
+			if f.err != nil {
+				unusable = true
+				continue
+			}
+			if in == nil {
+				in = &filter.Event{Type: ev.Type, SubType: ev.SubType, Tenant: ev.Tenant, Partner: ev.Partner, ID: ev.EventID}
+			}
+			f.fill(in, h, body)
+			if ok, _ := f.compiled.Match(in); !ok {
+				continue
+			}
+		}
+		ev.Deliveries = append(ev.Deliveries, store.DeliveryState{Destination: name, Phase: store.PhaseQueued})
 	}
-	if f.err != nil {
-		ev.Phase, ev.Reason = store.PhaseStored, reasonFilterUnusable
-		return
+	if len(ev.Deliveries) == 0 {
+		ev.Deliveries = nil
+		ev.Phase, ev.Reason = store.PhaseStored, reasonFilteredOut
+		if unusable {
+			ev.Reason = reasonFilterUnusable
+		}
 	}
-	in := &filter.Event{Type: ev.Type, SubType: ev.SubType, Tenant: ev.Tenant, Partner: ev.Partner, ID: ev.EventID}
-	if f.compiled.NeedsData() {
-		// Only an expression reads the whole body; decoding it is the costly part.
+}
+
+// fill adds the body and headers to the filter input the first time a filter needs them:
+// decoding the whole body is the costly part, and only an expression reads it.
+func (f *destinationFilter) fill(in *filter.Event, h http.Header, body []byte) {
+	if f.compiled.NeedsData() && in.Data == nil {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.UseNumber()
 		_ = dec.Decode(&in.Data) // parseEvent checked it is one object
 	}
-	if f.compiled.NeedsHeaders() {
+	if f.compiled.NeedsHeaders() && in.Headers == nil {
 		in.Headers = make(map[string]string, len(h))
 		for k, v := range h {
 			if len(v) > 0 {
 				in.Headers[strings.ToLower(k)] = v[0]
 			}
 		}
-	}
-	if ok, _ := f.compiled.Match(in); !ok {
-		ev.Phase, ev.Reason = store.PhaseStored, reasonFilteredOut
 	}
 }

@@ -1,8 +1,6 @@
 package receiver
 
 import (
-	"strings"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -13,6 +11,7 @@ import (
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/internal/scheme"
+	"github.com/hookgate/hookgate/receiver/store"
 )
 
 // newEventRecorder records Kubernetes Events as hookgate-receiver; stop flushes and ends
@@ -37,7 +36,10 @@ func circuitEvents(rec events.EventRecorder, holder *routing.Holder) func(queue 
 		if t == nil {
 			return
 		}
-		ns, name, _ := strings.Cut(queue, "/")
+		ns, name, destination, err := store.ParseQueueKey(queue)
+		if err != nil {
+			return
+		}
 		ep, ok := t.Endpoint(ns, name)
 		if !ok {
 			return
@@ -45,9 +47,9 @@ func circuitEvents(rec events.EventRecorder, holder *routing.Holder) func(queue 
 		obj := &hookgatev1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: ep.Name, UID: types.UID(ep.UID)}}
 		if open {
 			rec.Eventf(obj, nil, corev1.EventTypeWarning, hookgatev1alpha1.ReasonDestinationCircuitOpen, "Deliver",
-				"the destination failed its last deliveries in a row (timeouts, connection errors, 429 or 5xx): deliveries wait and a probe is sent after a cool-down")
+				"destination %q failed its last deliveries in a row (timeouts, connection errors, 429 or 5xx): its deliveries wait and a probe is sent after a cool-down", destination)
 			return
 		}
-		rec.Eventf(obj, nil, corev1.EventTypeNormal, hookgatev1alpha1.ReasonDestinationRecovered, "Deliver", "a probe delivery succeeded: deliveries resume")
+		rec.Eventf(obj, nil, corev1.EventTypeNormal, hookgatev1alpha1.ReasonDestinationRecovered, "Deliver", "destination %q: a probe delivery succeeded: deliveries resume", destination)
 	}
 }

@@ -140,6 +140,7 @@ type eventBody struct {
 }
 
 type attemptBody struct {
+	Destination  string    `json:"destination"`
 	Number       int32     `json:"number"`
 	StartedAt    time.Time `json:"startedAt"`
 	DurationMs   float64   `json:"durationMs"`
@@ -196,7 +197,7 @@ func (s *Server) handleEventDetail(w http.ResponseWriter, r *http.Request, rec *
 	}
 	body := eventBody{statusBody: statusOf(ev), Attempts: make([]attemptBody, 0, len(attempts))}
 	for _, a := range attempts {
-		body.Attempts = append(body.Attempts, attemptBody{Number: a.Number, StartedAt: a.StartedAt, DurationMs: float64(a.Duration.Microseconds()) / 1000,
+		body.Attempts = append(body.Attempts, attemptBody{Destination: a.Destination, Number: a.Number, StartedAt: a.StartedAt, DurationMs: float64(a.Duration.Microseconds()) / 1000,
 			ResponseCode: a.ResponseCode, Error: a.Error})
 	}
 	if mt, _, _ := mime.ParseMediaType(ev.ContentType); (mt == "application/json" || strings.HasSuffix(mt, "+json")) && json.Valid(payload) {
@@ -209,17 +210,34 @@ func (s *Server) handleEventDetail(w http.ResponseWriter, r *http.Request, rec *
 	return nil
 }
 
-// handleRetry queues a Failed event again; one still on its way is 409, and so is one
-// that was delivered or has no destination.
+// handleRetry queues a Failed event's failed deliveries again, or with ?destination=
+// the one delivery named; one still on its way is 409, and so is one that was delivered
+// or has no destination.
 func (s *Server) handleRetry(w http.ResponseWriter, r *http.Request, rec *auditRecord, id string) *rejection {
 	ev, rej := s.partnerEvent(r, rec, id, http.MethodPost)
 	if rej != nil {
 		return rej
 	}
-	if ev.Phase != store.PhaseFailed {
+	destination := r.URL.Query().Get("destination")
+	if destination != "" {
+		d := ev.Delivery(destination)
+		if d == nil {
+			return reject(http.StatusNotFound, "unknown_destination", "Not found", "the event has no delivery to this destination; its deliveries are listed in the event")
+		}
+		if d.Phase != store.PhaseFailed {
+			return reject(http.StatusConflict, "not_failed", "Conflict", "only a Failed delivery can be retried; this one is "+d.Phase)
+		}
+	} else if ev.Phase != store.PhaseFailed {
 		return reject(http.StatusConflict, "not_failed", "Conflict", "only a Failed event can be retried; this one is "+ev.Phase)
 	}
-	requeued, err := s.store.Requeue(r.Context(), ev.UUID, s.now())
+	var requeued *store.Event
+	var err error
+	if destination != "" {
+		requeued, err = s.store.Requeue(r.Context(), ev.UUID, destination, s.now())
+	} else {
+		// A Failed event's delivered destinations are not sent to again.
+		requeued, err = s.requeueFailedOf(r, ev)
+	}
 	if err != nil {
 		s.log.Error(err, "requeueing an event for the partner API")
 		return storeUnavailable("the event could not be queued again; retry after the time in Retry-After")
@@ -232,13 +250,34 @@ func (s *Server) handleRetry(w http.ResponseWriter, r *http.Request, rec *auditR
 	return nil
 }
 
+// requeueFailedOf queues each Failed delivery of the event again.
+func (s *Server) requeueFailedOf(r *http.Request, ev *store.Event) (*store.Event, error) {
+	out := ev
+	for _, d := range ev.Deliveries {
+		if d.Phase != store.PhaseFailed {
+			continue
+		}
+		e, err := s.store.Requeue(r.Context(), ev.UUID, d.Destination, s.now())
+		if err != nil {
+			return nil, err
+		}
+		out = e
+	}
+	return out, nil
+}
+
 // statusOf is the status API's view of an event.
 func statusOf(ev *store.Event) statusBody {
-	return statusBody{
+	body := statusBody{
 		UUID: ev.UUID, EventID: ev.EventID, Type: ev.Type, Status: ev.Phase, Attempts: ev.Attempts,
 		LastResponseCode: ev.LastResponseCode, LastError: ev.LastError, Reason: ev.Reason, ReceivedAt: ev.ReceivedAt,
-		NextAttemptAt: ev.NextAttemptAt, DeliveredAt: ev.DeliveredAt,
+		NextAttemptAt: ev.NextAttemptAt, DeliveredAt: ev.DeliveredAt, Deliveries: make([]deliverySummary, 0, len(ev.Deliveries)),
 	}
+	for _, d := range ev.Deliveries {
+		body.Deliveries = append(body.Deliveries, deliverySummary{Destination: d.Destination, Status: d.Phase, Attempts: d.Attempts,
+			LastResponseCode: d.LastResponseCode, LastError: d.LastError, NextAttemptAt: d.NextAttemptAt, DeliveredAt: d.DeliveredAt})
+	}
+	return body
 }
 
 // eventsPage is GET /api/webhooks/events.
@@ -249,18 +288,7 @@ type eventsPage struct {
 }
 
 // eventSummary is one event of the log with its deliveries' summary.
-type eventSummary struct {
-	statusBody
-	Deliveries []deliverySummary `json:"deliveries"`
-}
-
-type deliverySummary struct {
-	Destination      string `json:"destination"`
-	Status           string `json:"status"`
-	Attempts         int32  `json:"attempts"`
-	LastResponseCode int32  `json:"lastResponseCode,omitempty"`
-	LastError        string `json:"lastError,omitempty"`
-}
+type eventSummary = statusBody
 
 // handleEventList serves a partner's events newest first, filtered by ?status=, ?type=
 // and ?since= (RFC 3339), ?limit= (default 50, at most store.MaxListLimit) at a time,
@@ -299,12 +327,7 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request, rec *au
 	page := eventsPage{Events: make([]eventSummary, 0, len(evs)), Cursor: cursor}
 	for i := range evs {
 		e := &evs[i]
-		sum := eventSummary{statusBody: statusOf(e), Deliveries: []deliverySummary{}}
-		if e.Phase != store.PhaseStored {
-			sum.Deliveries = append(sum.Deliveries, deliverySummary{Destination: "default", Status: e.Phase, Attempts: e.Attempts,
-				LastResponseCode: e.LastResponseCode, LastError: e.LastError})
-		}
-		page.Events = append(page.Events, sum)
+		page.Events = append(page.Events, statusOf(e))
 	}
 	rec.outcome, rec.status = outcomeAnswered, http.StatusOK
 	writeJSON(w, http.StatusOK, page)

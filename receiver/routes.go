@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/store"
 	"github.com/hookgate/hookgate/receiver/verify"
 )
 
@@ -15,7 +16,7 @@ type routes struct {
 	table     *routing.Table
 	allowlist map[string][]netip.Prefix     // by partner key; absent: any address
 	auth      map[string]*endpointAuth      // by endpoint key; absent: unknown scheme
-	filters   map[string]*destinationFilter // by endpoint key; absent: no filter
+	filters   map[string]*destinationFilter // by queue key (endpoint and destination); absent: no filter
 }
 
 // endpointAuth is how one endpoint authenticates.
@@ -53,8 +54,10 @@ func compileRoutes(t *routing.Table, env verify.Env) *routes {
 	}
 	for i := range t.Endpoints {
 		e := &t.Endpoints[i]
-		if e.Destination != nil && e.Destination.Filter != nil {
-			r.filters[routing.Key(e.Namespace, e.Name)] = compileDestinationFilter(e.Destination.Filter)
+		for _, d := range e.AllDestinations() {
+			if d.Filter != nil {
+				r.filters[store.QueueKey(routing.Key(e.Namespace, e.Name), d.NameOrDefault())] = compileDestinationFilter(d.Filter)
+			}
 		}
 	}
 	return r

@@ -247,11 +247,11 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 		return rej
 	}
 
-	// 7. dedupe and 8. store, in one durable write; the destination's filter decides
-	// whether the event is queued for it or only stored
+	// 7. dedupe and 8. store, in one durable write; the destinations' filters decide
+	// which ones it is queued for, or that it is only stored
 	in := newIngest(ep, partner, parsed, r.Header.Get("Content-Type"), body, now)
 	in.Event.SubType, in.Event.Tenant = subType, tenant
-	routeToDestination(rt, ep, &in.Event, r.Header, parsed.body)
+	routeToDestinations(rt, ep, &in.Event, r.Header, parsed.body)
 	on, window := dedupOn(auth.scheme, ep, parsed, body)
 	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
 	in.QuotaBytes = s.quota(partner)
@@ -297,8 +297,8 @@ func newIngest(ep *routing.Endpoint, p *routing.Partner, parsed parsedEvent, con
 	id := uuid.Must(uuid.NewV7()).String()
 	sum := sha256.Sum256(body)
 	phase := store.PhaseStored
-	if ep.Destination != nil {
-		phase = store.PhaseQueued
+	if len(ep.AllDestinations()) > 0 {
+		phase = store.PhaseQueued // routeToDestinations says to which
 	}
 	eventID := parsed.id
 	if eventID == "" {
@@ -336,6 +336,20 @@ type statusBody struct {
 	LastError        string     `json:"lastError,omitempty"`
 	Reason           string     `json:"reason,omitempty"`
 	ReceivedAt       time.Time  `json:"receivedAt"`
+	NextAttemptAt    *time.Time `json:"nextAttemptAt,omitempty"`
+	DeliveredAt      *time.Time `json:"deliveredAt,omitempty"`
+	// Deliveries: one per destination the event went to (none when Stored); the fields
+	// above are their aggregate.
+	Deliveries []deliverySummary `json:"deliveries"`
+}
+
+// deliverySummary is one destination's delivery of an event.
+type deliverySummary struct {
+	Destination      string     `json:"destination"`
+	Status           string     `json:"status"`
+	Attempts         int32      `json:"attempts"`
+	LastResponseCode int32      `json:"lastResponseCode,omitempty"`
+	LastError        string     `json:"lastError,omitempty"`
 	NextAttemptAt    *time.Time `json:"nextAttemptAt,omitempty"`
 	DeliveredAt      *time.Time `json:"deliveredAt,omitempty"`
 }

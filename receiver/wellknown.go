@@ -39,17 +39,18 @@ func (c *jwksCache) get(t *routing.Table) jose.JSONWebKeySet {
 	seen := map[string]bool{}
 	if t != nil {
 		for i := range t.Endpoints {
-			d := t.Endpoints[i].Destination
-			if d == nil || d.Signing == nil || d.Signing.Type != "JWT" {
-				continue
-			}
-			for _, k := range d.Signing.Keys {
-				key, err := signing.ParseRSAKey([]byte(k.Key))
-				if err != nil || seen[k.ID] {
+			for _, d := range t.Endpoints[i].AllDestinations() {
+				if d.Signing == nil || d.Signing.Type != "JWT" {
 					continue
 				}
-				seen[k.ID] = true
-				ks.jwks.Keys = append(ks.jwks.Keys, jose.JSONWebKey{Key: &key.PublicKey, KeyID: k.ID, Algorithm: string(jose.RS256), Use: "sig"})
+				for _, k := range d.Signing.Keys {
+					key, err := signing.ParseRSAKey([]byte(k.Key))
+					if err != nil || seen[k.ID] {
+						continue
+					}
+					seen[k.ID] = true
+					ks.jwks.Keys = append(ks.jwks.Keys, jose.JSONWebKey{Key: &key.PublicKey, KeyID: k.ID, Algorithm: string(jose.RS256), Use: "sig"})
+				}
 			}
 		}
 	}

@@ -92,6 +92,10 @@ const (
 	AnnotationRedeliver = "hookgate.io/redeliver"
 	// AnnotationRedeliverFailed on a WebhookEndpoint: a new value queues every Failed event.
 	AnnotationRedeliverFailed = "hookgate.io/redeliver-failed"
+	// AnnotationRedeliverDestination, beside either redelivery annotation, names the one
+	// destination to deliver to again; without it every destination the annotation
+	// applies to (the finished ones of an event, the failed ones of an endpoint).
+	AnnotationRedeliverDestination = "hookgate.io/redeliver-destination"
 	// AnnotationRotateSigning on a WebhookEndpoint: a new value makes a new signing key.
 	AnnotationRotateSigning = "hookgate.io/rotate-signing"
 )

@@ -133,6 +133,14 @@ func TestSampleDefaults(t *testing.T) {
 
 // TestInvalidObjectsAreRejected: each manifest breaks one rule; the API server must refuse
 // it with an error that names the offending field.
+func seventeenDestinations() string {
+	var b strings.Builder
+	for i := range 17 {
+		fmt.Fprintf(&b, "  - {name: d%d, url: \"http://d%d\"}\n", i, i)
+	}
+	return b.String()
+}
+
 func TestInvalidObjectsAreRejected(t *testing.T) {
 	ns := createNamespace(t, "invalid")
 	partner := func(spec string) string {
@@ -183,6 +191,11 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 		{"dedup window over 30 days", endpoint("  idempotency: {window: 876000h}\n"), "spec.idempotency.window"},
 		{"HMAC template signs a timestamp it has no header for", endpoint("  partners: [acme]\n  verification:\n    type: HMAC\n    secretRef: {name: s}\n    hmac: {header: X-Sig, encoding: hex, signedContent: \"{timestamp}.{body}\"}\n"), "spec.verification.hmac.timestampHeader"},
 		{"HMAC timestamp header the template does not sign", endpoint("  partners: [acme]\n  verification:\n    type: HMAC\n    secretRef: {name: s}\n    hmac: {header: X-Sig, encoding: hex, timestampHeader: X-Ts}\n"), "spec.verification.hmac.timestampHeader"},
+		{"destination and destinations", endpoint("  destination: {url: \"http://a\"}\n  destinations: [{name: b, url: \"http://b\"}]\n"), "not both"},
+		{"two destinations of one name", endpoint("  destinations: [{name: b, url: \"http://b\"}, {name: b, url: \"http://c\"}]\n"), "spec.destinations[1]"},
+		{"destination name not a DNS label", endpoint("  destinations: [{name: Billing_1, url: \"http://b\"}]\n"), "spec.destinations[0].name"},
+		{"shorthand destination with another name", endpoint("  destination: {name: billing, url: \"http://b\"}\n"), "spec.destination.name"},
+		{"seventeen destinations", endpoint("  destinations:\n" + seventeenDestinations()), "spec.destinations"},
 		{"webhook event without uuid", "apiVersion: hookgate.io/v1alpha1\nkind: WebhookEvent\nmetadata:\n  name: ev\nspec:\n  partner: acme\n  endpoint: e\n  receivedAt: \"2026-01-01T00:00:00Z\"\n", "spec.uuid"},
 	}
 	if len(cases) < 12 {
@@ -211,7 +224,7 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 var wantColumns = map[string][]string{
 	"partners":         {"Ready", "Key", "Rate", "Age"},
 	"webhookendpoints": {"Path", "Verification", "Ready", "Age"},
-	"webhookevents":    {"Partner", "Endpoint", "Type", "Phase", "Attempts", "Code", "Age"},
+	"webhookevents":    {"Partner", "Endpoint", "Type", "Phase", "Delivered", "Attempts", "Code", "Age"},
 }
 
 func TestPrinterColumnsInCRDs(t *testing.T) {

@@ -62,6 +62,8 @@ func (t VerificationType) Effective() VerificationType {
 }
 
 // WebhookEndpointSpec describes one URL partners post events to, and where events go.
+// +kubebuilder:validation:XValidation:rule="!(has(self.destination) && has(self.destinations))",message="set destination (one destination, named default) or destinations (a list), not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.destination) || self.destination.name == 'default'",message="destination is the destination named default; give other names in destinations",fieldPath=".destination.name"
 // +kubebuilder:validation:XValidation:rule="!has(self.verification) || self.verification.type in ['PartnerHMAC', 'APIKey'] || (has(self.partners) && size(self.partners) == 1)",message="verification types other than PartnerHMAC and APIKey attribute events to exactly one partner: list exactly one",fieldPath=".partners"
 type WebhookEndpointSpec struct {
 	// path partners POST to, under /api/webhooks/. Defaults to
@@ -116,10 +118,19 @@ type WebhookEndpointSpec struct {
 	// +optional
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
 
-	// destination is where accepted events are forwarded. Without one, events are stored
-	// with phase Stored.
+	// destination is where accepted events are forwarded: shorthand for destinations
+	// with one destination named "default". Without any, events are stored with phase
+	// Stored.
 	// +optional
 	Destination *Destination `json:"destination,omitempty"`
+
+	// destinations are where accepted events are forwarded: an event goes to every
+	// destination whose filter takes it, each with its own queue, attempts and retries.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Destinations []Destination `json:"destinations,omitempty"`
 
 	// retry is the delivery retry policy.
 	// +kubebuilder:default={}
@@ -382,6 +393,15 @@ type MetadataHeaders struct {
 // Destination is where accepted events are forwarded.
 // +kubebuilder:validation:XValidation:rule="has(self.service) != has(self.url)",message="set exactly one of service or url"
 type Destination struct {
+	// name of the destination, unique in the endpoint: it names the destination's queue,
+	// its keys in the signing Secret, its public keys and its entries in status.
+	// +kubebuilder:default=default
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Name string `json:"name,omitempty"`
+
 	// service is a Service in the endpoint's namespace.
 	// +optional
 	Service *ServiceDestination `json:"service,omitempty"`
@@ -408,8 +428,9 @@ type Destination struct {
 	// +optional
 	Headers map[string]HeaderValue `json:"headers,omitempty"`
 
-	// signing of forwarded requests: the key is under key "secret" of the Secret
-	// <endpoint name>-signing, which the operator creates (Standard Webhooks by default).
+	// signing of forwarded requests. The operator makes the keys in the Secret
+	// <endpoint name>-signing: the default destination's under key "secret", another's
+	// under its name (Standard Webhooks by default).
 	// +kubebuilder:default={type: StandardWebhooks}
 	// +optional
 	Signing *DestinationSigning `json:"signing,omitempty"`
@@ -423,6 +444,34 @@ type Destination struct {
 	// +kubebuilder:default={prefix: "X-Hookgate-"}
 	// +optional
 	MetadataHeaders *MetadataHeaders `json:"metadataHeaders,omitempty"`
+
+	// retry is this destination's retry policy; default: the endpoint's spec.retry.
+	// +optional
+	Retry *RetryPolicy `json:"retry,omitempty"`
+}
+
+// NameOrDefault is the destination's name, "default" when unset (objects read without
+// the API server's defaulting).
+func (d *Destination) NameOrDefault() string {
+	if d.Name == "" {
+		return DefaultDestinationName
+	}
+	return d.Name
+}
+
+// AllDestinations is every destination of the endpoint: the list, or the shorthand.
+func (s *WebhookEndpointSpec) AllDestinations() []*Destination {
+	if len(s.Destinations) > 0 {
+		out := make([]*Destination, len(s.Destinations))
+		for i := range s.Destinations {
+			out[i] = &s.Destinations[i]
+		}
+		return out
+	}
+	if s.Destination != nil {
+		return []*Destination{s.Destination}
+	}
+	return nil
 }
 
 // SigningTypeOf is the destination's signing type, StandardWebhooks when unset.

@@ -71,7 +71,40 @@ type WebhookEventStatus struct {
 	// destination's filter took it.
 	// +optional
 	Reason string `json:"reason,omitempty"`
-	// deliveredAt is when the destination accepted the event.
+	// deliveredAt is when the destination accepted the event (with several, the last).
+	// +optional
+	DeliveredAt *metav1.Time `json:"deliveredAt,omitempty"`
+	// delivered counts the destinations that accepted the event, of those it went to
+	// ("2/3"); the fields above are the aggregate of deliveries.
+	// +optional
+	Delivered string `json:"delivered,omitempty"`
+	// deliveries: each destination's delivery, when the event went to more than one.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=destination
+	// +optional
+	Deliveries []EventDelivery `json:"deliveries,omitempty"`
+}
+
+// EventDelivery is one destination's delivery of an event.
+type EventDelivery struct {
+	// destination is the destination's name in the endpoint.
+	Destination string `json:"destination"`
+	// phase of this delivery.
+	Phase EventPhase `json:"phase"`
+	// attempts made to this destination.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// lastResponseCode is this destination's latest HTTP status (0: no response).
+	// +optional
+	LastResponseCode int32 `json:"lastResponseCode,omitempty"`
+	// lastError is the class of the latest failed attempt (timeout, HTTP 503, ...).
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// nextAttemptAt is when the next attempt is due.
+	// +optional
+	NextAttemptAt *metav1.Time `json:"nextAttemptAt,omitempty"`
+	// deliveredAt is when this destination accepted the event.
 	// +optional
 	DeliveredAt *metav1.Time `json:"deliveredAt,omitempty"`
 }
@@ -87,6 +120,7 @@ type WebhookEventStatus struct {
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpoint`
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Delivered",type=string,JSONPath=`.status.delivered`
 // +kubebuilder:printcolumn:name="Attempts",type=integer,JSONPath=`.status.attempts`
 // +kubebuilder:printcolumn:name="Code",type=integer,JSONPath=`.status.lastResponseCode`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

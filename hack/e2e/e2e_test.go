@@ -40,39 +40,59 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func TestEndToEnd(t *testing.T) {
+// controlPlane is a local API server with the hookgate binary built for it and the
+// namespaces the tests use.
+type controlPlane struct {
+	cluster  *testcluster.Cluster
+	dir, bin string
+	env      []string // for kubectl and hookgate: the cluster's kubeconfig, no ambient keys
+}
+
+func startControlPlane(t *testing.T) *controlPlane {
+	t.Helper()
 	cluster, err := testcluster.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cluster.Stop() }()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "hookgate")
-	if out, err := run(t, nil, "go", "build", "-o", bin, testcluster.RepoRoot()); err != nil {
+	t.Cleanup(func() { _ = cluster.Stop() })
+	p := &controlPlane{cluster: cluster, dir: t.TempDir()}
+	p.bin = filepath.Join(p.dir, "hookgate")
+	if out, err := run(t, nil, "go", "build", "-o", p.bin, testcluster.RepoRoot()); err != nil {
 		t.Fatalf("building hookgate: %v\n%s", err, out)
 	}
-	env := []string{"KUBECONFIG=" + cluster.Kubeconfig, "HOOKGATE_API_KEY=", "HOOKGATE_SIGNING_SECRET="}
-	kubectl := func(args ...string) string {
-		t.Helper()
-		out, err := run(t, env, cluster.Kubectl, args...)
-		if err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
+	p.env = []string{"KUBECONFIG=" + cluster.Kubeconfig, "HOOKGATE_API_KEY=", "HOOKGATE_SIGNING_SECRET="}
+	p.kubectl(t, "create", "namespace", "hookgate-system")
+	p.kubectl(t, "create", "namespace", "partners")
+	return p
+}
+
+func (p *controlPlane) kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := run(t, p.env, p.cluster.Kubectl, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	kubectl("create", "namespace", "hookgate-system")
-	kubectl("create", "namespace", "partners")
+	return out
+}
+
+// start runs the binary as name (operator or receiver) until the test ends.
+func (p *controlPlane) start(t *testing.T, name string, extraEnv []string, args ...string) {
+	r := newReplica(t, p.dir, name, append(append(os.Environ(), p.env...), extraEnv...), args...)
+	r.start(t, p.bin)
+	t.Cleanup(func() { r.stop(); r.logOnFailure(t) })
+}
+
+func TestEndToEnd(t *testing.T) {
+	p := startControlPlane(t)
+	dir, bin, env := p.dir, p.bin, p.env
+	kubectl := func(args ...string) string { t.Helper(); return p.kubectl(t, args...) }
 
 	var delivered atomic.Int32
 	sink := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { delivered.Add(1) }))
 	defer sink.Close()
 
 	receiverAddr := freePort(t)
-	start := func(name string, extraEnv []string, args ...string) {
-		r := newReplica(t, dir, name, append(append(os.Environ(), env...), extraEnv...), args...)
-		r.start(t, bin)
-		t.Cleanup(func() { r.stop(); r.logOnFailure(t) })
-	}
+	start := func(name string, extraEnv []string, args ...string) { p.start(t, name, extraEnv, args...) }
 	start("operator", nil, "operator", "--receiver-namespace", "hookgate-system", "--shared-path-namespaces", "partners", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
 	start("receiver", []string{"POD_NAME=receiver-0"}, "receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, "data"),
 		"--listen", receiverAddr, "--probe-listen", "127.0.0.1:0", "--destination-allow-cidrs", "127.0.0.0/8,::1/128")

@@ -83,14 +83,58 @@ type Endpoint struct {
 	EventTypes   []string     `json:"eventTypes,omitempty"`
 	// SubType and Tenant say where an event's sub-topic and tenant are found (empty:
 	// header X-Pps-Sub-Topic; the partner's tenant id).
-	SubType      *ValueSource      `json:"subType,omitempty"`
-	Tenant       *ValueSource      `json:"tenant,omitempty"`
-	MaxBodyBytes int64             `json:"maxBodyBytes"`
+	SubType      *ValueSource `json:"subType,omitempty"`
+	Tenant       *ValueSource `json:"tenant,omitempty"`
+	MaxBodyBytes int64        `json:"maxBodyBytes"`
+	// Destination is the spec.destination shorthand (named "default"); Destinations the
+	// spec.destinations list. One of them is set (AllDestinations reads either), so that
+	// a receiver of the release before fan-out still delivers the shorthand's events.
 	Destination  *Destination      `json:"destination,omitempty"`
+	Destinations []*Destination    `json:"destinations,omitempty"`
 	Retry        Retry             `json:"retry"`
 	Paused       bool              `json:"paused,omitempty"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
 }
+
+// AllDestinations is every destination of the endpoint, in spec order.
+func (e *Endpoint) AllDestinations() []*Destination {
+	if len(e.Destinations) > 0 {
+		return e.Destinations
+	}
+	if e.Destination != nil {
+		return []*Destination{e.Destination}
+	}
+	return nil
+}
+
+// DestinationNamed is the endpoint's destination of that name, or nil.
+func (e *Endpoint) DestinationNamed(name string) *Destination {
+	for _, d := range e.AllDestinations() {
+		if d.NameOrDefault() == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// RetryOf is the retry policy of a destination: its own, else the endpoint's.
+func (e *Endpoint) RetryOf(d *Destination) Retry {
+	if d != nil && d.Retry != nil {
+		return *d.Retry
+	}
+	return e.Retry
+}
+
+// NameOrDefault is the destination's name; tables written before fan-out name none.
+func (d *Destination) NameOrDefault() string {
+	if d.Name == "" {
+		return DefaultDestinationName
+	}
+	return d.Name
+}
+
+// DefaultDestinationName names the spec.destination shorthand.
+const DefaultDestinationName = "default"
 
 // Verification is an endpoint's authentication scheme, with its secrets resolved.
 type Verification struct {
@@ -136,6 +180,8 @@ type Destination struct {
 	// MetadataPrefix starts the names of the Topic, Tenant-Id, Webhook-Id and
 	// Triggered-At headers.
 	MetadataPrefix string `json:"metaPrefix,omitempty"`
+	// Retry is the destination's own retry policy; nil: the endpoint's.
+	Retry *Retry `json:"retry,omitempty"`
 }
 
 // ValueSource is a header or a JSON path of the body.

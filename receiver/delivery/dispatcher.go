@@ -77,7 +77,7 @@ type Dispatcher struct {
 	circuits *circuits
 
 	mu           sync.Mutex
-	inFlight     map[string]bool // by uuid
+	inFlight     map[store.DeliveryRef]bool
 	busy         int
 	perHost      map[string]int
 	perNamespace map[string]int
@@ -117,7 +117,7 @@ func NewDispatcher(opts Options) *Dispatcher {
 		clients:      newClients(opts.Egress),
 		signer:       newSigner(opts.Issuer),
 		wake:         make(chan struct{}, 1),
-		inFlight:     map[string]bool{},
+		inFlight:     map[store.DeliveryRef]bool{},
 		perHost:      map[string]int{},
 		perNamespace: map[string]int{},
 		perQueue:     map[string]int{},
@@ -171,9 +171,10 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 type candidate struct {
 	queue     store.Queue
 	ep        *routing.Endpoint
+	dest      *routing.Destination
 	host      string
 	namespace string
-	pending   []store.Event // read ahead from the queue
+	pending   []store.Delivery // read ahead from the queue
 	exhausted bool
 }
 
@@ -194,12 +195,19 @@ func (d *Dispatcher) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 	d.observeQueues(ctx, queues, now)
 	var ready []*candidate
 	for _, q := range queues {
-		ns, name, _ := strings.Cut(q.Key, "/")
+		ns, name, destName, err := store.ParseQueueKey(q.Key)
+		if err != nil {
+			continue
+		}
 		ep, ok := table.Endpoint(ns, name)
-		if !ok || ep.Paused || ep.Destination == nil {
+		if !ok || ep.Paused {
 			continue // paused, or its endpoint is not served now: it waits
 		}
-		ready = append(ready, &candidate{queue: q, ep: ep, host: hostOf(ep.Destination.URL), namespace: ns})
+		dest := ep.DestinationNamed(destName)
+		if dest == nil {
+			continue // the destination is not in the endpoint now: its deliveries wait
+		}
+		ready = append(ready, &candidate{queue: q, ep: ep, dest: dest, host: hostOf(dest.URL), namespace: ns})
 	}
 	if len(ready) == 0 {
 		return
@@ -219,17 +227,17 @@ func (d *Dispatcher) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 			if d.free() == 0 || ctx.Err() != nil {
 				return
 			}
-			ev, ok := d.next(ctx, c, now, len(ready))
+			dl, ok := d.next(ctx, c, now, len(ready))
 			if !ok {
 				continue
 			}
-			if !d.take(ev, c) {
-				c.pending = append([]store.Event{ev}, c.pending...)
+			if !d.take(dl.Ref(), c) {
+				c.pending = append([]store.Delivery{dl}, c.pending...)
 				continue
 			}
 			if !d.circuits.admit(c.queue.Key, now) {
-				d.done(ev.UUID, c)
-				c.pending = append([]store.Event{ev}, c.pending...)
+				d.done(dl.Ref(), c)
+				c.pending = append([]store.Delivery{dl}, c.pending...)
 				c.exhausted = true
 				continue
 			}
@@ -237,8 +245,8 @@ func (d *Dispatcher) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { d.done(ev.UUID, c); d.Wake() }()
-				d.deliver(ctx, &ev, c.ep)
+				defer func() { d.done(dl.Ref(), c); d.Wake() }()
+				d.deliver(ctx, &dl, c)
 			}()
 		}
 	}
@@ -247,12 +255,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 // next is the candidate's next claimed delivery, claiming more when it has none: as
 // many as it may start now (its caps, its circuit, its share of the free workers among
 // the ready destinations), at most dispatchQuantum.
-func (d *Dispatcher) next(ctx context.Context, c *candidate, now time.Time, ready int) (store.Event, bool) {
+func (d *Dispatcher) next(ctx context.Context, c *candidate, now time.Time, ready int) (store.Delivery, bool) {
 	if len(c.pending) == 0 && !c.exhausted {
 		limit := d.room(c, now, ready)
 		if limit == 0 {
 			c.exhausted = true
-			return store.Event{}, false
+			return store.Delivery{}, false
 		}
 		evs, err := d.opts.Store.Claim(ctx, c.queue.Key, d.opts.Owner, now, d.opts.Lease, limit)
 		if err != nil {
@@ -262,11 +270,11 @@ func (d *Dispatcher) next(ctx context.Context, c *candidate, now time.Time, read
 		c.exhausted = len(evs) < limit
 	}
 	if len(c.pending) == 0 {
-		return store.Event{}, false
+		return store.Delivery{}, false
 	}
-	ev := c.pending[0]
+	dl := c.pending[0]
 	c.pending = c.pending[1:]
-	return ev, true
+	return dl, true
 }
 
 // room is how many deliveries of the candidate could start now.
@@ -289,26 +297,26 @@ func (d *Dispatcher) room(c *candidate, now time.Time, ready int) int {
 
 // releaseUnstarted gives back the claims a round took but did not start.
 func (d *Dispatcher) releaseUnstarted(ctx context.Context, ready []*candidate) {
-	var uuids []string
+	var refs []store.DeliveryRef
 	for _, c := range ready {
-		for _, ev := range c.pending {
-			uuids = append(uuids, ev.UUID)
+		for _, dl := range c.pending {
+			refs = append(refs, dl.Ref())
 		}
 		c.pending = nil
 	}
-	d.releaseClaims(ctx, uuids)
+	d.releaseClaims(ctx, refs)
 }
 
 // releaseClaims gives claims back, also while shutting down (that is when it matters:
 // another replica takes them at once instead of after the lease).
-func (d *Dispatcher) releaseClaims(ctx context.Context, uuids []string) {
-	if len(uuids) == 0 {
+func (d *Dispatcher) releaseClaims(ctx context.Context, refs []store.DeliveryRef) {
+	if len(refs) == 0 {
 		return
 	}
 	releaseCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := d.opts.Store.Release(releaseCtx, d.opts.Owner, uuids); err != nil {
-		d.opts.Log.Error(err, "releasing claimed deliveries; they are due again when their leases run out", "count", len(uuids))
+	if err := d.opts.Store.Release(releaseCtx, d.opts.Owner, refs); err != nil {
+		d.opts.Log.Error(err, "releasing claimed deliveries; they are due again when their leases run out", "count", len(refs))
 	}
 }
 
@@ -325,17 +333,17 @@ func (d *Dispatcher) renewLeases(ctx context.Context) {
 		case <-ticker.C:
 		}
 		d.mu.Lock()
-		uuids := make([]string, 0, len(d.inFlight))
-		for uuid := range d.inFlight {
-			uuids = append(uuids, uuid)
+		refs := make([]store.DeliveryRef, 0, len(d.inFlight))
+		for ref := range d.inFlight {
+			refs = append(refs, ref)
 		}
 		d.mu.Unlock()
-		if len(uuids) == 0 {
+		if len(refs) == 0 {
 			continue
 		}
-		lost, err := d.opts.Store.RenewLeases(ctx, d.opts.Owner, uuids, d.opts.Now().Add(d.opts.Lease))
+		lost, err := d.opts.Store.RenewLeases(ctx, d.opts.Owner, refs, d.opts.Now().Add(d.opts.Lease))
 		if err != nil {
-			d.opts.Log.Error(err, "renewing delivery leases", "count", len(uuids))
+			d.opts.Log.Error(err, "renewing delivery leases", "count", len(refs))
 			continue
 		}
 		if len(lost) > 0 {
@@ -350,19 +358,20 @@ func (d *Dispatcher) free() int {
 	return d.opts.Workers - d.busy
 }
 
-// take gives ev a worker unless it is in flight already (its own expired lease claimed
-// again) or its host or namespace is at its cap; a capped candidate is done for this scan.
-func (d *Dispatcher) take(ev store.Event, c *candidate) bool {
+// take gives a delivery a worker unless it is in flight already (its own expired lease
+// claimed again) or its host or namespace is at its cap; a capped candidate is done for
+// this scan.
+func (d *Dispatcher) take(ref store.DeliveryRef, c *candidate) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.inFlight[ev.UUID] {
+	if d.inFlight[ref] {
 		return false
 	}
 	if d.busy >= d.opts.Workers || d.perHost[c.host] >= d.opts.PerDestination || d.perNamespace[c.namespace] >= d.opts.PerNamespace {
 		c.exhausted = true
 		return false
 	}
-	d.inFlight[ev.UUID] = true
+	d.inFlight[ref] = true
 	d.busy++
 	d.perHost[c.host]++
 	d.perNamespace[c.namespace]++
@@ -371,10 +380,10 @@ func (d *Dispatcher) take(ev store.Event, c *candidate) bool {
 }
 
 // done gives back the worker of an attempt that ended or never started.
-func (d *Dispatcher) done(uuid string, c *candidate) {
+func (d *Dispatcher) done(ref store.DeliveryRef, c *candidate) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.inFlight, uuid)
+	delete(d.inFlight, ref)
 	d.busy--
 	if d.perHost[c.host]--; d.perHost[c.host] <= 0 {
 		delete(d.perHost, c.host)
@@ -418,44 +427,48 @@ func (d *Dispatcher) observeQueues(ctx context.Context, queues []store.Queue, no
 	d.opts.Metrics.observeQueues(queues, depth, now)
 }
 
-// deliver makes one attempt and records it.
-func (d *Dispatcher) deliver(ctx context.Context, ev *store.Event, ep *routing.Endpoint) {
-	// The claim returned the event as it is: no other worker can change it while the
-	// lease holds.
-	queue := store.QueueKey(ev)
+// deliver makes one attempt of a delivery and records it.
+func (d *Dispatcher) deliver(ctx context.Context, dl *store.Delivery, c *candidate) {
+	// The claim returned the event as it is: no other worker can change this delivery
+	// while the lease holds.
+	ev, ep, dest, queue := &dl.Event, c.ep, c.dest, c.queue.Key
+	state := dl.State()
+	if state == nil {
+		d.releaseClaims(ctx, []store.DeliveryRef{dl.Ref()})
+		return
+	}
 	payload, err := d.opts.Store.Payload(ctx, ev.UUID)
 	if err != nil {
 		d.opts.Log.Error(err, "reading a payload to deliver", "uuid", ev.UUID)
 		d.circuits.abandon(queue)
-		d.releaseClaims(ctx, []string{ev.UUID})
+		d.releaseClaims(ctx, []store.DeliveryRef{dl.Ref()})
 		return
 	}
-	number := ev.Attempts + 1
+	number := state.Attempts + 1
 	started := d.opts.Now()
-	r := d.send(ctx, ev, ep, payload, number, started)
+	r := d.send(ctx, ev, dest, payload, number, started)
 	if ctx.Err() != nil && r.err != nil {
 		d.circuits.abandon(queue)
-		d.releaseClaims(ctx, []string{ev.UUID})
+		d.releaseClaims(ctx, []store.DeliveryRef{dl.Ref()})
 		return // shutting down: not an attempt the destination saw through
 	}
 	d.circuits.record(queue, retryable(r), d.opts.Now())
 	took := d.opts.Now().Sub(started)
-	outcome := decide(r, number-ev.AttemptBase, ep.Retry, d.opts.Now(), d.opts.Jitter)
-	attempt := store.Attempt{Number: number, StartedAt: started, Duration: took, ResponseCode: int32(r.code), Error: describe(r)} //nolint:gosec // HTTP codes fit
+	outcome := decide(r, number-state.AttemptBase, ep.RetryOf(dest), d.opts.Now(), d.opts.Jitter)
+	attempt := store.Attempt{Destination: dl.Destination, Number: number, StartedAt: started, Duration: took, ResponseCode: int32(r.code), Error: describe(r)} //nolint:gosec // HTTP codes fit
 	// egress: the full error, redacted, for the admin only (lastError holds its class).
-	logAttempt(d.opts.Log, ev, ep, attempt, r)
+	logAttempt(d.opts.Log, ev, ep, dest, attempt, r)
 	// The outcome is recorded even while shutting down, so that a delivered event is not
 	// delivered again.
 	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := d.opts.Store.RecordAttempt(recordCtx, ev.UUID, attempt, outcome); err != nil {
-		d.opts.Log.Error(err, "recording a delivery attempt", "uuid", ev.UUID)
+		d.opts.Log.Error(err, "recording a delivery attempt", "uuid", ev.UUID, "destination", dl.Destination)
 	}
-	d.opts.Metrics.observeAttempt(routing.Key(ep.Namespace, ep.Name), outcome.Phase, took, ev.ReceivedAt, d.opts.Now())
+	d.opts.Metrics.observeAttempt(routing.Key(ep.Namespace, ep.Name), dl.Destination, outcome.Phase, took, ev.ReceivedAt, d.opts.Now())
 }
 
-func (d *Dispatcher) send(ctx context.Context, ev *store.Event, ep *routing.Endpoint, payload []byte, number int32, now time.Time) result {
-	dest := ep.Destination
+func (d *Dispatcher) send(ctx context.Context, ev *store.Event, dest *routing.Destination, payload []byte, number int32, now time.Time) result {
 	timeout := min(dest.Timeout.Std(), MaxTimeout)
 	if timeout <= 0 {
 		timeout = 30 * time.Second

@@ -27,8 +27,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		circuitOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hookgate_delivery_circuit_open", Help: "1 while a destination's circuit is open (its deliveries wait for a probe)."},
 			[]string{"endpoint"}),
 		oldestDue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hookgate_delivery_oldest_due_age_seconds", Help: "How long the oldest due delivery has been waiting."}),
-		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookgate_delivery_attempts_total", Help: "Delivery attempts by endpoint and outcome."},
-			[]string{"endpoint", "outcome"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookgate_delivery_attempts_total", Help: "Delivery attempts by endpoint, destination and outcome."},
+			[]string{"endpoint", "destination", "outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hookgate_delivery_attempt_duration_seconds", Help: "Duration of one delivery attempt.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}),
 		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hookgate_delivery_latency_seconds", Help: "From receipt to delivered.",
@@ -69,11 +69,11 @@ func (m *Metrics) observeCircuit(queue string, open bool) {
 	}
 }
 
-func (m *Metrics) observeAttempt(endpoint, phase string, took time.Duration, received, now time.Time) {
+func (m *Metrics) observeAttempt(endpoint, destination, phase string, took time.Duration, received, now time.Time) {
 	if m == nil {
 		return
 	}
-	m.attempts.WithLabelValues(endpoint, phase).Inc()
+	m.attempts.WithLabelValues(endpoint, destination, phase).Inc()
 	m.latency.Observe(took.Seconds())
 	if phase == store.PhaseDelivered {
 		m.endToEnd.Observe(now.Sub(received).Seconds())

@@ -190,14 +190,12 @@ func isTLS(err error) bool {
 // destination without query string or user info, and the full error with the same URL.
 // Refusals by the egress policy are logged at Info level, for the admin to see; other
 // failures at V(1), since the destination owner sees their class already.
-func logAttempt(log logr.Logger, ev *store.Event, ep *routing.Endpoint, attempt store.Attempt, r result) {
+func logAttempt(log logr.Logger, ev *store.Event, ep *routing.Endpoint, dest *routing.Destination, attempt store.Attempt, r result) {
 	if attempt.Error == "" {
 		return
 	}
-	kv := []any{"uuid", ev.UUID, "endpoint", routing.Key(ep.Namespace, ep.Name), "attempt", attempt.Number, "class", attempt.Error}
-	if ep.Destination != nil {
-		kv = append(kv, "destination", redactURL(ep.Destination.URL), "service", ep.Destination.Service)
-	}
+	kv := []any{"uuid", ev.UUID, "endpoint", routing.Key(ep.Namespace, ep.Name), "destinationName", dest.NameOrDefault(),
+		"attempt", attempt.Number, "class", attempt.Error, "destination", redactURL(dest.URL), "service", dest.Service}
 	if r.err == nil {
 		log.V(1).Info("delivery attempt failed", append(kv, "code", r.code)...)
 		return

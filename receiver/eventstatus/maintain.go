@@ -123,7 +123,8 @@ func (r *Reflector) redeliverFailed(ctx context.Context) {
 		if handled, err := r.opts.Store.Token(ctx, name); err != nil || handled == token {
 			continue
 		}
-		n, err := r.opts.Store.RequeueFailed(ctx, key, r.opts.Now())
+		destination := e.Annotations[hookgatev1alpha1.AnnotationRedeliverDestination]
+		n, err := r.opts.Store.RequeueFailed(ctx, key, destination, r.opts.Now())
 		if err != nil {
 			r.opts.Log.Error(err, "queueing Failed events again", "endpoint", key)
 			continue
@@ -131,7 +132,7 @@ func (r *Reflector) redeliverFailed(ctx context.Context) {
 		if err := r.opts.Store.SetToken(ctx, name, token); err != nil {
 			r.opts.Log.Error(err, "recording a handled redelivery", "endpoint", key)
 		}
-		r.opts.Log.Info("queued Failed events again", "endpoint", key, "count", n)
+		r.opts.Log.Info("queued Failed events again", "endpoint", key, "destination", destination, "count", n)
 		if r.opts.Wake != nil {
 			r.opts.Wake()
 		}

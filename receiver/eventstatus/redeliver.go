@@ -2,6 +2,7 @@ package eventstatus
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/receiver/store"
 )
 
 // RedeliveryWatcher queues an event again when its WebhookEvent's hookgate.io/redeliver
@@ -33,7 +35,7 @@ func (w *RedeliveryWatcher) Start(ctx context.Context) error {
 		if token == "" {
 			return
 		}
-		w.Reflector.redeliver(ctx, o.Namespace, o.Name, token)
+		w.Reflector.redeliver(ctx, o.Namespace, o.Name, o.Annotations[hookgatev1alpha1.AnnotationRedeliverDestination], token)
 	}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    handle,
@@ -47,10 +49,11 @@ func (w *RedeliveryWatcher) Start(ctx context.Context) error {
 	return nil
 }
 
-// redeliver queues the event of a WebhookEvent again. The WebhookEvent must be the
+// redeliver queues the event of a WebhookEvent again, to one destination or (when
+// destination is "") to each whose delivery finished. The WebhookEvent must be the
 // event's own, in its partner's namespace: anyone who may write WebhookEvents in one
 // namespace must not be able to redeliver another tenant's events by naming their uuid.
-func (r *Reflector) redeliver(ctx context.Context, namespace, uuid, token string) {
+func (r *Reflector) redeliver(ctx context.Context, namespace, uuid, destination, token string) {
 	name := "redeliver/" + uuid
 	if handled, err := r.opts.Store.Token(ctx, name); err != nil || handled == token {
 		return
@@ -63,14 +66,18 @@ func (r *Reflector) redeliver(ctx context.Context, namespace, uuid, token string
 		r.opts.Log.Info("ignoring a redelivery request from another namespace than the event's", "namespace", namespace, "uuid", uuid)
 		return
 	}
-	if _, err := r.opts.Store.Requeue(ctx, uuid, r.opts.Now()); err != nil {
-		r.opts.Log.Error(err, "queueing an event again", "uuid", uuid)
-		return
+	if _, err := r.opts.Store.Requeue(ctx, uuid, destination, r.opts.Now()); err != nil {
+		// An unknown destination is the annotator's mistake: recorded as handled, so
+		// that it is not tried again until the token changes.
+		r.opts.Log.Error(err, "queueing an event again", "uuid", uuid, "destination", destination)
+		if !errors.Is(err, store.ErrNotFound) {
+			return
+		}
 	}
 	if err := r.opts.Store.SetToken(ctx, name, token); err != nil {
 		r.opts.Log.Error(err, "recording a handled redelivery", "uuid", uuid)
 	}
-	r.opts.Log.Info("event queued again on request", "uuid", uuid)
+	r.opts.Log.Info("event queued again on request", "uuid", uuid, "destination", destination)
 	if r.opts.Wake != nil {
 		r.opts.Wake()
 	}

@@ -448,8 +448,17 @@ func (r *Reflector) object(ev *store.Event) *hookgatev1alpha1.WebhookEvent {
 		Status: hookgatev1alpha1.WebhookEventStatus{
 			Phase: hookgatev1alpha1.EventPhase(ev.Phase), Attempts: ev.Attempts, LastResponseCode: ev.LastResponseCode,
 			LastError: ev.LastError, Reason: ev.Reason, LastAttemptAt: metaTime(ev.LastAttemptAt), NextAttemptAt: metaTime(ev.NextAttemptAt),
-			DeliveredAt: metaTime(ev.DeliveredAt),
+			DeliveredAt: metaTime(ev.DeliveredAt), Delivered: deliveredCount(ev),
 		},
+	}
+	if len(ev.Deliveries) > 1 {
+		for _, d := range ev.Deliveries {
+			obj.Status.Deliveries = append(obj.Status.Deliveries, hookgatev1alpha1.EventDelivery{
+				Destination: d.Destination, Phase: hookgatev1alpha1.EventPhase(d.Phase), Attempts: d.Attempts,
+				LastResponseCode: d.LastResponseCode, LastError: d.LastError, NextAttemptAt: metaTime(d.NextAttemptAt),
+				DeliveredAt: metaTime(d.DeliveredAt),
+			})
+		}
 	}
 	if t := r.opts.Holder.Current(); t != nil {
 		if p, ok := t.Partner(ev.PartnerNamespace, ev.Partner); ok && p.UID != "" {
@@ -482,7 +491,7 @@ func statusPatch(ev *store.Event) map[string]any {
 	if ev.LastError != "" {
 		lastError = ev.LastError
 	}
-	return map[string]any{
+	patch := map[string]any{
 		"phase":            ev.Phase,
 		"attempts":         ev.Attempts,
 		"lastAttemptAt":    t(ev.LastAttemptAt),
@@ -490,7 +499,41 @@ func statusPatch(ev *store.Event) map[string]any {
 		"lastResponseCode": ev.LastResponseCode,
 		"lastError":        lastError,
 		"deliveredAt":      t(ev.DeliveredAt),
+		"delivered":        nil,
+		"deliveries":       nil,
 	}
+	if c := deliveredCount(ev); c != "" {
+		patch["delivered"] = c
+	}
+	if len(ev.Deliveries) > 1 {
+		// A merge patch replaces a list whole: every delivery, every time.
+		ds := make([]map[string]any, 0, len(ev.Deliveries))
+		for _, d := range ev.Deliveries {
+			// Absent values are left out: a list item is written as it is, nulls and all.
+			m := map[string]any{"destination": d.Destination, "phase": d.Phase, "attempts": d.Attempts, "lastResponseCode": d.LastResponseCode}
+			if d.LastError != "" {
+				m["lastError"] = d.LastError
+			}
+			if d.NextAttemptAt != nil {
+				m["nextAttemptAt"] = t(d.NextAttemptAt)
+			}
+			if d.DeliveredAt != nil {
+				m["deliveredAt"] = t(d.DeliveredAt)
+			}
+			ds = append(ds, m)
+		}
+		patch["deliveries"] = ds
+	}
+	return patch
+}
+
+// deliveredCount is "delivered/total" of the event's deliveries ("" when it has none).
+func deliveredCount(ev *store.Event) string {
+	n, total := ev.DeliveredCount()
+	if total == 0 {
+		return ""
+	}
+	return strconv.Itoa(n) + "/" + strconv.Itoa(total)
 }
 
 // notePartnerEvent remembers the partner's newest event for status.lastEventAt.

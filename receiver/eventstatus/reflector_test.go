@@ -111,8 +111,8 @@ func TestWebhookEventsReflectDelivery(t *testing.T) {
 			}
 			for _, line := range strings.Split(out, "\n") {
 				f := strings.Fields(line)
-				// NAME PARTNER ENDPOINT TYPE PHASE ATTEMPTS CODE AGE
-				if len(f) >= 7 && f[0] == id && f[4] == phase && f[5] == attempts {
+				// NAME PARTNER ENDPOINT TYPE PHASE DELIVERED ATTEMPTS CODE AGE
+				if len(f) >= 8 && f[0] == id && f[4] == phase && strings.HasSuffix(f[5], "/1") && f[6] == attempts {
 					return nil
 				}
 			}

@@ -242,6 +242,8 @@ func (s *Bolt) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
 		uuid := []byte(in.Event.UUID)
 		stored := in.Event
 		stored.Version = 0
+		stored.Normalize()
+		stored.Aggregate()
 		if err := putEvent(tx, &stored); err != nil {
 			return err
 		}
@@ -255,8 +257,12 @@ func (s *Bolt) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
 		if err := tx.Bucket(bucketByPartner).Put(byPartnerKey(in.Event.PartnerKey(), in.Event.UUID), nil); err != nil {
 			return err
 		}
-		if in.Event.Phase == PhaseQueued {
-			return tx.Bucket(bucketQueues).Put(dueKey(&stored, dueAt(&stored)), nil)
+		for i := range stored.Deliveries {
+			if d := &stored.Deliveries[i]; d.Phase == PhaseQueued {
+				if err := tx.Bucket(bucketQueues).Put(dueKey(&stored, d.Destination, stored.DueAt(d)), nil); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -539,6 +545,7 @@ func getEvent(tx *bolt.Tx, uuid string) (*Event, error) {
 	if err := json.Unmarshal(v, &e); err != nil {
 		return nil, fmt.Errorf("event %s is unreadable: %w", uuid, err)
 	}
+	e.Normalize()
 	return &e, nil
 }
 

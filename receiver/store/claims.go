@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -13,61 +14,87 @@ import (
 // Due, Claim) need no second look: it is due again exactly when its lease runs out.
 var bucketLeases = []byte("leases")
 
-func leaseKey(e *Event) []byte { return []byte(e.UUID + "\x00" + QueueKey(e)) }
+func leaseKey(e *Event, destination string) []byte {
+	return []byte(e.UUID + "\x00" + QueueKey(e.EndpointKey(), destination))
+}
 
-// lease reads an event's claim, if it has one.
-func lease(tx *bolt.Tx, e *Event) (owner string, until time.Time, ok bool) {
-	v := tx.Bucket(bucketLeases).Get(leaseKey(e))
+// lease reads a delivery's claim, if it has one.
+func lease(tx *bolt.Tx, e *Event, destination string) (owner string, until time.Time, ok bool) {
+	v := tx.Bucket(bucketLeases).Get(leaseKey(e, destination))
 	if len(v) < 8 {
 		return "", time.Time{}, false
 	}
 	return string(v[8:]), keyTime(v[:8]), true
 }
 
-// queuedAt is the time under which an unfinished event's delivery sits in its queue:
-// its lease end while claimed, else its due time.
-func queuedAt(tx *bolt.Tx, e *Event) time.Time {
-	if _, until, ok := lease(tx, e); ok {
+// queuedAt is the time under which an unfinished delivery sits in its queue: its lease
+// end while claimed, else its due time.
+func queuedAt(tx *bolt.Tx, e *Event, d *DeliveryState) time.Time {
+	if _, until, ok := lease(tx, e, d.Destination); ok {
 		return until
 	}
-	return dueAt(e)
+	return e.DueAt(d)
 }
 
-// unqueue takes an event's delivery out of its queue, claim and all.
-func unqueue(tx *bolt.Tx, e *Event) error {
-	if err := tx.Bucket(bucketQueues).Delete(dueKey(e, queuedAt(tx, e))); err != nil {
+// unqueue takes a delivery out of its queue, claim and all.
+func unqueue(tx *bolt.Tx, e *Event, destination string) error {
+	d := e.Delivery(destination)
+	if d == nil {
+		return nil
+	}
+	if err := tx.Bucket(bucketQueues).Delete(dueKey(e, destination, queuedAt(tx, e, d))); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketLeases).Delete(leaseKey(e))
+	return tx.Bucket(bucketLeases).Delete(leaseKey(e, destination))
 }
 
 // setLease moves the delivery under until and records owner's claim.
-func setLease(tx *bolt.Tx, e *Event, owner string, until time.Time) error {
+func setLease(tx *bolt.Tx, e *Event, d *DeliveryState, owner string, until time.Time) error {
 	queues := tx.Bucket(bucketQueues)
-	if err := queues.Delete(dueKey(e, queuedAt(tx, e))); err != nil {
+	if err := queues.Delete(dueKey(e, d.Destination, queuedAt(tx, e, d))); err != nil {
 		return err
 	}
-	if err := queues.Put(dueKey(e, until), nil); err != nil {
+	if err := queues.Put(dueKey(e, d.Destination, until), nil); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketLeases).Put(leaseKey(e), append(timeKey(until), owner...))
+	return tx.Bucket(bucketLeases).Put(leaseKey(e, d.Destination), append(timeKey(until), owner...))
 }
 
 // dropLease gives the delivery back to its queue at its own due time.
-func dropLease(tx *bolt.Tx, e *Event) error {
-	if err := unqueue(tx, e); err != nil {
+func dropLease(tx *bolt.Tx, e *Event, d *DeliveryState) error {
+	if err := unqueue(tx, e, d.Destination); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketQueues).Put(dueKey(e, dueAt(e)), nil)
+	return tx.Bucket(bucketQueues).Put(dueKey(e, d.Destination, e.DueAt(d)), nil)
+}
+
+// heldDelivery is the event and delivery of ref while owner's claim on it holds.
+func heldDelivery(tx *bolt.Tx, ref DeliveryRef, owner string) (*Event, *DeliveryState, bool) {
+	e, err := getEvent(tx, ref.UUID)
+	if err != nil {
+		return nil, nil, false
+	}
+	d := e.Delivery(ref.Destination)
+	if d == nil {
+		return nil, nil, false
+	}
+	if holder, _, ok := lease(tx, e, d.Destination); !ok || holder != owner {
+		return nil, nil, false
+	}
+	return e, d, true
 }
 
 // Claim implements Store.
-func (s *Bolt) Claim(ctx context.Context, queue, owner string, now time.Time, lease time.Duration, limit int) ([]Event, error) {
+func (s *Bolt) Claim(ctx context.Context, queue, owner string, now time.Time, lease time.Duration, limit int) ([]Delivery, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	var out []Event
-	err := s.write(ctx, func(tx *bolt.Tx) error {
+	_, _, destination, err := ParseQueueKey(queue)
+	if err != nil {
+		return nil, err
+	}
+	var out []Delivery
+	err = s.write(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
 		c := tx.Bucket(bucketQueues).Cursor()
 		prefix := []byte(queue + "\x00")
@@ -86,10 +113,14 @@ func (s *Bolt) Claim(ctx context.Context, queue, owner string, now time.Time, le
 			if err != nil {
 				return err
 			}
-			if err := setLease(tx, e, owner, until); err != nil {
+			d := e.Delivery(destination)
+			if d == nil {
+				return fmt.Errorf("queue %q holds event %s, which has no such destination", queue, uuid)
+			}
+			if err := setLease(tx, e, d, owner, until); err != nil {
 				return err
 			}
-			out = append(out, *e)
+			out = append(out, Delivery{Event: *e, Destination: destination})
 		}
 		return nil
 	})
@@ -97,21 +128,17 @@ func (s *Bolt) Claim(ctx context.Context, queue, owner string, now time.Time, le
 }
 
 // RenewLeases implements Store.
-func (s *Bolt) RenewLeases(ctx context.Context, owner string, uuids []string, until time.Time) ([]string, error) {
-	var lost []string
+func (s *Bolt) RenewLeases(ctx context.Context, owner string, refs []DeliveryRef, until time.Time) ([]DeliveryRef, error) {
+	var lost []DeliveryRef
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		lost = lost[:0]
-		for _, uuid := range uuids {
-			e, err := getEvent(tx, uuid)
-			if err != nil {
-				lost = append(lost, uuid)
+		for _, ref := range refs {
+			e, d, ok := heldDelivery(tx, ref, owner)
+			if !ok {
+				lost = append(lost, ref)
 				continue
 			}
-			if holder, _, ok := lease(tx, e); !ok || holder != owner {
-				lost = append(lost, uuid)
-				continue
-			}
-			if err := setLease(tx, e, owner, until); err != nil {
+			if err := setLease(tx, e, d, owner, until); err != nil {
 				return err
 			}
 		}
@@ -121,18 +148,14 @@ func (s *Bolt) RenewLeases(ctx context.Context, owner string, uuids []string, un
 }
 
 // Release implements Store.
-func (s *Bolt) Release(ctx context.Context, owner string, uuids []string) error {
-	if len(uuids) == 0 {
+func (s *Bolt) Release(ctx context.Context, owner string, refs []DeliveryRef) error {
+	if len(refs) == 0 {
 		return nil
 	}
 	return s.write(ctx, func(tx *bolt.Tx) error {
-		for _, uuid := range uuids {
-			e, err := getEvent(tx, uuid)
-			if err != nil {
-				continue
-			}
-			if holder, _, ok := lease(tx, e); ok && holder == owner {
-				if err := dropLease(tx, e); err != nil {
+		for _, ref := range refs {
+			if e, d, ok := heldDelivery(tx, ref, owner); ok {
+				if err := dropLease(tx, e, d); err != nil {
 					return err
 				}
 			}
@@ -145,22 +168,28 @@ func (s *Bolt) Release(ctx context.Context, owner string, uuids []string) error 
 // other process holds it, so whoever made those claims is gone, and its deliveries need
 // not wait for their leases to run out.
 func releaseDeadLeases(tx *bolt.Tx) error {
-	var held []string
+	var held []DeliveryRef
 	if err := tx.Bucket(bucketLeases).ForEach(func(k, _ []byte) error {
-		if i := bytes.IndexByte(k, 0); i > 0 {
-			held = append(held, string(k[:i]))
+		uuid, queue, ok := bytes.Cut(k, []byte{0})
+		if !ok {
+			return nil
+		}
+		if _, _, dest, err := ParseQueueKey(string(queue)); err == nil {
+			held = append(held, DeliveryRef{UUID: string(uuid), Destination: dest})
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
-	for _, uuid := range held {
-		e, err := getEvent(tx, uuid)
+	for _, ref := range held {
+		e, err := getEvent(tx, ref.UUID)
 		if err != nil {
 			continue
 		}
-		if err := dropLease(tx, e); err != nil {
-			return err
+		if d := e.Delivery(ref.Destination); d != nil {
+			if err := dropLease(tx, e, d); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

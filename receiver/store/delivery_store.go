@@ -13,9 +13,11 @@ import (
 )
 
 var (
-	bucketAttempts = []byte("attempts") // uuid \x00 attempt number(4) -> Attempt JSON
-	bucketReflect  = []byte("reflect")  // uuid -> version(8): newest state not yet reflected
-	bucketTokens   = []byte("tokens")   // name -> value
+	// uuid \x00 attempt number(4) [\x00 destination] -> Attempt JSON. The default
+	// destination's attempts have no suffix, as before fan-out.
+	bucketAttempts = []byte("attempts")
+	bucketReflect  = []byte("reflect") // uuid -> version(8): newest state not yet reflected
+	bucketTokens   = []byte("tokens")  // name -> value
 )
 
 // putEvent writes an event record, bumping its version and marking it for reflection.
@@ -33,18 +35,21 @@ func putEvent(tx *bolt.Tx, e *Event) error {
 	return tx.Bucket(bucketReflect).Put([]byte(e.UUID), v)
 }
 
-// dueKey is an event's key in its queue: the queue, then the due time and the uuid, so
-// that each queue is in due order.
-func dueKey(e *Event, at time.Time) []byte {
-	return append(append([]byte(QueueKey(e)+"\x00"), timeKey(at)...), e.UUID...)
+// dueKey is a delivery's key in its destination's queue: the queue, then the due time
+// and the uuid, so that each queue is in due order.
+func dueKey(e *Event, destination string, at time.Time) []byte {
+	return append(append([]byte(QueueKey(e.EndpointKey(), destination)+"\x00"), timeKey(at)...), e.UUID...)
 }
 
-// dueAt is the time under which an unfinished event sits in its queue.
-func dueAt(e *Event) time.Time {
-	if e.NextAttemptAt != nil {
-		return *e.NextAttemptAt
+// attemptKey orders an event's attempts by number, then destination.
+func attemptKey(uuid string, a *Attempt) []byte {
+	num := make([]byte, 4)
+	binary.BigEndian.PutUint32(num, uint32(a.Number)) //nolint:gosec // attempt numbers are small and positive
+	key := append([]byte(uuid+"\x00"), num...)
+	if a.Destination != "" && a.Destination != DefaultDestination {
+		key = append(append(key, 0), a.Destination...)
 	}
-	return e.ReceivedAt
+	return key
 }
 
 // DueQueues implements Store. It reads the first key of each queue and seeks past the
@@ -72,9 +77,13 @@ func (s *Bolt) DueQueues(_ context.Context, now time.Time) ([]Queue, error) {
 }
 
 // Due implements Store.
-func (s *Bolt) Due(_ context.Context, queue string, now time.Time, limit int) ([]Event, error) {
-	var out []Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+func (s *Bolt) Due(_ context.Context, queue string, now time.Time, limit int) ([]Delivery, error) {
+	var out []Delivery
+	_, _, destination, err := ParseQueueKey(queue)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketQueues).Cursor()
 		prefix := []byte(queue + "\x00")
 		end := timeKey(now)
@@ -87,7 +96,7 @@ func (s *Bolt) Due(_ context.Context, queue string, now time.Time, limit int) ([
 			if err != nil {
 				return err
 			}
-			out = append(out, *e)
+			out = append(out, Delivery{Event: *e, Destination: destination})
 		}
 		return nil
 	})
@@ -122,7 +131,7 @@ func migrateDueIndex(tx *bolt.Tx) error {
 		if err != nil {
 			return err
 		}
-		return queues.Put(dueKey(e, keyTime(k[:8])), nil)
+		return queues.Put(dueKey(e, DefaultDestination, keyTime(k[:8])), nil)
 	}); err != nil {
 		return err
 	}
@@ -141,39 +150,32 @@ func (s *Bolt) RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outc
 		if err != nil {
 			return err
 		}
-		if e.Finished() {
+		d := e.Delivery(destinationOf(&a))
+		if d == nil && len(e.Deliveries) == 0 {
+			out = e // Stored: no delivery to record an attempt of
+			return nil
+		}
+		if d == nil {
+			return fmt.Errorf("event %s has no delivery to destination %q: %w", uuid, destinationOf(&a), ErrNotFound)
+		}
+		if d.Finished() {
 			// A redelivery raced with a late result; the finished state stands.
 			out = e
 			return nil
 		}
-		if err := unqueue(tx, e); err != nil {
+		if err := unqueue(tx, e, d.Destination); err != nil {
 			return err
 		}
-		num := make([]byte, 4)
-		binary.BigEndian.PutUint32(num, uint32(a.Number)) //nolint:gosec // attempt numbers are small and positive
-		if err := tx.Bucket(bucketAttempts).Put(append([]byte(uuid+"\x00"), num...), attempt); err != nil {
+		if err := e.ApplyAttempt(d, a, o); err != nil {
 			return err
 		}
-		started := a.StartedAt
-		e.Attempts = a.Number
-		e.LastAttemptAt = &started
-		e.LastResponseCode = a.ResponseCode
-		e.LastError = a.Error
-		e.Phase = o.Phase
-		e.NextAttemptAt = nil
-		switch o.Phase {
-		case PhaseDelivered:
-			at := a.StartedAt.Add(a.Duration)
-			e.DeliveredAt = &at
-		case PhaseRetrying:
-			next := o.NextAttemptAt
-			e.NextAttemptAt = &next
-			if err := tx.Bucket(bucketQueues).Put(dueKey(e, next), nil); err != nil {
+		if err := tx.Bucket(bucketAttempts).Put(attemptKey(uuid, &a), attempt); err != nil {
+			return err
+		}
+		if d.Phase == PhaseRetrying {
+			if err := tx.Bucket(bucketQueues).Put(dueKey(e, d.Destination, *d.NextAttemptAt), nil); err != nil {
 				return err
 			}
-		case PhaseFailed:
-		default:
-			return fmt.Errorf("an attempt cannot end in phase %q", o.Phase)
 		}
 		out = e
 		return putEvent(tx, e)
@@ -192,6 +194,7 @@ func (s *Bolt) Attempts(_ context.Context, uuid string) ([]Attempt, error) {
 			if err := json.Unmarshal(v, &a); err != nil {
 				return err
 			}
+			a.Destination = destinationOf(&a)
 			out = append(out, a)
 		}
 		return nil
@@ -199,37 +202,47 @@ func (s *Bolt) Attempts(_ context.Context, uuid string) ([]Attempt, error) {
 	return out, err
 }
 
-func requeue(tx *bolt.Tx, e *Event, now time.Time) error {
-	if !e.Finished() || e.Phase == PhaseStored {
+// enqueueAll puts the named deliveries in their queues at now and writes the event.
+func enqueueAll(tx *bolt.Tx, e *Event, destinations []string, now time.Time) error {
+	if len(destinations) == 0 {
 		return nil
 	}
-	e.Phase = PhaseQueued
-	e.AttemptBase = e.Attempts
-	e.NextAttemptAt = &now
-	e.DeliveredAt = nil
-	if err := tx.Bucket(bucketQueues).Put(dueKey(e, now), nil); err != nil {
-		return err
+	for _, dest := range destinations {
+		if err := tx.Bucket(bucketQueues).Put(dueKey(e, dest, now), nil); err != nil {
+			return err
+		}
 	}
 	return putEvent(tx, e)
 }
 
+// destinationOf is an attempt's destination, the default one for older records.
+func destinationOf(a *Attempt) string {
+	if a.Destination == "" {
+		return DefaultDestination
+	}
+	return a.Destination
+}
+
 // Requeue implements Store.
-func (s *Bolt) Requeue(ctx context.Context, uuid string, now time.Time) (*Event, error) {
+func (s *Bolt) Requeue(ctx context.Context, uuid, destination string, now time.Time) (*Event, error) {
 	var out *Event
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		e, err := getEvent(tx, uuid)
 		if err != nil {
 			return err
 		}
+		if destination != "" && e.Delivery(destination) == nil {
+			return fmt.Errorf("event %s has no delivery to destination %q: %w", uuid, destination, ErrNotFound)
+		}
 		out = e
-		return requeue(tx, e, now)
+		return enqueueAll(tx, e, e.RequeueDeliveries(destination, now), now)
 	})
 	return out, err
 }
 
 // RequeueFailed implements Store. It scans the endpoint's events; redelivering a whole
 // endpoint is rare and operator-driven.
-func (s *Bolt) RequeueFailed(ctx context.Context, endpointKey string, now time.Time) (int, error) {
+func (s *Bolt) RequeueFailed(ctx context.Context, endpointKey, destination string, now time.Time) (int, error) {
 	n := 0
 	err := s.write(ctx, func(tx *bolt.Tx) error {
 		n = 0
@@ -239,6 +252,7 @@ func (s *Bolt) RequeueFailed(ctx context.Context, endpointKey string, now time.T
 			if err := json.Unmarshal(v, &e); err != nil {
 				return err
 			}
+			e.Normalize()
 			if e.Phase == PhaseFailed && e.EndpointKey() == endpointKey {
 				failed = append(failed, &e)
 			}
@@ -248,11 +262,14 @@ func (s *Bolt) RequeueFailed(ctx context.Context, endpointKey string, now time.T
 			return err
 		}
 		for _, e := range failed {
-			if err := requeue(tx, e, now); err != nil {
+			queued := e.RequeueFailedDeliveries(destination, now)
+			if err := enqueueAll(tx, e, queued, now); err != nil {
 				return err
 			}
+			if len(queued) > 0 {
+				n++
+			}
 		}
-		n = len(failed)
 		return nil
 	})
 	return n, err

@@ -60,6 +60,9 @@ type Event struct {
 	// AttemptBase is Attempts when the event was last queued again by hand: the retry
 	// budget counts from there.
 	AttemptBase int32 `json:"attemptBase,omitempty"`
+	// Deliveries are the event's deliveries, one per destination its filters took; the
+	// fields above (Phase to AttemptBase) are their aggregate (Aggregate). None: Stored.
+	Deliveries []DeliveryState `json:"deliveries,omitempty"`
 	// Version increases with every change, so that the status reflector writes only the
 	// newest state and knows when it has.
 	Version uint64 `json:"version"`
@@ -67,6 +70,9 @@ type Event struct {
 
 // Attempt is one delivery attempt.
 type Attempt struct {
+	// Destination is the delivery's destination ("" in records from before fan-out:
+	// the default one).
+	Destination  string        `json:"destination,omitempty"`
 	Number       int32         `json:"number"`
 	StartedAt    time.Time     `json:"startedAt"`
 	Duration     time.Duration `json:"duration"`
@@ -111,9 +117,6 @@ type Queue struct {
 	// OldestDue is when its oldest due delivery became due.
 	OldestDue time.Time
 }
-
-// QueueKey is the queue of an event's delivery: its endpoint's one destination.
-func QueueKey(e *Event) string { return e.EndpointKey() }
 
 // Cutoff says which finished events Prune removes: those received before their
 // endpoint's time in ByEndpoint (by endpoint key), or before Default.
@@ -175,29 +178,33 @@ type Store interface {
 	// Due returns up to limit queued or retrying deliveries of one queue due at now,
 	// oldest due first, without claiming them (a look; Claim is the dispatcher's take).
 	// A claimed delivery is not due while its lease holds.
-	Due(ctx context.Context, queue string, now time.Time, limit int) ([]Event, error)
+	Due(ctx context.Context, queue string, now time.Time, limit int) ([]Delivery, error)
 	// Claim takes up to limit due deliveries of one queue, oldest due first, for owner
 	// (a worker pool, unique per process), leasing each until now+lease: while the lease
 	// holds no other owner, in this process or another replica, can claim it; once it
 	// runs out (the owner died) the delivery is due again. The events are returned as
 	// they are at the claim. RecordAttempt ends the claim.
-	Claim(ctx context.Context, queue, owner string, now time.Time, lease time.Duration, limit int) ([]Event, error)
-	// RenewLeases extends owner's leases on the deliveries of these events to until, for
-	// attempts that run long; it returns the uuids whose lease owner no longer holds.
-	RenewLeases(ctx context.Context, owner string, uuids []string, until time.Time) (lost []string, err error)
-	// Release gives back owner's claims on these events without an attempt (shutting
+	Claim(ctx context.Context, queue, owner string, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
+	// RenewLeases extends owner's leases on these deliveries to until, for attempts that
+	// run long; it returns those whose lease owner no longer holds.
+	RenewLeases(ctx context.Context, owner string, deliveries []DeliveryRef, until time.Time) (lost []DeliveryRef, err error)
+	// Release gives back owner's claims on these deliveries without an attempt (shutting
 	// down, or claimed but not started): each is due again at its own due time.
-	Release(ctx context.Context, owner string, uuids []string) error
+	Release(ctx context.Context, owner string, deliveries []DeliveryRef) error
 	// QueueDepth counts the deliveries waiting, due or not, in every queue.
 	QueueDepth(ctx context.Context) (int, error)
-	// RecordAttempt stores an attempt and its outcome.
+	// RecordAttempt stores an attempt of the delivery to a.Destination and its outcome,
+	// and ends the claim.
 	RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outcome) (*Event, error)
-	// Attempts lists an event's attempts, first first.
+	// Attempts lists an event's attempts, to every destination, first first.
 	Attempts(ctx context.Context, uuid string) ([]Attempt, error)
-	// Requeue queues a finished event again (redelivery); it is due at once.
-	Requeue(ctx context.Context, uuid string, now time.Time) (*Event, error)
-	// RequeueFailed queues every Failed event of an endpoint again.
-	RequeueFailed(ctx context.Context, endpointKey string, now time.Time) (int, error)
+	// Requeue queues an event's finished deliveries again (redelivery), due at once:
+	// every one when destination is "", else the one named.
+	Requeue(ctx context.Context, uuid, destination string, now time.Time) (*Event, error)
+	// RequeueFailed queues the Failed deliveries of every Failed event of an endpoint
+	// again (the delivered ones are not sent twice): to every destination when
+	// destination is "", else to the one named.
+	RequeueFailed(ctx context.Context, endpointKey, destination string, now time.Time) (int, error)
 	// Unreflected returns up to limit events whose newest state the status reflector has
 	// not written yet; MarkReflected records that it wrote version.
 	Unreflected(ctx context.Context, limit int) ([]Event, error)

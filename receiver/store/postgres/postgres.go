@@ -6,6 +6,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -170,17 +171,35 @@ type querier interface {
 const eventColumns = `e.uuid, e.event_id, e.type, e.partner_namespace, e.partner, e.endpoint_namespace, e.endpoint,
 	e.received_at, e.payload_sha256, e.size_bytes, e.content_type, e.phase, e.attempts, e.last_attempt_at,
 	e.next_attempt_at, e.last_response_code, e.last_error, e.delivered_at, e.attempt_base, e.version,
-	e.sub_type, e.tenant, e.reason`
+	e.sub_type, e.tenant, e.reason, e.deliveries`
 
 func scanEvent(row pgx.Row) (store.Event, error) {
 	var e store.Event
 	var version int64
+	var deliveries []byte
 	err := row.Scan(&e.UUID, &e.EventID, &e.Type, &e.PartnerNamespace, &e.Partner, &e.EndpointNamespace, &e.Endpoint,
 		&e.ReceivedAt, &e.PayloadSHA256, &e.SizeBytes, &e.ContentType, &e.Phase, &e.Attempts, &e.LastAttemptAt,
 		&e.NextAttemptAt, &e.LastResponseCode, &e.LastError, &e.DeliveredAt, &e.AttemptBase, &version,
-		&e.SubType, &e.Tenant, &e.Reason)
+		&e.SubType, &e.Tenant, &e.Reason, &deliveries)
+	if err != nil {
+		return e, err
+	}
 	e.Version = uint64(version) //nolint:gosec // versions start at 1 and only grow
-	return e, err
+	if len(deliveries) > 0 {
+		if err := json.Unmarshal(deliveries, &e.Deliveries); err != nil {
+			return e, fmt.Errorf("event %s: its deliveries are unreadable: %w", e.UUID, err)
+		}
+	}
+	e.Normalize()
+	return e, nil
+}
+
+// deliveriesJSON is the deliveries column of an event (NULL when it has none).
+func deliveriesJSON(e *store.Event) ([]byte, error) {
+	if len(e.Deliveries) == 0 {
+		return nil, nil
+	}
+	return json.Marshal(e.Deliveries)
 }
 
 // getEvent reads one event; lock takes its row lock for the rest of the transaction.
@@ -225,22 +244,44 @@ func asStored(e store.Event) store.Event {
 	e.LastAttemptAt = microPtr(e.LastAttemptAt)
 	e.NextAttemptAt = microPtr(e.NextAttemptAt)
 	e.DeliveredAt = microPtr(e.DeliveredAt)
+	if len(e.Deliveries) > 0 {
+		ds := make([]store.DeliveryState, len(e.Deliveries))
+		for i, d := range e.Deliveries {
+			d.LastAttemptAt, d.NextAttemptAt, d.DeliveredAt = microPtr(d.LastAttemptAt), microPtr(d.NextAttemptAt), microPtr(d.DeliveredAt)
+			ds[i] = d
+		}
+		e.Deliveries = ds
+	}
 	return e
 }
 
-// dueAt is the time under which an unfinished event waits in its queue.
-func dueAt(e *store.Event) time.Time {
-	if e.NextAttemptAt != nil {
-		return *e.NextAttemptAt
-	}
-	return e.ReceivedAt
+// enqueue puts an event's delivery to destination in its queue at due (or moves it
+// there), unclaimed.
+func enqueue(ctx context.Context, tx pgx.Tx, e *store.Event, destination string, due time.Time) error {
+	due = micro(due)
+	_, err := tx.Exec(ctx, `INSERT INTO deliveries (uuid, queue, due_at, ready_at) VALUES ($1, $2, $3, $3)
+		ON CONFLICT (uuid, queue) DO UPDATE SET due_at = EXCLUDED.due_at, ready_at = EXCLUDED.ready_at,
+			claimed_by = NULL, lease_until = NULL`, e.UUID, store.QueueKey(e.EndpointKey(), destination), due)
+	return err
 }
 
-// enqueue puts an event's delivery in its queue at due (or moves it there).
-func enqueue(ctx context.Context, tx pgx.Tx, e *store.Event, due time.Time) error {
-	_, err := tx.Exec(ctx, `INSERT INTO deliveries (uuid, queue, due_at) VALUES ($1, $2, $3)
-		ON CONFLICT (uuid, queue) DO UPDATE SET due_at = EXCLUDED.due_at, claimed_by = NULL, lease_until = NULL`, e.UUID, store.QueueKey(e), due)
-	return err
+// saveState writes an event's delivery state (its deliveries and their aggregate) with
+// the next version, and marks it unreflected.
+func saveState(ctx context.Context, tx pgx.Tx, e *store.Event) error {
+	*e = asStored(*e)
+	deliveries, err := deliveriesJSON(e)
+	if err != nil {
+		return err
+	}
+	e.Version++
+	if _, err := tx.Exec(ctx, `UPDATE events SET phase = $2, attempts = $3, last_attempt_at = $4,
+		next_attempt_at = $5, last_response_code = $6, last_error = $7, delivered_at = $8, attempt_base = $9,
+		deliveries = $10, version = $11 WHERE uuid = $1`,
+		e.UUID, e.Phase, e.Attempts, e.LastAttemptAt, e.NextAttemptAt, e.LastResponseCode, e.LastError,
+		e.DeliveredAt, e.AttemptBase, deliveries, int64(e.Version)); err != nil { //nolint:gosec // versions are small
+		return err
+	}
+	return markChanged(ctx, tx, e)
 }
 
 // markChanged records that the event's version is not reflected yet.
@@ -265,9 +306,16 @@ func (s *Store) Ingest(ctx context.Context, in store.Ingest) (store.IngestResult
 	if payload == nil {
 		payload = []byte{} // NULL is not an empty body
 	}
-	ev := asStored(in.Event)
+	ev := in.Event
+	ev.Normalize()
+	ev.Aggregate()
+	ev = asStored(ev)
 	ev.Version = 1
-	err := s.write(ctx, func(tx pgx.Tx) error {
+	deliveries, err := deliveriesJSON(&ev)
+	if err != nil {
+		return store.IngestResult{}, err
+	}
+	err = s.write(ctx, func(tx pgx.Tx) error {
 		result = store.IngestResult{}
 		if in.DedupKey != "" {
 			original, err := claimDedupKey(ctx, tx, in, ev)
@@ -282,12 +330,12 @@ func (s *Store) Ingest(ctx context.Context, in store.Ingest) (store.IngestResult
 		if _, err := tx.Exec(ctx, `INSERT INTO events (uuid, partner_key, endpoint_key, event_id, type,
 			partner_namespace, partner, endpoint_namespace, endpoint, received_at, payload_sha256, size_bytes,
 			content_type, phase, attempts, last_attempt_at, next_attempt_at, last_response_code, last_error,
-			delivered_at, attempt_base, version, payload_bytes, sub_type, tenant, reason)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`,
+			delivered_at, attempt_base, version, payload_bytes, sub_type, tenant, reason, deliveries)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`,
 			ev.UUID, ev.PartnerKey(), ev.EndpointKey(), ev.EventID, ev.Type,
 			ev.PartnerNamespace, ev.Partner, ev.EndpointNamespace, ev.Endpoint, ev.ReceivedAt, ev.PayloadSHA256, ev.SizeBytes,
 			ev.ContentType, ev.Phase, ev.Attempts, ev.LastAttemptAt, ev.NextAttemptAt, ev.LastResponseCode, ev.LastError,
-			ev.DeliveredAt, ev.AttemptBase, int64(ev.Version), int64(len(payload)), ev.SubType, ev.Tenant, ev.Reason); err != nil { //nolint:gosec // version 1
+			ev.DeliveredAt, ev.AttemptBase, int64(ev.Version), int64(len(payload)), ev.SubType, ev.Tenant, ev.Reason, deliveries); err != nil { //nolint:gosec // version 1
 			return err
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO payloads (uuid, body) VALUES ($1, $2)", ev.UUID, payload); err != nil {
@@ -296,9 +344,11 @@ func (s *Store) Ingest(ctx context.Context, in store.Ingest) (store.IngestResult
 		if err := markChanged(ctx, tx, &ev); err != nil {
 			return err
 		}
-		if ev.Phase == store.PhaseQueued {
-			if err := enqueue(ctx, tx, &ev, dueAt(&ev)); err != nil {
-				return err
+		for i := range ev.Deliveries {
+			if d := &ev.Deliveries[i]; d.Phase == store.PhaseQueued {
+				if err := enqueue(ctx, tx, &ev, d.Destination, ev.DueAt(d)); err != nil {
+					return err
+				}
 			}
 		}
 		// The usage row last: it is the one row every ingest of the partner locks, so
@@ -461,7 +511,7 @@ func (s *Store) DueQueues(ctx context.Context, now time.Time) ([]store.Queue, er
 }
 
 // Due implements store.Store.
-func (s *Store) Due(ctx context.Context, queue string, now time.Time, limit int) ([]store.Event, error) {
+func (s *Store) Due(ctx context.Context, queue string, now time.Time, limit int) ([]store.Delivery, error) {
 	if err := s.read(); err != nil {
 		return nil, err
 	}
@@ -470,7 +520,23 @@ func (s *Store) Due(ctx context.Context, queue string, now time.Time, limit int)
 	}
 	evs, err := queryEvents(ctx, s.pool, "SELECT "+eventColumns+` FROM deliveries d JOIN events e ON e.uuid = d.uuid
 		WHERE d.queue = $1 AND d.due_at <= $2 ORDER BY d.due_at, d.uuid LIMIT $3`, queue, now, limit)
-	return evs, s.errClosed(err)
+	if err != nil {
+		return nil, s.errClosed(err)
+	}
+	return asDeliveries(queue, evs)
+}
+
+// asDeliveries are the events of a queue as its deliveries.
+func asDeliveries(queue string, evs []store.Event) ([]store.Delivery, error) {
+	_, _, destination, err := store.ParseQueueKey(queue)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Delivery, len(evs))
+	for i, e := range evs {
+		out[i] = store.Delivery{Event: e, Destination: destination}
+	}
+	return out, nil
 }
 
 // QueueDepth implements store.Store.
@@ -487,6 +553,11 @@ func (s *Store) QueueDepth(ctx context.Context) (int, error) {
 
 // RecordAttempt implements store.Store.
 func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt, o store.Outcome) (*store.Event, error) {
+	destination := a.Destination
+	if destination == "" {
+		destination = store.DefaultDestination
+	}
+	a.Destination = destination
 	var out *store.Event
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		out = nil
@@ -494,17 +565,23 @@ func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt,
 		if err != nil {
 			return err
 		}
-		if e.Finished() {
+		d := e.Delivery(destination)
+		if d == nil && len(e.Deliveries) == 0 {
+			out = e // Stored: no delivery to record an attempt of
+			return nil
+		}
+		if d == nil {
+			return fmt.Errorf("event %s has no delivery to destination %q: %w", uuid, destination, store.ErrNotFound)
+		}
+		if d.Finished() {
 			// A redelivery raced with a late result; the finished state stands.
 			out = e
 			return nil
 		}
-		switch o.Phase {
-		case store.PhaseDelivered, store.PhaseRetrying, store.PhaseFailed:
-		default:
-			return fmt.Errorf("an attempt cannot end in phase %q", o.Phase)
+		if err := e.ApplyAttempt(d, a, o); err != nil {
+			return err
 		}
-		queue := store.QueueKey(e)
+		queue := store.QueueKey(e.EndpointKey(), destination)
 		if _, err := tx.Exec(ctx, "DELETE FROM deliveries WHERE uuid = $1 AND queue = $2", uuid, queue); err != nil {
 			return err
 		}
@@ -515,33 +592,13 @@ func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt,
 			uuid, queue, a.Number, a.StartedAt, int64(a.Duration), a.ResponseCode, a.Error); err != nil {
 			return err
 		}
-		started := micro(a.StartedAt)
-		e.Attempts = a.Number
-		e.LastAttemptAt = &started
-		e.LastResponseCode = a.ResponseCode
-		e.LastError = a.Error
-		e.Phase = o.Phase
-		e.NextAttemptAt = nil
-		switch o.Phase {
-		case store.PhaseDelivered:
-			at := micro(a.StartedAt.Add(a.Duration))
-			e.DeliveredAt = &at
-		case store.PhaseRetrying:
-			next := micro(o.NextAttemptAt)
-			e.NextAttemptAt = &next
-			if err := enqueue(ctx, tx, e, next); err != nil {
+		if d.Phase == store.PhaseRetrying {
+			if err := enqueue(ctx, tx, e, destination, *d.NextAttemptAt); err != nil {
 				return err
 			}
 		}
-		e.Version++
-		if _, err := tx.Exec(ctx, `UPDATE events SET attempts = $2, last_attempt_at = $3, last_response_code = $4,
-			last_error = $5, phase = $6, next_attempt_at = $7, delivered_at = $8, version = $9 WHERE uuid = $1`,
-			uuid, e.Attempts, e.LastAttemptAt, e.LastResponseCode, e.LastError, e.Phase, e.NextAttemptAt,
-			e.DeliveredAt, int64(e.Version)); err != nil { //nolint:gosec // versions are small
-			return err
-		}
 		out = e
-		return markChanged(ctx, tx, e)
+		return saveState(ctx, tx, e)
 	})
 	if err != nil {
 		return nil, err
@@ -554,7 +611,7 @@ func (s *Store) Attempts(ctx context.Context, uuid string) ([]store.Attempt, err
 	if err := s.read(); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT number, started_at, duration_ns, response_code, error
+	rows, err := s.pool.Query(ctx, `SELECT queue, number, started_at, duration_ns, response_code, error
 		FROM attempts WHERE uuid = $1 ORDER BY number, queue`, uuid)
 	if err != nil {
 		return nil, s.errClosed(err)
@@ -562,8 +619,12 @@ func (s *Store) Attempts(ctx context.Context, uuid string) ([]store.Attempt, err
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Attempt, error) {
 		var a store.Attempt
 		var ns int64
-		err := row.Scan(&a.Number, &a.StartedAt, &ns, &a.ResponseCode, &a.Error)
+		var queue string
+		if err := row.Scan(&queue, &a.Number, &a.StartedAt, &ns, &a.ResponseCode, &a.Error); err != nil {
+			return a, err
+		}
 		a.Duration = time.Duration(ns)
+		_, _, a.Destination, err = store.ParseQueueKey(queue)
 		return a, err
 	})
 	return out, s.errClosed(err)
@@ -572,70 +633,86 @@ func (s *Store) Attempts(ctx context.Context, uuid string) ([]store.Attempt, err
 // ---------------------------------------------------------------------------- requeue
 
 // Requeue implements store.Store.
-func (s *Store) Requeue(ctx context.Context, uuid string, now time.Time) (*store.Event, error) {
+func (s *Store) Requeue(ctx context.Context, uuid, destination string, now time.Time) (*store.Event, error) {
 	var out *store.Event
+	queued := false
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		out = nil
+		out, queued = nil, false
 		e, err := getEvent(ctx, tx, uuid, true)
 		if err != nil {
 			return err
 		}
+		if destination != "" && e.Delivery(destination) == nil {
+			return fmt.Errorf("event %s has no delivery to destination %q: %w", uuid, destination, store.ErrNotFound)
+		}
 		out = e
-		if !e.Finished() || e.Phase == store.PhaseStored {
-			return nil
-		}
-		due := micro(now)
-		e.Phase = store.PhaseQueued
-		e.AttemptBase = e.Attempts
-		e.NextAttemptAt = &due
-		e.DeliveredAt = nil
-		e.Version++
-		if _, err := tx.Exec(ctx, `UPDATE events SET phase = $2, attempt_base = $3, next_attempt_at = $4,
-			delivered_at = NULL, version = $5 WHERE uuid = $1`,
-			uuid, e.Phase, e.AttemptBase, e.NextAttemptAt, int64(e.Version)); err != nil { //nolint:gosec // small
-			return err
-		}
-		if err := enqueue(ctx, tx, e, due); err != nil {
-			return err
-		}
-		return markChanged(ctx, tx, e)
+		n, err := enqueueAll(ctx, tx, e, e.RequeueDeliveries(destination, micro(now)), now)
+		queued = n > 0
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.queued()
+	if queued {
+		s.queued()
+	}
 	return out, nil
 }
 
-// RequeueFailed implements store.Store: one statement that requeues the endpoint's
-// Failed events, queues their deliveries and marks them unreflected.
-func (s *Store) RequeueFailed(ctx context.Context, endpointKey string, now time.Time) (int, error) {
-	n := 0
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		var count int64
-		err := tx.QueryRow(ctx, `WITH requeued AS (
-				UPDATE events SET phase = 'Queued', attempt_base = attempts, next_attempt_at = $2,
-					delivered_at = NULL, version = version + 1
-				WHERE endpoint_key = $1 AND phase = 'Failed'
-				RETURNING uuid, endpoint_key, version
-			), queued AS (
-				INSERT INTO deliveries (uuid, queue, due_at) SELECT uuid, endpoint_key, $2 FROM requeued
-				ON CONFLICT (uuid, queue) DO UPDATE SET due_at = EXCLUDED.due_at, claimed_by = NULL, lease_until = NULL
-			), changed AS (
-				INSERT INTO reflect (uuid, version) SELECT uuid, version FROM requeued
-				ON CONFLICT (uuid) DO UPDATE SET version = EXCLUDED.version
-			)
-			SELECT count(*) FROM requeued`, endpointKey, micro(now)).Scan(&count)
-		n = int(count)
-		return err
-	})
-	if err != nil {
-		return 0, err
+// enqueueAll queues the named deliveries of e at now and saves its state.
+func enqueueAll(ctx context.Context, tx pgx.Tx, e *store.Event, destinations []string, now time.Time) (int, error) {
+	if len(destinations) == 0 {
+		return 0, nil
 	}
-	if n > 0 {
+	for _, dest := range destinations {
+		if err := enqueue(ctx, tx, e, dest, now); err != nil {
+			return 0, err
+		}
+	}
+	return len(destinations), saveState(ctx, tx, e)
+}
+
+// RequeueFailed implements store.Store. The endpoint's Failed events are read through
+// their partial index in uuid order, a batch per transaction under its rows' locks.
+func (s *Store) RequeueFailed(ctx context.Context, endpointKey, destination string, now time.Time) (int, error) {
+	total, after := 0, ""
+	for {
+		n, full := 0, false
+		err := s.write(ctx, func(tx pgx.Tx) error {
+			n = 0
+			evs, err := queryEvents(ctx, tx, "SELECT "+eventColumns+` FROM events e
+				WHERE e.endpoint_key = $1 AND e.phase = 'Failed' AND e.uuid > $2
+				ORDER BY e.uuid LIMIT $3 FOR UPDATE`, endpointKey, after, pruneBatch)
+			if err != nil {
+				return err
+			}
+			for i := range evs {
+				e := &evs[i]
+				queued, err := enqueueAll(ctx, tx, e, e.RequeueFailedDeliveries(destination, micro(now)), now)
+				if err != nil {
+					return err
+				}
+				if queued > 0 {
+					n++
+				}
+			}
+			if full = len(evs) == pruneBatch; full {
+				after = evs[len(evs)-1].UUID
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if !full {
+			break
+		}
+	}
+	if total > 0 {
 		s.queued()
 	}
-	return n, nil
+	return total, nil
 }
 
 // ---------------------------------------------------------------------------- reflection

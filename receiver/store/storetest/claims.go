@@ -22,9 +22,18 @@ func claimIDs(t *testing.T, s store.Store, owner string, now time.Time, lease ti
 	for i := range evs {
 		ids[i] = evs[i].UUID
 		// The dispatcher delivers what Claim returns without reading it again.
-		sameEvent(t, "a claimed event", evs[i], mustGet(t, s, evs[i].UUID))
+		sameEvent(t, "a claimed event", evs[i].Event, mustGet(t, s, evs[i].UUID))
 	}
 	return ids
+}
+
+// refs are the default-destination deliveries of these events.
+func refs(uuids ...string) []store.DeliveryRef {
+	out := make([]store.DeliveryRef, len(uuids))
+	for i, u := range uuids {
+		out[i] = store.DeliveryRef{UUID: u, Destination: store.DefaultDestination}
+	}
+	return out
 }
 
 // testClaims: a delivery is taken by one worker pool at a time, whichever replica it
@@ -77,7 +86,7 @@ func (h *harness) testClaims(t *testing.T) {
 		if got := claimIDs(t, s, "b", now.Add(lease), lease, 10); !slices.Equal(got, ids) {
 			t.Fatalf("after the lease ran out b claimed %v, want all %v", got, ids)
 		}
-		if lost, err := s.RenewLeases(t.Context(), "dead", ids, now.Add(2*lease)); err != nil || !slices.Equal(lost, ids) {
+		if lost, err := s.RenewLeases(t.Context(), "dead", refs(ids...), now.Add(2*lease)); err != nil || !slices.Equal(lost, refs(ids...)) {
 			t.Fatalf("the dead owner's renewal: lost %v (%v), want all", lost, err)
 		}
 	})
@@ -85,8 +94,8 @@ func (h *harness) testClaims(t *testing.T) {
 	t.Run("a renewed lease holds past its first end", func(t *testing.T) {
 		s, ids := setup(t)
 		claimIDs(t, s, "a", now, lease, 1)
-		lost, err := s.RenewLeases(t.Context(), "a", []string{ids[0], ids[1], "no-such-event"}, now.Add(3*lease))
-		if err != nil || !slices.Equal(lost, []string{ids[1], "no-such-event"}) {
+		lost, err := s.RenewLeases(t.Context(), "a", refs(ids[0], ids[1], "no-such-event"), now.Add(3*lease))
+		if err != nil || !slices.Equal(lost, refs(ids[1], "no-such-event")) {
 			t.Fatalf("RenewLeases lost %v (%v), want the unclaimed and the unknown", lost, err)
 		}
 		if got := claimIDs(t, s, "b", now.Add(2*lease), 10*lease, 10); !slices.Equal(got, ids[1:]) {
@@ -100,13 +109,13 @@ func (h *harness) testClaims(t *testing.T) {
 	t.Run("a released delivery is due at once, only its owner releases it", func(t *testing.T) {
 		s, ids := setup(t)
 		claimIDs(t, s, "a", now, lease, 2)
-		if err := s.Release(t.Context(), "b", ids[:2]); err != nil {
+		if err := s.Release(t.Context(), "b", refs(ids[:2]...)); err != nil {
 			t.Fatal(err)
 		}
 		if got := claimIDs(t, s, "b", now, lease, 10); !slices.Equal(got, ids[2:]) {
 			t.Fatalf("another owner's release freed %v", got)
 		}
-		if err := s.Release(t.Context(), "a", ids[:1]); err != nil {
+		if err := s.Release(t.Context(), "a", refs(ids[:1]...)); err != nil {
 			t.Fatal(err)
 		}
 		if got := dueIDs(t, s, now, 10); !slices.Equal(got, ids[:1]) {
@@ -125,7 +134,7 @@ func (h *harness) testClaims(t *testing.T) {
 		if got := claimIDs(t, s, "b", now.Add(5*time.Second), lease, 10); !slices.Equal(got, []string{ids[2], ids[0]}) {
 			t.Fatalf("b claimed %v; want the retry at its next attempt time (not the lease end) and the unclaimed one", got)
 		}
-		if lost, err := s.RenewLeases(t.Context(), "a", ids[1:2], now.Add(lease)); err != nil || len(lost) != 1 {
+		if lost, err := s.RenewLeases(t.Context(), "a", refs(ids[1:2]...), now.Add(lease)); err != nil || len(lost) != 1 {
 			t.Fatalf("renewing a finished delivery: lost %v (%v), want it lost", lost, err)
 		}
 		if depth, err := s.QueueDepth(t.Context()); err != nil || depth != 2 {
@@ -137,7 +146,7 @@ func (h *harness) testClaims(t *testing.T) {
 		s, ids := setup(t)
 		claimIDs(t, s, "a", now, lease, 1)
 		mustRecord(t, s, ids[0], attempt(1, now, time.Second, 400, "HTTP 400"), failed)
-		if _, err := s.Requeue(t.Context(), ids[0], now); err != nil {
+		if _, err := s.Requeue(t.Context(), ids[0], "", now); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := claimIDs(t, s, "b", now, lease, 10), []string{ids[1], ids[2], ids[0]}; !slices.Equal(got, want) {
