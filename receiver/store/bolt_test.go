@@ -220,3 +220,38 @@ func TestPartnerIndexIsBuiltForAnOldFile(t *testing.T) {
 		t.Fatalf("after reopening: %v (%v), want u1 listed", evs, err)
 	}
 }
+
+// TestEventFromBeforeFanOut: a file written by the release before fan-out (an event
+// record without deliveries, queued under its endpoint key) is delivered as one delivery
+// to the default destination, without a migration.
+func TestEventFromBeforeFanOut(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := time.Now().Add(-time.Minute).UTC()
+	old := fmt.Sprintf(`{"uuid":"019593fa-5d95-7000-8000-000000000001","eventId":"e1","partnerNamespace":"ns","partner":"acme","endpointNamespace":"ns","endpoint":"orders","receivedAt":%q,"phase":"Retrying","attempts":2,"lastResponseCode":503,"lastError":"HTTP 503","version":3}`, received.Format(time.RFC3339Nano))
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketEvents).Put([]byte("019593fa-5d95-7000-8000-000000000001"), []byte(old)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketQueues).Put(append(append([]byte("ns/orders\x00"), timeKey(received)...), "019593fa-5d95-7000-8000-000000000001"...), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := s.Claim(t.Context(), "ns/orders", "w", time.Now(), time.Minute, 10)
+	if err != nil || len(ds) != 1 || ds[0].Destination != DefaultDestination || ds[0].State() == nil || ds[0].State().Attempts != 2 {
+		t.Fatalf("Claim = %+v (%v), want the old event's one default delivery with its 2 attempts", ds, err)
+	}
+	e, err := s.RecordAttempt(t.Context(), ds[0].UUID, Attempt{Number: 3, StartedAt: time.Now(), ResponseCode: 200}, Outcome{Phase: PhaseDelivered})
+	if err != nil || e.Phase != PhaseDelivered || e.Attempts != 3 {
+		t.Fatalf("after the attempt: %+v (%v)", e, err)
+	}
+	if depth, _ := s.QueueDepth(t.Context()); depth != 0 {
+		t.Fatalf("queue depth %d after delivery, want 0", depth)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
