@@ -73,10 +73,11 @@ func routeToDestinations(rt *routes, ep *routing.Endpoint, ev *store.Event, h ht
 	}
 	var in *filter.Event // built once, for the first destination with a filter
 	unusable := false
+	filters := rt.filters[routing.Key(ep.Namespace, ep.Name)]
 	ev.Deliveries = ev.Deliveries[:0]
-	for _, d := range ep.AllDestinations() {
+	for i, d := range ep.AllDestinations() {
 		name := d.NameOrDefault()
-		if f := rt.filters[store.QueueKey(routing.Key(ep.Namespace, ep.Name), name)]; f != nil {
+		if f := filterAt(filters, i); f != nil {
 			if f.err != nil {
 				unusable = true
 				continue
@@ -98,6 +99,13 @@ func routeToDestinations(rt *routes, ep *routing.Endpoint, ev *store.Event, h ht
 			ev.Reason = reasonFilterUnusable
 		}
 	}
+}
+
+func filterAt(filters []*destinationFilter, i int) *destinationFilter {
+	if i < len(filters) {
+		return filters[i]
+	}
+	return nil
 }
 
 // fill adds the body and headers to the filter input the first time a filter needs them:

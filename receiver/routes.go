@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 
 	"github.com/hookgate/hookgate/internal/routing"
-	"github.com/hookgate/hookgate/receiver/store"
 	"github.com/hookgate/hookgate/receiver/verify"
 )
 
@@ -14,9 +13,11 @@ import (
 // loaded table.
 type routes struct {
 	table     *routing.Table
-	allowlist map[string][]netip.Prefix     // by partner key; absent: any address
-	auth      map[string]*endpointAuth      // by endpoint key; absent: unknown scheme
-	filters   map[string]*destinationFilter // by queue key (endpoint and destination); absent: no filter
+	allowlist map[string][]netip.Prefix // by partner key; absent: any address
+	auth      map[string]*endpointAuth  // by endpoint key; absent: unknown scheme
+	// filters are each endpoint's destination filters, by endpoint key, in the order of
+	// its AllDestinations (nil: that destination takes every event); absent: no filters.
+	filters map[string][]*destinationFilter
 }
 
 // endpointAuth is how one endpoint authenticates.
@@ -26,7 +27,7 @@ type endpointAuth struct {
 }
 
 func compileRoutes(t *routing.Table, env verify.Env) *routes {
-	r := &routes{table: t, allowlist: map[string][]netip.Prefix{}, auth: map[string]*endpointAuth{}, filters: map[string]*destinationFilter{}}
+	r := &routes{table: t, allowlist: map[string][]netip.Prefix{}, auth: map[string]*endpointAuth{}, filters: map[string][]*destinationFilter{}}
 	for _, p := range t.Partners {
 		if len(p.IPAllowlist) == 0 {
 			continue
@@ -54,10 +55,17 @@ func compileRoutes(t *routing.Table, env verify.Env) *routes {
 	}
 	for i := range t.Endpoints {
 		e := &t.Endpoints[i]
-		for _, d := range e.AllDestinations() {
-			if d.Filter != nil {
-				r.filters[store.QueueKey(routing.Key(e.Namespace, e.Name), d.NameOrDefault())] = compileDestinationFilter(d.Filter)
+		dests := e.AllDestinations()
+		for i, d := range dests {
+			if d.Filter == nil {
+				continue
 			}
+			fs := r.filters[routing.Key(e.Namespace, e.Name)]
+			if fs == nil {
+				fs = make([]*destinationFilter, len(dests))
+				r.filters[routing.Key(e.Namespace, e.Name)] = fs
+			}
+			fs[i] = compileDestinationFilter(d.Filter)
 		}
 	}
 	return r

@@ -113,24 +113,7 @@ func TestOneTenantsBacklogNeverDelaysAnother(t *testing.T) {
 	started := time.Now()
 	ids := queue(t, st, "team-b", "orders", 5)
 	d.Wake()
-	deadline := started.Add(10 * time.Second)
-	for {
-		all := true
-		for _, id := range ids {
-			ev, err := st.Get(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			all = all && ev.Phase == store.PhaseDelivered
-		}
-		if all {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("team-b's five events not delivered within 10s behind team-a's backlog")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitDelivered(t, st, ids, started.Add(10*time.Second), "behind team-a's backlog", func() {})
 	t.Logf("team-b's five events delivered %s after they were stored, next to team-a's 1,500 paused and 300 black-holed", time.Since(started).Round(time.Millisecond))
 	if n := delivered.Load(); n != 5 {
 		t.Errorf("the sink got %d deliveries; the paused endpoint's must wait", n)
@@ -203,5 +186,101 @@ func TestCapIsPerHost(t *testing.T) {
 	}
 	if hostOf("http://a.example/") == hostOf("https://a.example/") {
 		t.Error("http and https of a host are different destinations")
+	}
+}
+
+// TestFanOutStaysInItsNamespacesShare: namespace team-a's endpoint fans every event out
+// to 16 destinations on two hosts that never answer (1,600 deliveries); team-b's five
+// events to its one destination are delivered within seconds all the same, and team-a
+// never has more attempts in flight than its namespace cap, however many destinations
+// its events go to.
+func TestFanOutStaysInItsNamespacesShare(t *testing.T) {
+	var delivered atomic.Int64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		delivered.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer sink.Close()
+	holes := []string{blackHole(t), blackHole(t)}
+	retry := routing.Retry{MaxAttempts: 12, InitialBackoff: routing.Duration(time.Second), MaxBackoff: routing.Duration(time.Minute)}
+	fanOut := routing.Endpoint{Namespace: "team-a", Name: "fan", Path: "/a/fan", Retry: retry}
+	var names []string
+	for i := range 16 {
+		name := fmt.Sprintf("d%d", i)
+		names = append(names, name)
+		fanOut.Destinations = append(fanOut.Destinations, &routing.Destination{Name: name, URL: holes[i%2] + "/" + name, Timeout: routing.Duration(2 * time.Second)})
+	}
+	table := &routing.Table{Endpoints: []routing.Endpoint{fanOut,
+		{Namespace: "team-b", Name: "orders", Path: "/b/orders", Retry: retry,
+			Destination: &routing.Destination{URL: sink.URL + "/orders", Timeout: routing.Duration(time.Second)}},
+	}}
+	table.Finalize(nil)
+	holder := routing.NewHolder()
+	holder.Swap(table)
+	st, err := store.OpenBolt(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i := range 100 {
+		ev := store.Event{UUID: uuid.Must(uuid.NewV7()).String(), EventID: fmt.Sprintf("fan-%d", i), PartnerNamespace: "team-a", Partner: "p",
+			EndpointNamespace: "team-a", Endpoint: "fan", ReceivedAt: time.Now(), Phase: store.PhaseQueued}
+		for _, n := range names {
+			ev.Deliveries = append(ev.Deliveries, store.DeliveryState{Destination: n, Phase: store.PhaseQueued})
+		}
+		if _, err := st.Ingest(context.Background(), store.Ingest{Event: ev, Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const perNamespace = 12
+	d := NewDispatcher(Options{Store: st, Holder: holder, Log: logr.Discard(), PollInterval: 20 * time.Millisecond,
+		Egress: egress.New(egress.Config{AllowCIDRs: loopbackSinks}), Workers: 32, PerDestination: 16, PerNamespace: perNamespace})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Start(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	peak := 0
+	sample := func() {
+		d.mu.Lock()
+		peak = max(peak, d.perNamespace["team-a"])
+		d.mu.Unlock()
+	}
+	for range 25 { // team-a's black holes take what they may take
+		sample()
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	started := time.Now()
+	ids := queue(t, st, "team-b", "orders", 5)
+	d.Wake()
+	waitDelivered(t, st, ids, started.Add(10*time.Second), "behind team-a's fan-out", sample)
+	t.Logf("team-b's five events delivered %s after they were stored, next to team-a's 1,600 black-holed deliveries; team-a peaked at %d attempts in flight", time.Since(started).Round(time.Millisecond), peak)
+	if peak == 0 || peak > perNamespace {
+		t.Fatalf("team-a had at most %d attempts in flight, want between 1 and its namespace cap %d", peak, perNamespace)
+	}
+}
+
+// waitDelivered waits until every one of ids is Delivered, calling each between looks,
+// and fails the test at deadline.
+func waitDelivered(t *testing.T, st store.Store, ids []string, deadline time.Time, behind string, each func()) {
+	t.Helper()
+	for {
+		each()
+		all := true
+		for _, id := range ids {
+			ev, err := st.Get(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = all && ev.Phase == store.PhaseDelivered
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events not all delivered in time %s", len(ids), behind)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -451,15 +451,7 @@ func (r *Reflector) object(ev *store.Event) *hookgatev1alpha1.WebhookEvent {
 			DeliveredAt: metaTime(ev.DeliveredAt), Delivered: deliveredCount(ev),
 		},
 	}
-	if len(ev.Deliveries) > 1 {
-		for _, d := range ev.Deliveries {
-			obj.Status.Deliveries = append(obj.Status.Deliveries, hookgatev1alpha1.EventDelivery{
-				Destination: d.Destination, Phase: hookgatev1alpha1.EventPhase(d.Phase), Attempts: d.Attempts,
-				LastResponseCode: d.LastResponseCode, LastError: d.LastError, NextAttemptAt: metaTime(d.NextAttemptAt),
-				DeliveredAt: metaTime(d.DeliveredAt),
-			})
-		}
-	}
+	obj.Status.Deliveries = eventDeliveries(ev)
 	if t := r.opts.Holder.Current(); t != nil {
 		if p, ok := t.Partner(ev.PartnerNamespace, ev.Partner); ok && p.UID != "" {
 			obj.OwnerReferences = []metav1.OwnerReference{{
@@ -505,26 +497,29 @@ func statusPatch(ev *store.Event) map[string]any {
 	if c := deliveredCount(ev); c != "" {
 		patch["delivered"] = c
 	}
-	if len(ev.Deliveries) > 1 {
-		// A merge patch replaces a list whole: every delivery, every time.
-		ds := make([]map[string]any, 0, len(ev.Deliveries))
-		for _, d := range ev.Deliveries {
-			// Absent values are left out: a list item is written as it is, nulls and all.
-			m := map[string]any{"destination": d.Destination, "phase": d.Phase, "attempts": d.Attempts, "lastResponseCode": d.LastResponseCode}
-			if d.LastError != "" {
-				m["lastError"] = d.LastError
-			}
-			if d.NextAttemptAt != nil {
-				m["nextAttemptAt"] = t(d.NextAttemptAt)
-			}
-			if d.DeliveredAt != nil {
-				m["deliveredAt"] = t(d.DeliveredAt)
-			}
-			ds = append(ds, m)
-		}
+	if ds := eventDeliveries(ev); ds != nil {
+		// A merge patch replaces a list whole: every delivery, every time (their
+		// omitempty fields leave absent values out rather than writing nulls).
 		patch["deliveries"] = ds
 	}
 	return patch
+}
+
+// eventDeliveries is status.deliveries: each destination's delivery, when the event went
+// to more than one (with one, the event's own fields say it all).
+func eventDeliveries(ev *store.Event) []hookgatev1alpha1.EventDelivery {
+	if len(ev.Deliveries) < 2 {
+		return nil
+	}
+	out := make([]hookgatev1alpha1.EventDelivery, 0, len(ev.Deliveries))
+	for _, d := range ev.Deliveries {
+		out = append(out, hookgatev1alpha1.EventDelivery{
+			Destination: d.Destination, Phase: hookgatev1alpha1.EventPhase(d.Phase), Attempts: d.Attempts,
+			LastResponseCode: d.LastResponseCode, LastError: d.LastError, NextAttemptAt: metaTime(d.NextAttemptAt),
+			DeliveredAt: metaTime(d.DeliveredAt),
+		})
+	}
+	return out
 }
 
 // deliveredCount is "delivered/total" of the event's deliveries ("" when it has none).

@@ -77,14 +77,18 @@ func QueueKey(endpointKey, destination string) string {
 // ParseQueueKey splits a queue key into its endpoint's namespace and name and the
 // destination.
 func ParseQueueKey(queue string) (namespace, endpoint, destination string, err error) {
-	parts := strings.Split(queue, "/")
-	switch len(parts) {
-	case 2:
-		return parts[0], parts[1], DefaultDestination, nil
-	case 3:
-		return parts[0], parts[1], parts[2], nil
+	namespace, rest, ok := strings.Cut(queue, "/")
+	if !ok {
+		return "", "", "", fmt.Errorf("malformed queue key %q", queue)
 	}
-	return "", "", "", fmt.Errorf("malformed queue key %q", queue)
+	endpoint, destination, named := strings.Cut(rest, "/")
+	if !named {
+		destination = DefaultDestination
+	}
+	if namespace == "" || endpoint == "" || destination == "" || strings.Contains(destination, "/") {
+		return "", "", "", fmt.Errorf("malformed queue key %q", queue)
+	}
+	return namespace, endpoint, destination, nil
 }
 
 // Normalize gives an event recorded before fan-out (no Deliveries, one implicit
@@ -112,11 +116,11 @@ func (e *Event) Aggregate() {
 		return
 	}
 	var (
-		attempts, base                    int32
-		pending, retrying, started, faild bool
-		allQueued                         = true
-		last                              *DeliveryState
-		next, delivered                   *time.Time
+		attempts, base                        int32
+		pending, retrying, started, anyFailed bool
+		allQueued                             = true
+		last                                  *DeliveryState
+		next, delivered                       *time.Time
 	)
 	for i := range e.Deliveries {
 		d := &e.Deliveries[i]
@@ -134,7 +138,7 @@ func (e *Event) Aggregate() {
 				next = d.NextAttemptAt
 			}
 		case PhaseFailed:
-			faild = true
+			anyFailed = true
 		case PhaseDelivered:
 			if d.DeliveredAt != nil && (delivered == nil || d.DeliveredAt.After(*delivered)) {
 				delivered = d.DeliveredAt
@@ -154,7 +158,7 @@ func (e *Event) Aggregate() {
 		e.Phase = PhaseQueued
 	case pending:
 		e.Phase = PhaseDelivering
-	case faild:
+	case anyFailed:
 		e.Phase = PhaseFailed
 	default:
 		e.Phase, e.DeliveredAt = PhaseDelivered, delivered

@@ -39,70 +39,50 @@ func (s *Store) Claim(ctx context.Context, queue, owner string, now time.Time, l
 	return asDeliveries(queue, out)
 }
 
-// refArrays are the uuids and queue keys of deliveries, for unnest.
-func (s *Store) refArrays(ctx context.Context, tx pgx.Tx, refs []store.DeliveryRef) (uuids, queues []string, err error) {
-	uuids = make([]string, len(refs))
+// refArrays are the uuids and destinations of deliveries, for unnest.
+func refArrays(refs []store.DeliveryRef) (uuids, destinations []string) {
+	uuids, destinations = make([]string, len(refs)), make([]string, len(refs))
 	for i, r := range refs {
-		uuids[i] = r.UUID
+		uuids[i], destinations[i] = r.UUID, r.Destination
 	}
-	rows, err := tx.Query(ctx, "SELECT uuid, endpoint_key FROM events WHERE uuid = ANY($1)", uuids)
-	if err != nil {
-		return nil, nil, err
-	}
-	endpoints := map[string]string{}
-	for rows.Next() {
-		var u, ep string
-		if err := rows.Scan(&u, &ep); err != nil {
-			rows.Close()
-			return nil, nil, err
-		}
-		endpoints[u] = ep
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, nil, err
-	}
-	queues = make([]string, len(refs))
-	for i, r := range refs {
-		queues[i] = store.QueueKey(endpoints[r.UUID], r.Destination)
-	}
-	return uuids, queues, nil
+	return uuids, destinations
 }
+
+// refQueue is the SQL of a delivery's queue key from its event e and its destination in
+// r.dest: store.QueueKey, which keeps the default destination's queue the endpoint key.
+const refQueue = `CASE WHEN r.dest = '` + store.DefaultDestination + `' THEN e.endpoint_key ELSE e.endpoint_key || '/' || r.dest END`
 
 // RenewLeases implements store.Store.
 func (s *Store) RenewLeases(ctx context.Context, owner string, refs []store.DeliveryRef, until time.Time) ([]store.DeliveryRef, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
+	uuids, dests := refArrays(refs)
 	var lost []store.DeliveryRef
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		uuids, queues, err := s.refArrays(ctx, tx, refs)
-		if err != nil {
-			return err
-		}
 		rows, err := tx.Query(ctx, `UPDATE deliveries d SET lease_until = $4, due_at = $4
-			FROM unnest($1::text[], $2::text[]) AS r(uuid, queue)
-			WHERE d.uuid = r.uuid AND d.queue = r.queue AND d.claimed_by = $3 RETURNING d.uuid, d.queue`,
-			uuids, queues, owner, micro(until))
+			FROM unnest($1::text[], $2::text[]) AS r(uuid, dest), events e
+			WHERE e.uuid = r.uuid AND d.uuid = r.uuid AND d.queue = `+refQueue+` AND d.claimed_by = $3
+			RETURNING r.uuid, r.dest`, uuids, dests, owner, micro(until))
 		if err != nil {
 			return err
 		}
-		held := map[[2]string]bool{}
+		held := map[store.DeliveryRef]bool{}
 		for rows.Next() {
-			var u, q string
-			if err := rows.Scan(&u, &q); err != nil {
+			var r store.DeliveryRef
+			if err := rows.Scan(&r.UUID, &r.Destination); err != nil {
 				rows.Close()
 				return err
 			}
-			held[[2]string{u, q}] = true
+			held[r] = true
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
 		lost = lost[:0]
-		for i, r := range refs {
-			if !held[[2]string{uuids[i], queues[i]}] {
+		for _, r := range refs {
+			if !held[r] {
 				lost = append(lost, r)
 			}
 		}
@@ -116,16 +96,13 @@ func (s *Store) Release(ctx context.Context, owner string, refs []store.Delivery
 	if len(refs) == 0 {
 		return nil
 	}
+	uuids, dests := refArrays(refs)
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		uuids, queues, err := s.refArrays(ctx, tx, refs)
-		if err != nil {
-			return err
-		}
 		// Rows from before ready_at was kept are due at their event's own time.
-		_, err = tx.Exec(ctx, `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL,
+		_, err := tx.Exec(ctx, `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL,
 				due_at = COALESCE(d.ready_at, e.next_attempt_at, e.received_at)
-			FROM unnest($1::text[], $2::text[]) AS r(uuid, queue), events e
-			WHERE d.uuid = r.uuid AND d.queue = r.queue AND e.uuid = d.uuid AND d.claimed_by = $3`, uuids, queues, owner)
+			FROM unnest($1::text[], $2::text[]) AS r(uuid, dest), events e
+			WHERE e.uuid = r.uuid AND d.uuid = r.uuid AND d.queue = `+refQueue+` AND d.claimed_by = $3`, uuids, dests, owner)
 		return err
 	})
 	if err == nil {
