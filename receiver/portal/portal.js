@@ -119,6 +119,7 @@ async function loadLog(fresh, event) {
     cell(row, ev.eventId);
     cell(row, ev.type);
     cell(row, ev.status, 'status-' + ev.status);
+    cell(row, delivered(ev));
     cell(row, ev.attempts);
     cell(row, ev.lastResponseCode || '');
     row.addEventListener('click', () => showEvent(ev.uuid));
@@ -129,18 +130,26 @@ async function loadLog(fresh, event) {
   $('log-more').hidden = !logCursor;
 }
 
+// delivered is "delivered/total" of an event's deliveries, one per destination.
+function delivered(ev) {
+  const ds = ev.deliveries || [];
+  return ds.length ? ds.filter((d) => d.status === 'Delivered').length + '/' + ds.length : '';
+}
+
 async function showEvent(uuid) {
   const resp = await api('/api/webhooks/events/' + encodeURIComponent(uuid));
   if (resp.status !== 200) return;
   const ev = resp.body;
   $('event-detail').hidden = false;
   text($('detail-id'), ev.eventId + ' (' + ev.uuid + ')');
-  text($('detail-status'), ev.status + (ev.lastError ? ' — ' + ev.lastError : '') + (ev.reason ? ' — ' + ev.reason : ''));
+  const perDestination = (ev.deliveries || []).map((d) => d.destination + ': ' + d.status + (d.lastError ? ' (' + d.lastError + ')' : ''));
+  text($('detail-status'), ev.status + (ev.lastError ? ' — ' + ev.lastError : '') + (ev.reason ? ' — ' + ev.reason : '') +
+    (perDestination.length > 1 ? ' — ' + perDestination.join(', ') : ''));
   const tbody = $('attempts').querySelector('tbody');
   tbody.replaceChildren();
   for (const a of ev.attemptLog) {
     const row = document.createElement('tr');
-    cell(row, a.number); cell(row, a.startedAt); cell(row, a.durationMs); cell(row, a.responseCode || ''); cell(row, a.error || '');
+    cell(row, a.destination); cell(row, a.number); cell(row, a.startedAt); cell(row, a.durationMs); cell(row, a.responseCode || ''); cell(row, a.error || '');
     tbody.appendChild(row);
   }
   text($('detail-payload'), ev.payload !== undefined ? JSON.stringify(ev.payload, null, 2) : (ev.payloadBase64 || ''));
