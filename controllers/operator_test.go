@@ -48,6 +48,7 @@ func TestOperator(t *testing.T) {
 	t.Run("user-made Secret is never modified", withReceiver(testUserSecretUntouched))
 	t.Run("rotation with grace period", withReceiver(testRotation))
 	t.Run("destination signing keys and their rotation", withReceiver(testDestinationSigning))
+	t.Run("a signing key per destination", withReceiver(testSigningPerDestination))
 	t.Run("destination filters are compiled", withReceiver(testDestinationFilter))
 	t.Run("path conflicts", withReceiver(testPathConflicts))
 	t.Run("paths belong to their namespace", withReceiver(testPathsPerNamespace))

@@ -109,19 +109,7 @@ func testDestinationSigning(t *testing.T) {
 
 	annotate := func(key, value string) {
 		t.Helper()
-		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			var cur hookgatev1alpha1.WebhookEndpoint
-			if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders"}, &cur); err != nil {
-				return err
-			}
-			if cur.Annotations == nil {
-				cur.Annotations = map[string]string{}
-			}
-			cur.Annotations[key] = value
-			return cluster.Client.Update(ctx, &cur)
-		}); err != nil {
-			t.Fatal(err)
-		}
+		updateEndpoint(t, ns, "orders", func(e *hookgatev1alpha1.WebhookEndpoint) { metav1.SetMetaDataAnnotation(&e.ObjectMeta, key, value) })
 	}
 	annotate(hookgatev1alpha1.AnnotationRotateSigning, "2026-12-01")
 	rotated := time.Now()
@@ -251,4 +239,119 @@ func testDestinationFilter(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// testSigningPerDestination: each destination of spec.destinations has its own key in the
+// one <endpoint>-signing Secret, under its name, its own public keys in status and the
+// ConfigMap, and its own entry in the table; a rotation makes each a new key and keeps
+// each previous one; a destination taken out of the spec loses its key.
+func testSigningPerDestination(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "fanout-signing")
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	e := newEndpoint(ns, "orders", "")
+	hour := &metav1.Duration{Duration: time.Hour}
+	e.Spec.Destinations = []hookgatev1alpha1.Destination{
+		{Name: "billing", URL: "https://billing.example.com/hooks", Signing: &hookgatev1alpha1.DestinationSigning{Type: hookgatev1alpha1.SigningStandardWebhooks, RotationGracePeriod: hour}},
+		{Name: "risk", URL: "https://risk.example.com/hooks", Signing: &hookgatev1alpha1.DestinationSigning{Type: hookgatev1alpha1.SigningRSA, RotationGracePeriod: hour}},
+	}
+	if err := cluster.Client.Create(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	secret := func() (*corev1.Secret, error) {
+		var s corev1.Secret
+		err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders-signing"}, &s)
+		return &s, err
+	}
+	var first *corev1.Secret
+	eventually(t, 20*time.Second, "one key per destination, both in the table", func() error {
+		s, err := secret()
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(string(s.Data["billing"]), "whsec_") || !strings.Contains(string(s.Data["risk"]), "PRIVATE KEY") || len(s.Data["secret"]) != 0 {
+			return fmt.Errorf("Secret keys %v", keysOf(s.Data))
+		}
+		table, _, err := publishedTable()
+		if err != nil {
+			return err
+		}
+		ep, ok := table.Endpoint(ns, "orders")
+		if !ok || len(ep.Destinations) != 2 || ep.Destinations[0].Signing == nil || ep.Destinations[1].Signing == nil ||
+			ep.Destinations[1].Signing.Type != string(hookgatev1alpha1.SigningRSA) {
+			return fmt.Errorf("table destinations %+v", ep)
+		}
+		first = s
+		return nil
+	})
+	var cm corev1.ConfigMap
+	eventually(t, 20*time.Second, "risk's public key in status and the ConfigMap", func() error {
+		var got hookgatev1alpha1.WebhookEndpoint
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(e), &got); err != nil {
+			return err
+		}
+		if len(got.Status.Destinations) != 2 || got.Status.Destinations[1].Name != "risk" || got.Status.Destinations[1].PublicKey == "" {
+			return fmt.Errorf("status.destinations %+v", got.Status.Destinations)
+		}
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders-signing-public"}, &cm); err != nil {
+			return err
+		}
+		if !pemMatches(cm.Data["risk.pem"], got.Status.Destinations[1].PublicKey) {
+			return fmt.Errorf("ConfigMap keys %v", keysOf(cm.Data))
+		}
+		return nil
+	})
+
+	updateEndpoint(t, ns, "orders", func(e *hookgatev1alpha1.WebhookEndpoint) {
+		metav1.SetMetaDataAnnotation(&e.ObjectMeta, hookgatev1alpha1.AnnotationRotateSigning, "r1")
+	})
+	eventually(t, 20*time.Second, "each destination rotated, each previous key kept", func() error {
+		s, err := secret()
+		if err != nil {
+			return err
+		}
+		for _, d := range []string{"billing", "risk"} {
+			if string(s.Data[d+".previous"]) != string(first.Data[d]) || string(s.Data[d]) == string(first.Data[d]) {
+				return fmt.Errorf("%s not rotated: keys %v", d, keysOf(s.Data))
+			}
+		}
+		return nil
+	})
+
+	updateEndpoint(t, ns, "orders", func(e *hookgatev1alpha1.WebhookEndpoint) { e.Spec.Destinations = e.Spec.Destinations[:1] })
+	eventually(t, 20*time.Second, "the removed destination's keys are gone", func() error {
+		s, err := secret()
+		if err != nil {
+			return err
+		}
+		if len(s.Data["risk"]) != 0 || len(s.Data["risk.previous"]) != 0 || len(s.Data["billing"]) == 0 {
+			return fmt.Errorf("Secret keys %v", keysOf(s.Data))
+		}
+		return nil
+	})
+}
+
+func keysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// updateEndpoint changes an endpoint, reading it again on a conflict.
+func updateEndpoint(t *testing.T, ns, name string, change func(*hookgatev1alpha1.WebhookEndpoint)) {
+	t.Helper()
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cur hookgatev1alpha1.WebhookEndpoint
+		if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &cur); err != nil {
+			return err
+		}
+		change(&cur)
+		return cluster.Client.Update(context.Background(), &cur)
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
