@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	ctrl "sigs.k8s.io/controller-runtime"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/hookgate/hookgate/internal/gctune"
 	"github.com/hookgate/hookgate/receiver"
 )
 
@@ -18,6 +21,16 @@ func runReceiver(ctx context.Context, args []string, _, stderr io.Writer) int {
 	opts := receiver.DefaultOptions()
 	opts.BindFlags(fs)
 	logs := bindLogFlags(fs)
+	gcPercent := fs.Int("gc-percent", gctune.DefaultGCPercent, "heap growth between garbage collections, in percent of the live heap (GOGC, when set, wins)")
+	var memoryLimit resource.Quantity
+	fs.Func("memory-limit", "memory the Go heap aims to stay under, such as 400Mi (GOMEMLIMIT, when set, wins; default: 90% of the container's memory limit, if it has one)", func(v string) error {
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return fmt.Errorf("not a quantity such as 400Mi: %w", err)
+		}
+		memoryLimit = q
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -25,7 +38,14 @@ func runReceiver(ctx context.Context, args []string, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hookgate receiver: %v\n", err)
 		return 2
 	}
+	gc, err := gctune.Apply(*gcPercent, memoryLimit.Value(), "/sys/fs/cgroup")
+	if err != nil {
+		fmt.Fprintf(stderr, "hookgate receiver: %v\n", err)
+		return 2
+	}
 	logger := logs.logger(stderr)
+	logger.Info("garbage collector set", "gcPercent", gc.GCPercent, "gcPercentFrom", gc.GCPercentFrom,
+		"memoryLimitBytes", gc.MemoryLimit, "memoryLimitFrom", gc.MemoryLimitFrom, "containerMemoryLimitBytes", gc.CgroupMemoryLimit)
 	ctrl.SetLogger(logger)
 	opts.Log = logger.WithName("receiver")
 	opts.AuditLog = receiver.NewAuditLogger()

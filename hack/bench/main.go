@@ -38,6 +38,9 @@ const (
 	secret = "whsec_bench"
 )
 
+// receiverStderr is --receiver-stderr: where the receivers' logs go ("" discards them).
+var receiverStderr string
+
 type ingestRow struct {
 	Name              string  `json:"name"`
 	Store             string  `json:"store"`
@@ -96,10 +99,12 @@ func main() {
 		"PostgreSQL server for the PostgreSQL rows, each run in a schema of its own (default $HOOKGATE_TEST_DATABASE_URL; empty: no such rows)")
 	callgrindEvents := flag.Int("callgrind-events", 2000, "events of the callgrind run that measures instructionsPerEvent (0: none)")
 	callgrindOnly := flag.Bool("callgrind-only", false, "measure only instructionsPerEvent")
+	headlineOnly := flag.Bool("headline-only", false, "measure only instructionsPerEvent and ingest of 1 KiB at concurrency 64 (quick, for a change in progress)")
+	flag.StringVar(&receiverStderr, "receiver-stderr", "", "append the receivers' standard error (their logs; GODEBUG=gctrace=1 prints there) to this file")
 	commit := flag.String("commit", "", "the commit the measured binary was built from (default: this tree's HEAD)")
 	flag.Parse()
 	cfg := config{hookgate: *hookgate, duration: *duration, out: *out, partners: *partners, system: *system, databaseURL: *databaseURL,
-		callgrindEvents: *callgrindEvents, callgrindOnly: *callgrindOnly, commit: *commit}
+		callgrindEvents: *callgrindEvents, callgrindOnly: *callgrindOnly, headlineOnly: *headlineOnly, commit: *commit}
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -114,6 +119,7 @@ type config struct {
 	system                     bool
 	callgrindEvents            int
 	callgrindOnly              bool
+	headlineOnly               bool
 	commit                     string
 }
 
@@ -145,7 +151,11 @@ func run(cfg config) error {
 		payload, concurrency int
 		headline             bool
 	}
-	for _, s := range []setting{{1 << 10, 64, true}, {64 << 10, 64, true}, {1 << 10, 256, false}} {
+	settings := []setting{{1 << 10, 64, true}, {64 << 10, 64, true}, {1 << 10, 256, false}}
+	if cfg.headlineOnly {
+		settings = settings[:1]
+	}
+	for _, s := range settings {
 		name := fmt.Sprintf("%d KiB, concurrency %d", s.payload>>10, s.concurrency)
 		fmt.Fprintf(os.Stderr, "ingest %s: baseline...\n", name)
 		baseline, err := measureBaseline(s.payload, s.concurrency, duration)
@@ -171,6 +181,9 @@ func run(cfg config) error {
 			row.Name, row.Store = fmt.Sprintf("%s, pg x%d", name, replicas), "postgres"
 			res.Ingest = append(res.Ingest, withBaseline(row, baseline))
 		}
+	}
+	if cfg.headlineOnly {
+		return finish(res, out, started)
 	}
 	for _, payload := range []int{1 << 10, 64 << 10} {
 		fmt.Fprintf(os.Stderr, "delivery %d KiB...\n", payload>>10)
@@ -379,6 +392,14 @@ func startWrappedReceiver(wrap []string, hookgate, work string, t *routing.Table
 	// The audit log is part of the product's cost: it is written, and read here.
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = io.Discard
+	if receiverStderr != "" {
+		f, err := os.OpenFile(receiverStderr, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close() // the child holds its own descriptor
+		cmd.Stderr = f
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

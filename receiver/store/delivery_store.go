@@ -27,12 +27,12 @@ func putEvent(tx *bolt.Tx, e *Event) error {
 	if err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketEvents).Put([]byte(e.UUID), record); err != nil {
+	if err := timeOrdered(tx, bucketEvents).Put([]byte(e.UUID), record); err != nil {
 		return err
 	}
 	v := make([]byte, 8)
 	binary.BigEndian.PutUint64(v, e.Version)
-	return tx.Bucket(bucketReflect).Put([]byte(e.UUID), v)
+	return timeOrdered(tx, bucketReflect).Put([]byte(e.UUID), v)
 }
 
 // dueKey is a delivery's key in its destination's queue: the queue, then the due time
