@@ -23,11 +23,13 @@ import (
 // write — through the HTTP handler, without the network. The parallel variants show what
 // group commit does with concurrent requests.
 func BenchmarkIngest(b *testing.B) {
-	for _, payload := range []int{1 << 10, 64 << 10} {
-		for _, parallel := range []int{1, 64} {
-			b.Run(fmt.Sprintf("payload=%dKiB/concurrency=%d", payload>>10, parallel), func(b *testing.B) {
-				benchmarkIngest(b, payload, parallel)
-			})
+	for _, engine := range store.Engines {
+		for _, payload := range []int{1 << 10, 64 << 10} {
+			for _, parallel := range []int{1, 64} {
+				b.Run(fmt.Sprintf("engine=%s/payload=%dKiB/concurrency=%d", engine, payload>>10, parallel), func(b *testing.B) {
+					benchmarkIngest(b, engine, payload, parallel)
+				})
+			}
 		}
 	}
 }
@@ -50,9 +52,10 @@ func BenchmarkIngestPostgres(b *testing.B) {
 	}
 }
 
-func benchmarkIngest(b *testing.B, payloadBytes, parallel int) {
+func benchmarkIngest(b *testing.B, engine string, payloadBytes, parallel int) {
 	var commits, batched atomic.Int64
-	st, err := store.OpenBolt(b.TempDir(), func(_ time.Duration, n int) { commits.Add(1); batched.Add(int64(n)) })
+	st, err := store.OpenEmbedded(b.TempDir(), store.EmbeddedOptions{Engine: engine, Log: logr.Discard(),
+		Observe: func(_ time.Duration, n int) { commits.Add(1); batched.Add(int64(n)) }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver/store"
+	sys "golang.org/x/sys/unix"
 )
 
 // The test binary doubles as a receiver process: with HOOKGATE_TEST_CHILD set, TestMain
@@ -55,6 +56,12 @@ func childReceiver() int {
 		opts.TrustedProxies, _ = ParseTrustedProxies(proxies)
 	}
 	opts.DestinationAllowCIDRs = loopbackSinks // egress_test.go: the sinks are on loopback
+	if engine := os.Getenv("HOOKGATE_TEST_ENGINE"); engine != "" {
+		opts.EmbeddedEngine = engine
+	}
+	if reserve := os.Getenv("HOOKGATE_TEST_MIN_FREE"); reserve != "" {
+		opts.MinFreeDiskBytes, _ = strconv.ParseInt(reserve, 10, 64)
+	}
 	err := Run(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "receiver:", err)
@@ -178,13 +185,19 @@ func load(rcvURL, apiKey, secret string, workers, payloadBytes int, stop <-chan 
 // TestCrashKeepsEveryAcknowledgedEvent kills a loaded receiver with SIGKILL, restarts it
 // on the same data directory, and finds every event that got a 2xx.
 func TestCrashKeepsEveryAcknowledgedEvent(t *testing.T) {
+	for _, engine := range store.Engines {
+		t.Run(engine, func(t *testing.T) { crashKeepsEveryAcknowledgedEvent(t, engine) })
+	}
+}
+
+func crashKeepsEveryAcknowledgedEvent(t *testing.T, engine string) {
 	const apiKey, secret = "hgk_crash", "whsec_crash"
 	dir := t.TempDir()
 	routingFile := writeRoutingFile(t, dir, crashTable(apiKey, secret))
 	dataDir := filepath.Join(dir, "data")
 	allAcked := map[string]string{}
 	for round := 1; round <= 3; round++ {
-		child := startChild(t, routingFile, dataDir)
+		child := startChild(t, routingFile, dataDir, "HOOKGATE_TEST_ENGINE="+engine)
 		stop := make(chan struct{})
 		killAfter := time.Duration(300*round) * time.Millisecond
 		time.AfterFunc(killAfter, func() { child.kill(); close(stop) })
@@ -198,7 +211,7 @@ func TestCrashKeepsEveryAcknowledgedEvent(t *testing.T) {
 		}
 	}
 
-	child := startChild(t, routingFile, dataDir)
+	child := startChild(t, routingFile, dataDir, "HOOKGATE_TEST_ENGINE="+engine)
 	found := 0
 	for id, uuid := range allAcked {
 		r := do(t, nil, newRequest(t, http.MethodGet, child.url+"/api/webhooks/status?eventId="+id, map[string]string{"x-api-key": apiKey}, nil))
@@ -209,7 +222,7 @@ func TestCrashKeepsEveryAcknowledgedEvent(t *testing.T) {
 		}
 	}
 	child.terminate(t)
-	st, err := store.OpenBolt(dataDir, nil)
+	st, err := store.OpenEmbedded(dataDir, store.EmbeddedOptions{Engine: engine, Log: logr.Discard()})
 	if err != nil {
 		t.Fatalf("the store does not open after the crashes: %v", err)
 	}
@@ -218,18 +231,46 @@ func TestCrashKeepsEveryAcknowledgedEvent(t *testing.T) {
 		t.Fatalf("the store is inconsistent: %v", err)
 	}
 	stored, _ := st.Count()
-	t.Logf("after 3 SIGKILLs: %d of %d acknowledged events found through the restarted receiver; %d events in the store; consistency check passed", found, len(allAcked), stored)
+	t.Logf("%s, after 3 SIGKILLs: %d of %d acknowledged events found through the restarted receiver; %d events in the store; consistency check passed", engine, found, len(allAcked), stored)
 }
 
-// TestFullDiskNeverAcknowledges fills the disk (a file size limit on the receiver
-// process): writes that cannot be made get 503, /readyz turns false, and every event that
-// got a 2xx is there after a restart with room.
+// TestFullDiskNeverAcknowledges fills the disk: writes that cannot be made get 503,
+// /readyz turns false, and every event that got a 2xx is there after a restart with
+// room. On Pebble the disk is full as the store sees it: the free space it keeps in
+// reserve is set 16 MiB below what the test's filesystem has free, so that what the
+// load writes takes it there (Pebble itself stops the process on a write that fails, so
+// the reserve is what keeps it answering). On bbolt it is a file size limit on the
+// receiver process, its writes past it failing with EFBIG.
 func TestFullDiskNeverAcknowledges(t *testing.T) {
+	for _, tc := range []struct {
+		engine string
+		full   func(t *testing.T, dataDir string) []string
+	}{
+		{store.EnginePebble, func(t *testing.T, dataDir string) []string {
+			var st sys.Statfs_t
+			if err := sys.Statfs(filepath.Dir(dataDir), &st); err != nil {
+				t.Fatal(err)
+			}
+			free := int64(st.Bavail) * st.Bsize //nolint:gosec // a real filesystem's counts
+			return []string{"HOOKGATE_TEST_MIN_FREE=" + strconv.FormatInt(free-16<<20, 10)}
+		}},
+		{store.EngineBolt, func(*testing.T, string) []string {
+			return []string{"HOOKGATE_TEST_FSIZE=" + strconv.Itoa(2<<20), "HOOKGATE_TEST_MIN_FREE=0"}
+		}},
+	} {
+		t.Run(tc.engine, func(t *testing.T) {
+			dir := t.TempDir()
+			dataDir := filepath.Join(dir, "data")
+			fullDiskNeverAcknowledges(t, dir, append(tc.full(t, dataDir), "HOOKGATE_TEST_ENGINE="+tc.engine), "HOOKGATE_TEST_ENGINE="+tc.engine)
+		})
+	}
+}
+
+func fullDiskNeverAcknowledges(t *testing.T, dir string, fullEnv []string, roomEnv string) {
 	const apiKey, secret = "hgk_full", "whsec_full"
-	dir := t.TempDir()
 	routingFile := writeRoutingFile(t, dir, crashTable(apiKey, secret))
 	dataDir := filepath.Join(dir, "data")
-	child := startChild(t, routingFile, dataDir, "HOOKGATE_TEST_FSIZE="+strconv.Itoa(2<<20))
+	child := startChild(t, routingFile, dataDir, fullEnv...)
 	stop := make(chan struct{})
 	var once sync.Once
 	go func() {
@@ -254,7 +295,7 @@ func TestFullDiskNeverAcknowledges(t *testing.T) {
 		}
 	}()
 	acked, sent, failed, refused := load(child.url, apiKey, secret, 8, 8192, stop, "full")
-	t.Logf("2 MiB file size limit: %d sent, %d acknowledged, %d refused, %d transport errors", sent, len(acked), refused, failed)
+	t.Logf("%v: %d sent, %d acknowledged, %d refused, %d transport errors", fullEnv, sent, len(acked), refused, failed)
 	if refused == 0 {
 		t.Fatal("the store never refused a write: the disk did not fill")
 	}
@@ -273,7 +314,7 @@ func TestFullDiskNeverAcknowledges(t *testing.T) {
 	}
 	child.terminate(t)
 
-	child = startChild(t, routingFile, dataDir)
+	child = startChild(t, routingFile, dataDir, roomEnv)
 	defer child.terminate(t)
 	for id, uuid := range acked {
 		r := do(t, nil, newRequest(t, http.MethodGet, child.url+"/api/webhooks/status?eventId="+id, map[string]string{"x-api-key": apiKey}, nil))
@@ -281,7 +322,7 @@ func TestFullDiskNeverAcknowledges(t *testing.T) {
 			t.Errorf("acknowledged event %s is lost: %d %s", id, r.status, r.raw)
 		}
 	}
-	t.Logf("all %d acknowledged events found after restarting without the limit", len(acked))
+	t.Logf("all %d acknowledged events found after restarting with room", len(acked))
 }
 
 // TestRestartDuringDelivery kills the receiver while deliveries are in flight and

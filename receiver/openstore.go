@@ -23,8 +23,13 @@ const (
 // line: a parse error says which part is wrong, not what it holds.
 func openStore(ctx context.Context, opts Options, observe store.CommitObserver) (store.Store, string, error) {
 	if opts.DatabaseURL == "" {
-		st, err := store.OpenBolt(opts.DataDir, observe)
-		return st, backendEmbedded, err
+		st, err := store.OpenEmbedded(opts.DataDir, store.EmbeddedOptions{
+			Engine: opts.EmbeddedEngine, Observe: observe, MinFreeDiskBytes: opts.MinFreeDiskBytes, Log: opts.Log.WithName("store"),
+		})
+		if err != nil {
+			return nil, "", err
+		}
+		return st, backendEmbedded + " (" + st.Engine() + ")", nil
 	}
 	dsn, err := databaseURL(opts.DatabaseURL, opts.DatabasePasswordFile)
 	if err != nil {

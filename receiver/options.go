@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver/delivery"
 	"github.com/hookgate/hookgate/receiver/eventstatus"
+	"github.com/hookgate/hookgate/receiver/store"
 )
 
 // Options configure `hookgate receiver` (docs/reference.md lists the flags). Start from
@@ -51,6 +53,10 @@ type Options struct {
 	// may come from DatabasePasswordFile instead (a mounted Secret key).
 	DatabaseURL          string
 	DatabasePasswordFile string
+	// EmbeddedEngine is the embedded store's engine (store.EnginePebble or EngineBolt);
+	// MinFreeDiskBytes the free space it keeps on the data directory's filesystem.
+	EmbeddedEngine   string
+	MinFreeDiskBytes int64
 	// PublicURL is how destinations reach the receiver (the ingress): the issuer of
 	// JWT-signed deliveries, and where their keys are served.
 	PublicURL string
@@ -93,6 +99,8 @@ func DefaultOptions() Options {
 		ShutdownTimeout:          25 * time.Second,
 		MaxInflightBodyBytes:     64 << 20,
 		MaxStoredBytesPerPartner: 1 << 30,
+		EmbeddedEngine:           store.EngineBolt,
+		MinFreeDiskBytes:         store.DefaultMinFreeDiskBytes,
 	}
 }
 
@@ -104,6 +112,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", o.Listen, "webhook address")
 	fs.StringVar(&o.ProbeListen, "probe-listen", o.ProbeListen, "probe and metrics address")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory of the embedded event store (and the routing table's disk copy)")
+	fs.StringVar(&o.EmbeddedEngine, "embedded-engine", o.EmbeddedEngine, "engine of the embedded store: bbolt, or pebble (a bbolt events.db in --data-dir is converted to pebble at start, the file kept as events.db.converted)")
+	fs.Int64Var(&o.MinFreeDiskBytes, "min-free-disk-bytes", o.MinFreeDiskBytes, "free space the embedded store keeps on the data directory's disk: below it new events get 503 and /readyz fails (0: none kept)")
 	fs.StringVar(&o.DatabaseURL, "database-url", o.DatabaseURL, "postgres:// URL of a PostgreSQL event store instead of the embedded one (default $HOOKGATE_DATABASE_URL); never logged")
 	fs.StringVar(&o.PublicURL, "public-url", o.PublicURL, "the receiver's URL as partners and destinations reach it, such as https://hooks.example.com: the issuer (iss) of JWT-signed deliveries, whose keys are served at <public-url>/.well-known/jwks.json")
 	fs.StringVar(&o.StatusLease, "status-lease", o.StatusLease, "Lease (in --namespace) electing the one replica of a PostgreSQL store that writes WebhookEvents and prunes")
@@ -170,6 +180,12 @@ func (o *Options) Validate() error {
 	}
 	if o.DeliveryWorkers < 1 {
 		errs = append(errs, fmt.Errorf("--delivery-workers must be at least 1, got %d", o.DeliveryWorkers))
+	}
+	if !slices.Contains(store.Engines, o.EmbeddedEngine) {
+		errs = append(errs, fmt.Errorf("--embedded-engine must be one of %s, got %q", strings.Join(store.Engines, ", "), o.EmbeddedEngine))
+	}
+	if o.MinFreeDiskBytes < 0 {
+		errs = append(errs, fmt.Errorf("--min-free-disk-bytes must not be negative, got %d", o.MinFreeDiskBytes))
 	}
 	return errors.Join(errs...)
 }

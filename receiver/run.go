@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,7 +117,7 @@ func Run(ctx context.Context, opts Options) error {
 	switch {
 	case opts.KubeConfig == nil:
 		goBackground("prune", prune)
-	case backend == backendEmbedded:
+	case strings.HasPrefix(backend, backendEmbedded):
 		// One process holds an embedded store: it is the only writer of its events' views.
 		reflect, err := newReflection(opts, st, holder, dispatcher.Wake)
 		if err != nil {

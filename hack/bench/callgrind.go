@@ -49,21 +49,22 @@ const callgrindWarmUp = 200
 // garbage collector included, start-up and shut-down not. Whole runs, rather than
 // counters zeroed and dumped mid-run, keep callgrind's call stacks consistent, which Go's
 // stack switches otherwise confuse.
-func measureInstructions(hookgate, work, keepDir string, partners, events, payload int) (instructionsRow, error) {
+func measureInstructions(hookgate, work, keepDir string, partners, events, payload int, engine string) (instructionsRow, error) {
 	for _, tool := range []string{"valgrind", "callgrind_control", "callgrind_annotate"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return instructionsRow{}, fmt.Errorf("%s is needed for instructionsPerEvent (Debian: apt install valgrind): %w", tool, err)
 		}
 	}
-	baseTotal, baseFns, err := callgrindRun(hookgate, work, "", partners, 0, payload)
+	st := store{engine: engine}
+	baseTotal, baseFns, err := callgrindRun(hookgate, work, "", partners, 0, payload, st)
 	if err != nil {
 		return instructionsRow{}, err
 	}
-	total, fns, err := callgrindRun(hookgate, work, keepDir, partners, events, payload)
+	total, fns, err := callgrindRun(hookgate, work, keepDir, partners, events, payload, st)
 	if err != nil {
 		return instructionsRow{}, err
 	}
-	row := instructionsRow{Store: "embedded", Events: events, PayloadBytes: payload, InstructionsPerEvent: float64(total-baseTotal) / float64(events)}
+	row := instructionsRow{Store: st.name(), Events: events, PayloadBytes: payload, InstructionsPerEvent: float64(total-baseTotal) / float64(events)}
 	for name, n := range fns {
 		if d := n - baseFns[name]; d > 0 {
 			row.Top = append(row.Top, topFunction{Function: name, Instructions: d / int64(events), Percent: 100 * float64(d) / float64(total-baseTotal)})
@@ -76,7 +77,7 @@ func measureInstructions(hookgate, work, keepDir string, partners, events, paylo
 
 // callgrindRun is one whole receiver run under callgrind: warm-up, then events, then a
 // clean stop; it returns the total and each function's own instructions.
-func callgrindRun(hookgate, work, keepDir string, partners, events, payload int) (int64, map[string]int64, error) {
+func callgrindRun(hookgate, work, keepDir string, partners, events, payload int, st store) (int64, map[string]int64, error) {
 	dir, err := os.MkdirTemp(work, "callgrind-")
 	if err != nil {
 		return 0, nil, err
@@ -86,7 +87,7 @@ func callgrindRun(hookgate, work, keepDir string, partners, events, payload int)
 	// keeps idle Ps from spinning in the scheduler, which under callgrind's serialised
 	// threads would count millions of instructions that the receiver does not spend.
 	p, err := startWrappedReceiver([]string{"valgrind", "--tool=callgrind", "--callgrind-out-file=" + out},
-		hookgate, work, table(partners, ""), []string{"GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1"})
+		hookgate, work, table(partners, ""), []string{"GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1"}, st.args()...)
 	if err != nil {
 		return 0, nil, fmt.Errorf("the receiver under callgrind: %w", err)
 	}
@@ -113,7 +114,7 @@ func callgrindRun(hookgate, work, keepDir string, partners, events, payload int)
 	if keepDir != "" {
 		// The profile stays for callgrind_annotate or kcachegrind.
 		if raw, err := os.ReadFile(out); err == nil && os.MkdirAll(keepDir, 0o755) == nil {
-			_ = os.WriteFile(filepath.Join(keepDir, "callgrind.out"), raw, 0o644) //nolint:gosec // a profile, not a secret
+			_ = os.WriteFile(filepath.Join(keepDir, "callgrind-"+st.name()+".out"), raw, 0o644) //nolint:gosec // a profile, not a secret
 		}
 	}
 	return annotate(out)

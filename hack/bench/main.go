@@ -135,13 +135,24 @@ func run(cfg config) error {
 	if res.Commit == "" {
 		res.Commit = gitCommit()
 	}
+	// A binary from before the Pebble engine (bench-compare's base) has rows for bbolt only.
+	pebble := supportsFlag(hookgate, "--embedded-engine")
+	if !pebble {
+		fmt.Fprintln(os.Stderr, "this hookgate has no --embedded-engine: no Pebble rows")
+	}
 	if cfg.callgrindEvents > 0 {
-		fmt.Fprintf(os.Stderr, "instructions per event (callgrind, %d events of 1 KiB, one at a time)...\n", cfg.callgrindEvents)
-		row, err := measureInstructions(hookgate, work, filepath.Dir(out), partners, cfg.callgrindEvents, 1<<10)
-		if err != nil {
-			return fmt.Errorf("callgrind: %w", err)
+		engines := []string{""}
+		if pebble {
+			engines = append(engines, "pebble")
 		}
-		res.Instructions = append(res.Instructions, row)
+		for _, engine := range engines {
+			fmt.Fprintf(os.Stderr, "instructions per event (callgrind, %s, %d events of 1 KiB, one at a time)...\n", store{engine: engine}.name(), cfg.callgrindEvents)
+			row, err := measureInstructions(hookgate, work, filepath.Dir(out), partners, cfg.callgrindEvents, 1<<10, engine)
+			if err != nil {
+				return fmt.Errorf("callgrind: %w", err)
+			}
+			res.Instructions = append(res.Instructions, row)
+		}
 	}
 	if cfg.callgrindOnly {
 		return finish(res, out, started)
@@ -169,12 +180,21 @@ func run(cfg config) error {
 		}
 		row.Name, row.Headline = name, s.headline
 		res.Ingest = append(res.Ingest, withBaseline(row, baseline))
+		if s.headline && pebble {
+			fmt.Fprintf(os.Stderr, "ingest %s: hookgate on the Pebble engine...\n", name)
+			row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, store{engine: "pebble"})
+			if err != nil {
+				return fmt.Errorf("pebble: %w", err)
+			}
+			row.Name = name + ", pebble"
+			res.Ingest = append(res.Ingest, withBaseline(row, baseline))
+		}
 		if databaseURL == "" || s.concurrency != 64 {
 			continue
 		}
 		for _, replicas := range []int{1, 2} {
 			fmt.Fprintf(os.Stderr, "ingest %s: hookgate on PostgreSQL, %d receiver(s)...\n", name, replicas)
-			row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, store{databaseURL, replicas})
+			row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, store{databaseURL: databaseURL, replicas: replicas})
 			if err != nil {
 				return fmt.Errorf("PostgreSQL: %w", err)
 			}
@@ -196,7 +216,7 @@ func run(cfg config) error {
 	if databaseURL != "" {
 		for _, replicas := range []int{1, 2} {
 			fmt.Fprintf(os.Stderr, "delivery 1 KiB on PostgreSQL, %d receiver(s)...\n", replicas)
-			row, err := measureDelivery(hookgate, work, partners, 1<<10, 64, duration, store{databaseURL, replicas})
+			row, err := measureDelivery(hookgate, work, partners, 1<<10, 64, duration, store{databaseURL: databaseURL, replicas: replicas})
 			if err != nil {
 				return fmt.Errorf("PostgreSQL: %w", err)
 			}
@@ -450,13 +470,32 @@ func peakRSSMiB(pid int) float64 {
 type store struct {
 	databaseURL string
 	replicas    int
+	// engine is the embedded store's --embedded-engine ("": the binary's default, bbolt).
+	engine string
 }
 
 func (st store) name() string {
-	if st.databaseURL == "" {
-		return "embedded"
+	switch {
+	case st.databaseURL != "":
+		return "postgres"
+	case st.engine != "":
+		return "embedded-" + st.engine
 	}
-	return "postgres"
+	return "embedded"
+}
+
+// args are the receiver flags that select st's engine.
+func (st store) args() []string {
+	if st.engine == "" {
+		return nil
+	}
+	return []string{"--embedded-engine", st.engine}
+}
+
+// supportsFlag reports whether hookgate's receiver takes a flag.
+func supportsFlag(hookgate, flag string) bool {
+	out, _ := exec.Command(hookgate, "receiver", "--help").CombinedOutput() //nolint:gosec // the binary under test
+	return strings.Contains(string(out), flag[1:])
 }
 
 // startReceivers starts the receivers of st; stop ends them and drops the schema.
@@ -478,7 +517,7 @@ func startReceivers(hookgate, work string, t *routing.Table, st store) (procs []
 		dropSchema()
 	}
 	for range max(st.replicas, 1) {
-		p, err := startReceiver(hookgate, work, t, extraEnv)
+		p, err := startReceiver(hookgate, work, t, extraEnv, st.args()...)
 		if err != nil {
 			stop()
 			return nil, nil, err

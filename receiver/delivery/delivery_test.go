@@ -26,7 +26,7 @@ import (
 const signingSecret = "whsec_dGVzdC1zaWduaW5nLWtleS1mb3ItZGVsaXZlcmllcw=="
 
 type harness struct {
-	store  *store.Bolt
+	store  *store.Embedded
 	holder *routing.Holder
 	// egress is the dispatcher's guard: by default it lets deliveries reach the loopback
 	// sinks of the tests, as --destination-allow-cidrs 127.0.0.0/8,::1/128 does.

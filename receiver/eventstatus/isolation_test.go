@@ -40,7 +40,7 @@ const payloadMarker = `{"card":"4111-payload-marker"}`
 
 // fixture is a store and a reflector over it, with the reflector's metrics and log.
 type fixture struct {
-	st       *store.Bolt
+	st       *store.Embedded
 	reg      *prometheus.Registry
 	r        *eventstatus.Reflector
 	mu       sync.Mutex

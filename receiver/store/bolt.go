@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,12 +34,13 @@ const maxBatch = 512
 // CommitObserver receives each group commit's duration and size (metrics).
 type CommitObserver func(d time.Duration, batch int)
 
-// Bolt is the embedded store: one bbolt file. Writes from concurrent requests are
-// grouped into one transaction and one fsync by a single committer goroutine: it takes
-// whatever is waiting, commits it, answers everyone, and takes the next group, so the
-// batch size follows the load with no added delay.
-type Bolt struct {
-	db       *bolt.DB
+// Embedded is the embedded store: buckets of ordered keys on one engine (bbolt or
+// Pebble) in the data directory. Writes from concurrent requests are grouped into one
+// transaction and one fsync by a single committer goroutine: it takes whatever is
+// waiting, commits it, answers everyone, and takes the next group, so the batch size
+// follows the load with no added delay.
+type Embedded struct {
+	eng      kvEngine
 	writes   chan *writeOp
 	observe  CommitObserver
 	closed   atomic.Bool
@@ -47,19 +49,35 @@ type Bolt struct {
 	closeMu  sync.RWMutex
 	lastErr  atomic.Pointer[error]
 	failures atomic.Int64
+	room     *diskRoom
 }
 
 type writeOp struct {
-	apply func(tx *bolt.Tx) error
+	apply func(tx kvTx) error
 	done  chan error
+	// grows is the bytes of new data the op stores (an event), which the disk's reserve
+	// must admit; 0 for updates and deletions, which always go ahead.
+	grows int64
 }
 
-// OpenBolt opens (or creates) the store file in dir.
-func OpenBolt(dir string, observe CommitObserver) (*Bolt, error) {
+// boltFile is the bbolt engine's file in the data directory.
+const boltFile = "events.db"
+
+// OpenBolt opens (or creates) the bbolt store file in dir.
+func OpenBolt(dir string, observe CommitObserver) (*Embedded, error) {
+	db, err := openBoltFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	return newEmbedded(boltEngine{db}, observe), nil
+}
+
+// openBoltFile opens the bbolt file and brings what it holds up to this release's layout.
+func openBoltFile(dir string) (*bolt.DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "events.db"), 0o600, &bolt.Options{
+	db, err := bolt.Open(filepath.Join(dir, boltFile), 0o600, &bolt.Options{
 		Timeout:        5 * time.Second, // another process holding the file
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
@@ -67,15 +85,16 @@ func OpenBolt(dir string, observe CommitObserver) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the event store: %w", err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		countUsage := tx.Bucket(bucketUsage) == nil
-		indexPartners := tx.Bucket(bucketByPartner) == nil
-		for _, b := range [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage, bucketLeases, bucketByPartner} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+	if err := db.Update(func(raw *bolt.Tx) error {
+		tx := boltTx{raw}
+		countUsage := raw.Bucket(bucketUsage) == nil
+		indexPartners := raw.Bucket(bucketByPartner) == nil
+		for _, b := range allBuckets {
+			if _, err := raw.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		if err := migrateDueIndex(tx); err != nil {
+		if err := migrateDueIndex(raw); err != nil {
 			return err
 		}
 		if err := releaseDeadLeases(tx); err != nil {
@@ -96,15 +115,25 @@ func OpenBolt(dir string, observe CommitObserver) (*Bolt, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("preparing the event store: %w", err)
 	}
+	return db, nil
+}
+
+// allBuckets are the buckets of this release's layout.
+var allBuckets = [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage, bucketLeases, bucketByPartner, bucketDaily}
+
+func newEmbedded(eng kvEngine, observe CommitObserver) *Embedded {
 	if observe == nil {
 		observe = func(time.Duration, int) {}
 	}
-	s := &Bolt{db: db, writes: make(chan *writeOp, 4096), observe: observe, closing: make(chan struct{}), done: make(chan struct{})}
+	s := &Embedded{eng: eng, writes: make(chan *writeOp, 4096), observe: observe, closing: make(chan struct{}), done: make(chan struct{})}
 	go s.commitLoop()
-	return s, nil
+	return s
 }
 
-func (s *Bolt) commitLoop() {
+// Engine names the engine under the store: EngineBolt or EnginePebble.
+func (s *Embedded) Engine() string { return s.eng.name() }
+
+func (s *Embedded) commitLoop() {
 	defer close(s.done)
 	batch := make([]*writeOp, 0, maxBatch)
 	for {
@@ -137,12 +166,26 @@ func (s *Bolt) commitLoop() {
 
 // commit applies a group in one transaction. An op whose apply fails is left out by
 // re-running the group without it, so that one bad op cannot fail the others.
-func (s *Bolt) commit(batch []*writeOp) {
+func (s *Embedded) commit(batch []*writeOp) {
 	started := time.Now()
 	failed := make([]error, len(batch))
-	for {
+	var grows int64
+	for _, op := range batch {
+		grows += op.grows
+	}
+	if grows > 0 {
+		if err := s.room.admit(grows); err != nil {
+			for i, op := range batch {
+				if op.grows > 0 {
+					failed[i] = err
+				}
+			}
+		}
+	}
+	// Until nothing of the group is left to commit:
+	for slices.ContainsFunc(failed, func(err error) bool { return err == nil }) {
 		var bad = -1
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.eng.update(func(tx kvTx) error {
 			for i, op := range batch {
 				if failed[i] != nil {
 					continue
@@ -166,26 +209,36 @@ func (s *Bolt) commit(batch []*writeOp) {
 		// Observed before anyone is answered, so that a caller who got its answer also
 		// sees its commit counted.
 		s.observe(time.Since(started), len(batch))
-		for i, op := range batch {
-			switch {
-			case failed[i] != nil:
-				op.done <- failed[i]
-			default:
-				op.done <- err
-			}
-		}
+		answer(batch, failed, err)
 		return
+	}
+	answer(batch, failed, nil)
+}
+
+// answer tells each op of a group its outcome: its own failure, else the commit's.
+func answer(batch []*writeOp, failed []error, err error) {
+	for i, op := range batch {
+		if failed[i] != nil {
+			op.done <- failed[i]
+		} else {
+			op.done <- err
+		}
 	}
 }
 
 // write queues apply for the next group commit and waits until it is durable.
-func (s *Bolt) write(ctx context.Context, apply func(tx *bolt.Tx) error) error {
+func (s *Embedded) write(ctx context.Context, apply func(tx kvTx) error) error {
+	return s.writeGrowing(ctx, 0, apply)
+}
+
+// writeGrowing is write for an op that stores grows bytes of new data.
+func (s *Embedded) writeGrowing(ctx context.Context, grows int64, apply func(tx kvTx) error) error {
 	s.closeMu.RLock()
 	if s.closed.Load() {
 		s.closeMu.RUnlock()
 		return ErrClosed
 	}
-	op := &writeOp{apply: apply, done: make(chan error, 1)}
+	op := &writeOp{apply: apply, done: make(chan error, 1), grows: grows}
 	select {
 	case s.writes <- op:
 	case <-ctx.Done():
@@ -199,10 +252,11 @@ func (s *Bolt) write(ctx context.Context, apply func(tx *bolt.Tx) error) error {
 }
 
 // Ingest implements Store.
-func (s *Bolt) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
+func (s *Embedded) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
 	var result IngestResult
 	overQuota := false
-	err := s.write(ctx, func(tx *bolt.Tx) error {
+	// An event's record and indexes take about a kilobyte besides its payload.
+	err := s.writeGrowing(ctx, int64(len(in.Payload))+1024, func(tx kvTx) error {
 		result, overQuota = IngestResult{Event: in.Event}, false
 		if in.DedupKey != "" {
 			dedup := tx.Bucket(bucketDedup)
@@ -273,9 +327,9 @@ func (s *Bolt) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {
 }
 
 // Get implements Store.
-func (s *Bolt) Get(_ context.Context, uuid string) (*Event, error) {
+func (s *Embedded) Get(_ context.Context, uuid string) (*Event, error) {
 	var e *Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eng.view(func(tx kvTx) error {
 		var err error
 		e, err = getEvent(tx, uuid)
 		return err
@@ -284,9 +338,9 @@ func (s *Bolt) Get(_ context.Context, uuid string) (*Event, error) {
 }
 
 // FindByEventID implements Store.
-func (s *Bolt) FindByEventID(_ context.Context, partnerKey, eventID string) (*Event, error) {
+func (s *Embedded) FindByEventID(_ context.Context, partnerKey, eventID string) (*Event, error) {
 	var e *Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eng.view(func(tx kvTx) error {
 		prefix := byIDKey(partnerKey, eventID, "")
 		c := tx.Bucket(bucketByID).Cursor()
 		var last []byte
@@ -304,9 +358,9 @@ func (s *Bolt) FindByEventID(_ context.Context, partnerKey, eventID string) (*Ev
 }
 
 // Payload implements Store.
-func (s *Bolt) Payload(_ context.Context, uuid string) ([]byte, error) {
+func (s *Embedded) Payload(_ context.Context, uuid string) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eng.view(func(tx kvTx) error {
 		v := tx.Bucket(bucketPayloads).Get([]byte(uuid))
 		if v == nil {
 			return ErrNotFound
@@ -319,7 +373,7 @@ func (s *Bolt) Payload(_ context.Context, uuid string) ([]byte, error) {
 
 // Prune implements Store. Each transaction removes at most pruneBatch events or dedup
 // keys, outside the group commit, so that ingest waits at most one small transaction.
-func (s *Bolt) Prune(ctx context.Context, cutoff Cutoff, now time.Time) (int, error) {
+func (s *Embedded) Prune(ctx context.Context, cutoff Cutoff, now time.Time) (int, error) {
 	for {
 		more, err := s.pruneDedupBatch(now)
 		if err != nil || !more {
@@ -354,19 +408,19 @@ const (
 )
 
 // update runs fn in a transaction of its own, unless the store is closed.
-func (s *Bolt) update(fn func(tx *bolt.Tx) error) error {
+func (s *Embedded) update(fn func(tx kvTx) error) error {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	return s.db.Update(fn)
+	return s.eng.update(fn)
 }
 
 // pruneDedupBatch removes up to pruneBatch dedup keys expired at now; more reports
 // whether some may remain.
-func (s *Bolt) pruneDedupBatch(now time.Time) (more bool, err error) {
-	err = s.update(func(tx *bolt.Tx) error {
+func (s *Embedded) pruneDedupBatch(now time.Time) (more bool, err error) {
+	err = s.update(func(tx kvTx) error {
 		more = false
 		exp := tx.Bucket(bucketDedupExp).Cursor()
 		dedup := tx.Bucket(bucketDedup)
@@ -396,8 +450,8 @@ func (s *Bolt) pruneDedupBatch(now time.Time) (more bool, err error) {
 // pruneEventBatch looks at the events from key from on (the first when nil) and removes
 // the finished ones past their endpoint's cutoff, up to pruneBatch of them. It returns
 // where the next batch starts, or nil when no event after it can be removed yet.
-func (s *Bolt) pruneEventBatch(cutoff Cutoff, latest time.Time, from []byte) (removed int, next []byte, err error) {
-	err = s.update(func(tx *bolt.Tx) error {
+func (s *Embedded) pruneEventBatch(cutoff Cutoff, latest time.Time, from []byte) (removed int, next []byte, err error) {
+	err = s.update(func(tx kvTx) error {
 		removed, next = 0, nil
 		c := tx.Bucket(bucketEvents).Cursor()
 		k, v := c.First()
@@ -435,7 +489,7 @@ func (s *Bolt) pruneEventBatch(cutoff Cutoff, latest time.Time, from []byte) (re
 
 // deleteEvent removes an event with its payload, indexes and attempts, and gives its
 // bytes back to its partner's quota.
-func deleteEvent(tx *bolt.Tx, e *Event) error {
+func deleteEvent(tx kvTx, e *Event) error {
 	payloadBytes := int64(len(tx.Bucket(bucketPayloads).Get([]byte(e.UUID))))
 	for _, del := range []struct {
 		bucket []byte
@@ -462,9 +516,9 @@ func deleteEvent(tx *bolt.Tx, e *Event) error {
 }
 
 // Usage implements Store.
-func (s *Bolt) Usage(_ context.Context) (map[string]int64, error) {
+func (s *Embedded) Usage(_ context.Context) (map[string]int64, error) {
 	out := map[string]int64{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eng.view(func(tx kvTx) error {
 		return tx.Bucket(bucketUsage).ForEach(func(k, v []byte) error {
 			out[string(k)] = readCounter(v)
 			return nil
@@ -474,7 +528,7 @@ func (s *Bolt) Usage(_ context.Context) (map[string]int64, error) {
 }
 
 // recountUsage sets every partner's usage from the stored events.
-func recountUsage(tx *bolt.Tx) error {
+func recountUsage(tx kvTx) error {
 	totals := map[string]int64{}
 	if err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 		var e Event
@@ -509,9 +563,15 @@ func readCounter(b []byte) int64 {
 }
 
 // Healthy implements Store.
-func (s *Bolt) Healthy() error {
+func (s *Embedded) Healthy() error {
 	if s.closed.Load() {
 		return ErrClosed
+	}
+	if s.room != nil && s.room.full.Load() {
+		// Looked at again, so that room made by pruning (or by hand) ends it.
+		if err := s.room.admit(0); err != nil {
+			return err
+		}
 	}
 	if p := s.lastErr.Load(); p != nil {
 		return fmt.Errorf("the last commit failed: %w", *p)
@@ -520,7 +580,7 @@ func (s *Bolt) Healthy() error {
 }
 
 // Close stops the committer after the queued writes and closes the file.
-func (s *Bolt) Close() error {
+func (s *Embedded) Close() error {
 	s.closeMu.Lock()
 	if s.closed.Swap(true) {
 		s.closeMu.Unlock()
@@ -533,10 +593,10 @@ func (s *Bolt) Close() error {
 	}
 	close(s.closing)
 	<-s.done
-	return s.db.Close()
+	return s.eng.close()
 }
 
-func getEvent(tx *bolt.Tx, uuid string) (*Event, error) {
+func getEvent(tx kvTx, uuid string) (*Event, error) {
 	v := tx.Bucket(bucketEvents).Get([]byte(uuid))
 	if v == nil {
 		return nil, ErrNotFound
@@ -547,16 +607,6 @@ func getEvent(tx *bolt.Tx, uuid string) (*Event, error) {
 	}
 	e.Normalize()
 	return &e, nil
-}
-
-// timeOrdered is a bucket keyed by uuid v7, whose new keys come after every key in it:
-// its pages are filled before they split, since no key will ever land between two
-// stored ones. bbolt's default (half-full pages) suits random inserts and, for appends,
-// doubles the file, the pages each commit writes, and the mapped memory reads touch.
-func timeOrdered(tx *bolt.Tx, name []byte) *bolt.Bucket {
-	b := tx.Bucket(name)
-	b.FillPercent = 1
-	return b
 }
 
 // keyTime reads a timeKey back.
@@ -578,22 +628,9 @@ func hasPrefix(b, prefix []byte) bool {
 	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
 }
 
-// Check verifies the file's internal consistency (every page reachable once, no leaks).
-func (s *Bolt) Check() error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
-}
+// Check verifies the engine's own structures (bbolt: every page reachable once, no leaks;
+// Pebble: every block's checksum).
+func (s *Embedded) Check() error { return s.eng.check() }
 
 // Count returns the number of stored events.
-func (s *Bolt) Count() (int, error) {
-	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketEvents).Stats().KeyN
-		return nil
-	})
-	return n, err
-}
+func (s *Embedded) Count() (int, error) { return s.eng.count(bucketEvents) }

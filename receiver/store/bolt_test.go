@@ -98,7 +98,7 @@ func TestUsageCountedForAnOldFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketUsage) }); err != nil {
+	if err := s.boltDB().Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketUsage) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -130,7 +130,7 @@ func TestDueIndexMigrates(t *testing.T) {
 		}
 	}
 	// Rewrite the queues as the previous release kept them: time(8) + uuid in "due".
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.boltDB().Update(func(tx *bolt.Tx) error {
 		old, err := tx.CreateBucket(bucketDueV1)
 		if err != nil {
 			return err
@@ -205,7 +205,7 @@ func TestPartnerIndexIsBuiltForAnOldFile(t *testing.T) {
 	if _, err := s.Ingest(t.Context(), ingest("u1", "e1", now, PhaseQueued)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketByPartner) }); err != nil {
+	if err := s.boltDB().Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketByPartner) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -232,7 +232,7 @@ func TestEventFromBeforeFanOut(t *testing.T) {
 	}
 	received := time.Now().Add(-time.Minute).UTC()
 	old := fmt.Sprintf(`{"uuid":"019593fa-5d95-7000-8000-000000000001","eventId":"e1","partnerNamespace":"ns","partner":"acme","endpointNamespace":"ns","endpoint":"orders","receivedAt":%q,"phase":"Retrying","attempts":2,"lastResponseCode":503,"lastError":"HTTP 503","version":3}`, received.Format(time.RFC3339Nano))
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.boltDB().Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketEvents).Put([]byte("019593fa-5d95-7000-8000-000000000001"), []byte(old)); err != nil {
 			return err
 		}
@@ -255,3 +255,7 @@ func TestEventFromBeforeFanOut(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// boltDB is the bbolt file under a store opened with OpenBolt, for tests that write a
+// file as an earlier release left it.
+func (s *Embedded) boltDB() *bolt.DB { return s.eng.(boltEngine).db }

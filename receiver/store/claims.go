@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // bucketLeases holds the claims: uuid \x00 queue key -> lease end(8) + owner. A claimed
@@ -19,7 +17,7 @@ func leaseKey(e *Event, destination string) []byte {
 }
 
 // lease reads a delivery's claim, if it has one.
-func lease(tx *bolt.Tx, e *Event, destination string) (owner string, until time.Time, ok bool) {
+func lease(tx kvTx, e *Event, destination string) (owner string, until time.Time, ok bool) {
 	v := tx.Bucket(bucketLeases).Get(leaseKey(e, destination))
 	if len(v) < 8 {
 		return "", time.Time{}, false
@@ -29,7 +27,7 @@ func lease(tx *bolt.Tx, e *Event, destination string) (owner string, until time.
 
 // queuedAt is the time under which an unfinished delivery sits in its queue: its lease
 // end while claimed, else its due time.
-func queuedAt(tx *bolt.Tx, e *Event, d *DeliveryState) time.Time {
+func queuedAt(tx kvTx, e *Event, d *DeliveryState) time.Time {
 	if _, until, ok := lease(tx, e, d.Destination); ok {
 		return until
 	}
@@ -37,7 +35,7 @@ func queuedAt(tx *bolt.Tx, e *Event, d *DeliveryState) time.Time {
 }
 
 // unqueue takes a delivery out of its queue, claim and all.
-func unqueue(tx *bolt.Tx, e *Event, destination string) error {
+func unqueue(tx kvTx, e *Event, destination string) error {
 	d := e.Delivery(destination)
 	if d == nil {
 		return nil
@@ -49,7 +47,7 @@ func unqueue(tx *bolt.Tx, e *Event, destination string) error {
 }
 
 // setLease moves the delivery under until and records owner's claim.
-func setLease(tx *bolt.Tx, e *Event, d *DeliveryState, owner string, until time.Time) error {
+func setLease(tx kvTx, e *Event, d *DeliveryState, owner string, until time.Time) error {
 	queues := tx.Bucket(bucketQueues)
 	if err := queues.Delete(dueKey(e, d.Destination, queuedAt(tx, e, d))); err != nil {
 		return err
@@ -61,7 +59,7 @@ func setLease(tx *bolt.Tx, e *Event, d *DeliveryState, owner string, until time.
 }
 
 // dropLease gives the delivery back to its queue at its own due time.
-func dropLease(tx *bolt.Tx, e *Event, d *DeliveryState) error {
+func dropLease(tx kvTx, e *Event, d *DeliveryState) error {
 	if err := unqueue(tx, e, d.Destination); err != nil {
 		return err
 	}
@@ -69,7 +67,7 @@ func dropLease(tx *bolt.Tx, e *Event, d *DeliveryState) error {
 }
 
 // heldDelivery is the event and delivery of ref while owner's claim on it holds.
-func heldDelivery(tx *bolt.Tx, ref DeliveryRef, owner string) (*Event, *DeliveryState, bool) {
+func heldDelivery(tx kvTx, ref DeliveryRef, owner string) (*Event, *DeliveryState, bool) {
 	e, err := getEvent(tx, ref.UUID)
 	if err != nil {
 		return nil, nil, false
@@ -85,7 +83,7 @@ func heldDelivery(tx *bolt.Tx, ref DeliveryRef, owner string) (*Event, *Delivery
 }
 
 // Claim implements Store.
-func (s *Bolt) Claim(ctx context.Context, queue, owner string, now time.Time, lease time.Duration, limit int) ([]Delivery, error) {
+func (s *Embedded) Claim(ctx context.Context, queue, owner string, now time.Time, lease time.Duration, limit int) ([]Delivery, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -94,7 +92,7 @@ func (s *Bolt) Claim(ctx context.Context, queue, owner string, now time.Time, le
 		return nil, err
 	}
 	var out []Delivery
-	err = s.write(ctx, func(tx *bolt.Tx) error {
+	err = s.write(ctx, func(tx kvTx) error {
 		out = out[:0]
 		c := tx.Bucket(bucketQueues).Cursor()
 		prefix := []byte(queue + "\x00")
@@ -128,9 +126,9 @@ func (s *Bolt) Claim(ctx context.Context, queue, owner string, now time.Time, le
 }
 
 // RenewLeases implements Store.
-func (s *Bolt) RenewLeases(ctx context.Context, owner string, refs []DeliveryRef, until time.Time) ([]DeliveryRef, error) {
+func (s *Embedded) RenewLeases(ctx context.Context, owner string, refs []DeliveryRef, until time.Time) ([]DeliveryRef, error) {
 	var lost []DeliveryRef
-	err := s.write(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, func(tx kvTx) error {
 		lost = lost[:0]
 		for _, ref := range refs {
 			e, d, ok := heldDelivery(tx, ref, owner)
@@ -148,11 +146,11 @@ func (s *Bolt) RenewLeases(ctx context.Context, owner string, refs []DeliveryRef
 }
 
 // Release implements Store.
-func (s *Bolt) Release(ctx context.Context, owner string, refs []DeliveryRef) error {
+func (s *Embedded) Release(ctx context.Context, owner string, refs []DeliveryRef) error {
 	if len(refs) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(tx *bolt.Tx) error {
+	return s.write(ctx, func(tx kvTx) error {
 		for _, ref := range refs {
 			if e, d, ok := heldDelivery(tx, ref, owner); ok {
 				if err := dropLease(tx, e, d); err != nil {
@@ -167,7 +165,7 @@ func (s *Bolt) Release(ctx context.Context, owner string, refs []DeliveryRef) er
 // releaseDeadLeases gives back every claim in the file at open: the file lock means no
 // other process holds it, so whoever made those claims is gone, and its deliveries need
 // not wait for their leases to run out.
-func releaseDeadLeases(tx *bolt.Tx) error {
+func releaseDeadLeases(tx kvTx) error {
 	var held []DeliveryRef
 	if err := tx.Bucket(bucketLeases).ForEach(func(k, _ []byte) error {
 		uuid, queue, ok := bytes.Cut(k, []byte{0})

@@ -6,8 +6,6 @@ import (
 	"encoding/binary"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // DailyCount is how many of a partner's requests had one outcome (and, for rejections,
@@ -32,15 +30,12 @@ func dailyKey(c DailyCount) []byte {
 }
 
 // AddDailyCounts implements Store.
-func (s *Bolt) AddDailyCounts(ctx context.Context, counts []DailyCount) error {
+func (s *Embedded) AddDailyCounts(ctx context.Context, counts []DailyCount) error {
 	if len(counts) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketDaily)
-		if err != nil {
-			return err
-		}
+	return s.write(ctx, func(tx kvTx) error {
+		b := tx.Bucket(bucketDaily)
 		for _, c := range counts {
 			k := dailyKey(c)
 			var n int64
@@ -56,13 +51,10 @@ func (s *Bolt) AddDailyCounts(ctx context.Context, counts []DailyCount) error {
 }
 
 // DailyCounts implements Store.
-func (s *Bolt) DailyCounts(_ context.Context, partnerKey, sinceDay string) ([]DailyCount, error) {
+func (s *Embedded) DailyCounts(_ context.Context, partnerKey, sinceDay string) ([]DailyCount, error) {
 	var out []DailyCount
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eng.view(func(tx kvTx) error {
 		b := tx.Bucket(bucketDaily)
-		if b == nil {
-			return nil
-		}
 		prefix := []byte(partnerKey + "\x00")
 		c := b.Cursor()
 		for k, v := c.Seek(append(bytes.Clone(prefix), sinceDay...)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -78,12 +70,9 @@ func (s *Bolt) DailyCounts(_ context.Context, partnerKey, sinceDay string) ([]Da
 }
 
 // PruneDailyCounts implements Store.
-func (s *Bolt) PruneDailyCounts(ctx context.Context, beforeDay string) error {
-	return s.write(ctx, func(tx *bolt.Tx) error {
+func (s *Embedded) PruneDailyCounts(ctx context.Context, beforeDay string) error {
+	return s.write(ctx, func(tx kvTx) error {
 		b := tx.Bucket(bucketDaily)
-		if b == nil {
-			return nil
-		}
 		var doomed [][]byte
 		if err := b.ForEach(func(k, _ []byte) error {
 			if parts := strings.SplitN(string(k), "\x00", 3); len(parts) >= 2 && parts[1] < beforeDay {

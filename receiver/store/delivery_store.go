@@ -21,7 +21,7 @@ var (
 )
 
 // putEvent writes an event record, bumping its version and marking it for reflection.
-func putEvent(tx *bolt.Tx, e *Event) error {
+func putEvent(tx kvTx, e *Event) error {
 	e.Version++
 	record, err := json.Marshal(e)
 	if err != nil {
@@ -54,9 +54,9 @@ func attemptKey(uuid string, a *Attempt) []byte {
 
 // DueQueues implements Store. It reads the first key of each queue and seeks past the
 // rest, so a long queue costs one read, not one per delivery.
-func (s *Bolt) DueQueues(_ context.Context, now time.Time) ([]Queue, error) {
+func (s *Embedded) DueQueues(_ context.Context, now time.Time) ([]Queue, error) {
 	var out []Queue
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eng.view(func(tx kvTx) error {
 		c := tx.Bucket(bucketQueues).Cursor()
 		end := timeKey(now)
 		for k, _ := c.First(); k != nil; {
@@ -77,13 +77,13 @@ func (s *Bolt) DueQueues(_ context.Context, now time.Time) ([]Queue, error) {
 }
 
 // Due implements Store.
-func (s *Bolt) Due(_ context.Context, queue string, now time.Time, limit int) ([]Delivery, error) {
+func (s *Embedded) Due(_ context.Context, queue string, now time.Time, limit int) ([]Delivery, error) {
 	var out []Delivery
 	_, _, destination, err := ParseQueueKey(queue)
 	if err != nil {
 		return nil, err
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.eng.view(func(tx kvTx) error {
 		c := tx.Bucket(bucketQueues).Cursor()
 		prefix := []byte(queue + "\x00")
 		end := timeKey(now)
@@ -104,21 +104,17 @@ func (s *Bolt) Due(_ context.Context, queue string, now time.Time, limit int) ([
 }
 
 // QueueDepth implements Store.
-func (s *Bolt) QueueDepth(_ context.Context) (int, error) {
-	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketQueues).Stats().KeyN
-		return nil
-	})
-	return n, err
+func (s *Embedded) QueueDepth(_ context.Context) (int, error) {
+	return s.eng.count(bucketQueues)
 }
 
 // migrateDueIndex moves the single due index of an older file into per-queue keys.
-func migrateDueIndex(tx *bolt.Tx) error {
-	old := tx.Bucket(bucketDueV1)
+func migrateDueIndex(raw *bolt.Tx) error {
+	old := raw.Bucket(bucketDueV1)
 	if old == nil {
 		return nil
 	}
+	tx := boltTx{raw}
 	queues := tx.Bucket(bucketQueues)
 	if err := old.ForEach(func(k, _ []byte) error {
 		if len(k) <= 8 {
@@ -135,17 +131,17 @@ func migrateDueIndex(tx *bolt.Tx) error {
 	}); err != nil {
 		return err
 	}
-	return tx.DeleteBucket(bucketDueV1)
+	return raw.DeleteBucket(bucketDueV1)
 }
 
 // RecordAttempt implements Store.
-func (s *Bolt) RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outcome) (*Event, error) {
+func (s *Embedded) RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outcome) (*Event, error) {
 	attempt, err := json.Marshal(&a)
 	if err != nil {
 		return nil, err
 	}
 	var out *Event
-	err = s.write(ctx, func(tx *bolt.Tx) error {
+	err = s.write(ctx, func(tx kvTx) error {
 		e, err := getEvent(tx, uuid)
 		if err != nil {
 			return err
@@ -184,9 +180,9 @@ func (s *Bolt) RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outc
 }
 
 // Attempts implements Store.
-func (s *Bolt) Attempts(_ context.Context, uuid string) ([]Attempt, error) {
+func (s *Embedded) Attempts(_ context.Context, uuid string) ([]Attempt, error) {
 	var out []Attempt
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eng.view(func(tx kvTx) error {
 		prefix := []byte(uuid + "\x00")
 		c := tx.Bucket(bucketAttempts).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -203,7 +199,7 @@ func (s *Bolt) Attempts(_ context.Context, uuid string) ([]Attempt, error) {
 }
 
 // enqueueAll puts the named deliveries in their queues at now and writes the event.
-func enqueueAll(tx *bolt.Tx, e *Event, destinations []string, now time.Time) error {
+func enqueueAll(tx kvTx, e *Event, destinations []string, now time.Time) error {
 	if len(destinations) == 0 {
 		return nil
 	}
@@ -224,9 +220,9 @@ func destinationOf(a *Attempt) string {
 }
 
 // Requeue implements Store.
-func (s *Bolt) Requeue(ctx context.Context, uuid, destination string, now time.Time) (*Event, error) {
+func (s *Embedded) Requeue(ctx context.Context, uuid, destination string, now time.Time) (*Event, error) {
 	var out *Event
-	err := s.write(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, func(tx kvTx) error {
 		e, err := getEvent(tx, uuid)
 		if err != nil {
 			return err
@@ -242,9 +238,9 @@ func (s *Bolt) Requeue(ctx context.Context, uuid, destination string, now time.T
 
 // RequeueFailed implements Store. It scans the endpoint's events; redelivering a whole
 // endpoint is rare and operator-driven.
-func (s *Bolt) RequeueFailed(ctx context.Context, endpointKey, destination string, now time.Time) (int, error) {
+func (s *Embedded) RequeueFailed(ctx context.Context, endpointKey, destination string, now time.Time) (int, error) {
 	n := 0
-	err := s.write(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, func(tx kvTx) error {
 		n = 0
 		var failed []*Event
 		err := tx.Bucket(bucketEvents).ForEach(func(_, v []byte) error {
@@ -276,9 +272,9 @@ func (s *Bolt) RequeueFailed(ctx context.Context, endpointKey, destination strin
 }
 
 // Unreflected implements Store.
-func (s *Bolt) Unreflected(_ context.Context, limit int) ([]Event, error) {
+func (s *Embedded) Unreflected(_ context.Context, limit int) ([]Event, error) {
 	var out []Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eng.view(func(tx kvTx) error {
 		c := tx.Bucket(bucketReflect).Cursor()
 		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
 			e, err := getEvent(tx, string(k))
@@ -293,8 +289,8 @@ func (s *Bolt) Unreflected(_ context.Context, limit int) ([]Event, error) {
 }
 
 // MarkReflected implements Store.
-func (s *Bolt) MarkReflected(ctx context.Context, uuid string, version uint64) error {
-	return s.write(ctx, func(tx *bolt.Tx) error {
+func (s *Embedded) MarkReflected(ctx context.Context, uuid string, version uint64) error {
+	return s.write(ctx, func(tx kvTx) error {
 		b := tx.Bucket(bucketReflect)
 		v := b.Get([]byte(uuid))
 		if v != nil && binary.BigEndian.Uint64(v) <= version {
@@ -305,9 +301,9 @@ func (s *Bolt) MarkReflected(ctx context.Context, uuid string, version uint64) e
 }
 
 // Token implements Store.
-func (s *Bolt) Token(_ context.Context, name string) (string, error) {
+func (s *Embedded) Token(_ context.Context, name string) (string, error) {
 	var out string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eng.view(func(tx kvTx) error {
 		out = string(tx.Bucket(bucketTokens).Get([]byte(name)))
 		return nil
 	})
@@ -315,6 +311,6 @@ func (s *Bolt) Token(_ context.Context, name string) (string, error) {
 }
 
 // SetToken implements Store.
-func (s *Bolt) SetToken(ctx context.Context, name, value string) error {
-	return s.write(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketTokens).Put([]byte(name), []byte(value)) })
+func (s *Embedded) SetToken(ctx context.Context, name, value string) error {
+	return s.write(ctx, func(tx kvTx) error { return tx.Bucket(bucketTokens).Put([]byte(name), []byte(value)) })
 }

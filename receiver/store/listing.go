@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // ListQuery selects a partner's events for the partner API, newest first.
@@ -43,10 +41,10 @@ var bucketByPartner = []byte("bypartner")
 func byPartnerKey(partnerKey, uuid string) []byte { return []byte(partnerKey + "\x00" + uuid) }
 
 // ListEvents implements Store.
-func (s *Bolt) ListEvents(_ context.Context, partnerKey string, q ListQuery) ([]Event, string, error) {
+func (s *Embedded) ListEvents(_ context.Context, partnerKey string, q ListQuery) ([]Event, string, error) {
 	var out []Event
 	next := ""
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.eng.view(func(tx kvTx) error {
 		out, next = out[:0], ""
 		prefix := []byte(partnerKey + "\x00")
 		c := tx.Bucket(bucketByPartner).Cursor()
@@ -90,7 +88,7 @@ func (s *Bolt) ListEvents(_ context.Context, partnerKey string, q ListQuery) ([]
 }
 
 // buildPartnerIndex indexes the events of a file from before the partner API.
-func buildPartnerIndex(tx *bolt.Tx) error {
+func buildPartnerIndex(tx kvTx) error {
 	idx := tx.Bucket(bucketByPartner)
 	return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 		var e Event
