@@ -305,7 +305,9 @@ func TestHelmChart(t *testing.T) {
 		name   string
 		values []string
 		// cidrs: receiver.destinationAllowCIDRs is set.
-		cidrs    bool
+		cidrs bool
+		// engine: the --embedded-engine flag rendered ("": none, the binary's default).
+		engine   string
 		postgres bool
 		// replicas of the receiver Deployment (postgres); 0: none, the HPA scales it.
 		replicas int32
@@ -314,6 +316,7 @@ func TestHelmChart(t *testing.T) {
 		{name: "default values"},
 		{name: "ingress, NetworkPolicy, ServiceMonitor, 2 operators", values: everything, cidrs: true,
 			kinds: []string{"Ingress", "NetworkPolicy", "ServiceMonitor", "PodDisruptionBudget"}},
+		{name: "embedded store on Pebble", values: []string{"--set", "store.embedded.engine=pebble"}, engine: "pebble"},
 		{name: "PostgreSQL store, 3 receivers", values: append(slices.Clone(postgres), "--set", "receiver.replicas=3"), postgres: true, replicas: 3,
 			kinds: []string{"PodDisruptionBudget"}},
 		{name: "PostgreSQL store, autoscaling, password file", values: autoscaled, postgres: true,
@@ -352,6 +355,10 @@ func TestHelmChart(t *testing.T) {
 			if rendered := strings.Contains(out, "--destination-allow-cidrs"); tc.cidrs != rendered ||
 				tc.cidrs && !strings.Contains(out, "- --destination-allow-cidrs=10.20.0.0/16,fd00:20::/64\n") {
 				t.Errorf("receiver.destinationAllowCIDRs set: %t, flag rendered: %t", tc.cidrs, rendered)
+			}
+			if rendered := strings.Contains(out, "--embedded-engine"); rendered != (tc.engine != "") ||
+				tc.engine != "" && !strings.Contains(out, "- --embedded-engine="+tc.engine+"\n") {
+				t.Errorf("store.embedded.engine %q, flag rendered: %t", tc.engine, rendered)
 			}
 			for _, kind := range tc.kinds {
 				if kinds[kind] == 0 {

@@ -76,6 +76,9 @@ containers:
       - receiver
       - --namespace={{ .Release.Namespace }}
       - --data-dir=/var/lib/hookgate
+      {{- if and (not $postgres) (ne .Values.store.embedded.engine "bbolt") }}
+      - --embedded-engine={{ .Values.store.embedded.engine }}
+      {{- end }}
       - --listen=:8080
       - --probe-listen=:8081
       - --event-retention={{ .Values.receiver.eventRetention }}
