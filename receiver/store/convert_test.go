@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,11 +65,7 @@ func logLines() (logr.Logger, func() string) {
 func TestPebbleConvertsAPreviousReleasesDataDirectory(t *testing.T) {
 	dir := t.TempDir()
 	writePreviousRelease(t, dir)
-	log, lines := logLines()
-	s, err := OpenEmbedded(dir, EmbeddedOptions{Engine: EnginePebble, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, lines := openLogged(t, dir)
 	if !strings.Contains(lines(), `"converted the bbolt store to Pebble"`) {
 		t.Errorf("the log does not say the store was converted:\n%s", lines())
 	}
@@ -83,11 +80,7 @@ func TestPebbleConvertsAPreviousReleasesDataDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	log, lines = logLines()
-	s, err = OpenEmbedded(dir, EmbeddedOptions{Engine: EnginePebble, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, lines = openLogged(t, dir)
 	defer s.Close()
 	if strings.Contains(lines(), "convert") {
 		t.Errorf("the second start converted again:\n%s", lines())
@@ -153,17 +146,16 @@ func TestPebbleConversionCutShortStartsAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := partial.Set(metaConverting, []byte("then"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
 	if err := partial.Set(append(bucketPrefix(bucketEvents), "half-copied"...), []byte("{}"), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	if err := partial.Close(); err != nil {
 		t.Fatal(err)
 	}
-	log, lines := logLines()
-	s, err := OpenEmbedded(dir, EmbeddedOptions{Engine: EnginePebble, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, lines := openLogged(t, dir)
 	defer s.Close()
 	if !strings.Contains(lines(), "did not finish") || !strings.Contains(lines(), `"converted the bbolt store to Pebble"`) {
 		t.Errorf("the log does not tell of the restarted conversion:\n%s", lines())
@@ -189,4 +181,118 @@ func TestBoltRefusesAPebbleDirectory(t *testing.T) {
 	if _, err := OpenEmbedded(dir, EmbeddedOptions{Engine: "rocks"}); err == nil || !strings.Contains(err.Error(), "--embedded-engine") {
 		t.Fatalf("an unknown engine: %v", err)
 	}
+}
+
+// TestPebbleConversionNeverThrowsAwayAStore: beside a Pebble store, an events.db that is
+// not the file converted into it is refused, with both stores left as they were: one
+// created next to a store that was never a conversion (a rollback to a release on bbolt
+// and back), and one written after a conversion.
+func TestPebbleConversionNeverThrowsAwayAStore(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		converted bool
+		want      string
+	}{
+		{name: "a store that was never a conversion", want: "never converted into it"},
+		{name: "an events.db written after the conversion", converted: true, want: "not that file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.converted {
+				writePreviousRelease(t, dir)
+			}
+			ingestOne(t, func() (*Embedded, error) {
+				return OpenEmbedded(dir, EmbeddedOptions{Engine: EnginePebble, Log: logr.Discard()})
+			}, "019593fa-5d95-7000-8000-777777777777")
+			// The rollback: a release on bbolt creates (or rewrites) events.db.
+			ingestOne(t, func() (*Embedded, error) { return OpenBolt(dir, nil) }, "019593fa-5d95-7000-8000-888888888888")
+			_, err := OpenEmbedded(dir, EmbeddedOptions{Engine: EnginePebble, Log: logr.Discard()})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Pebble beside a foreign events.db: %v, want a refusal saying %q", err, tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, boltFile)); err != nil {
+				t.Errorf("events.db was moved or removed: %v", err)
+			}
+			db, err := openPebble(filepath.Join(dir, pebbleDir), logr.Discard())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, closer, err := db.Get(append(bucketPrefix(bucketEvents), "019593fa-5d95-7000-8000-777777777777"...)); err != nil {
+				t.Errorf("the event stored on Pebble is gone: %v", err)
+			} else {
+				_ = closer.Close()
+			}
+		})
+	}
+}
+
+// TestPebbleConversionFinishesTheRename: a conversion that stopped after its mark but
+// before renaming events.db renames it at the next start, without copying again.
+func TestPebbleConversionFinishesTheRename(t *testing.T) {
+	dir := t.TempDir()
+	writePreviousRelease(t, dir)
+	s, err := OpenEmbedded(dir, EmbeddedOptions{Engine: EnginePebble, Log: logr.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, convertedBoltFile), filepath.Join(dir, boltFile)); err != nil {
+		t.Fatal(err)
+	}
+	s, lines := openLogged(t, dir)
+	defer s.Close()
+	if strings.Contains(lines(), "converting") {
+		t.Errorf("converted again:\n%s", lines())
+	}
+	if _, err := os.Stat(filepath.Join(dir, convertedBoltFile)); err != nil {
+		t.Errorf("events.db not renamed: %v", err)
+	}
+	checkConverted(t, s)
+}
+
+// TestPebbleReadsAfterCloseAreRefused: a read that comes after Close (a request still
+// running past the shutdown timeout) gets ErrClosed; Pebble itself would panic.
+func TestPebbleReadsAfterCloseAreRefused(t *testing.T) {
+	s, err := OpenPebble(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(context.Background(), "019593fa-5d95-7000-8000-000000000001"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Get after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.QueueDepth(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("QueueDepth after Close: %v, want ErrClosed", err)
+	}
+}
+
+// ingestOne opens a store, stores one event with uuid, and closes it.
+func ingestOne(t *testing.T, open func() (*Embedded, error), uuid string) {
+	t.Helper()
+	s, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Ingest(context.Background(), ingest(uuid, "e-"+uuid, time.Now(), PhaseStored)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openLogged opens dir on Pebble, with the lines it logs.
+func openLogged(t *testing.T, dir string) (*Embedded, func() string) {
+	t.Helper()
+	log, lines := logLines()
+	s, err := OpenEmbedded(dir, EmbeddedOptions{Engine: EnginePebble, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, lines
 }

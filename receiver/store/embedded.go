@@ -43,9 +43,12 @@ const (
 	convertBatchBytes = 4 << 20
 )
 
-// metaConverted marks a Pebble store converted from bbolt: written last, so that its
-// absence means a conversion that did not finish.
-var metaConverted = []byte("meta\x00converted-from-bbolt")
+// metaConverting marks a conversion from bbolt under way (written first, removed when
+// done); metaConverted a finished one, holding the converted file's identity.
+var (
+	metaConverting = []byte("meta\x00converting-from-bbolt")
+	metaConverted  = []byte("meta\x00converted-from-bbolt")
+)
 
 // EmbeddedOptions configure OpenEmbedded.
 type EmbeddedOptions struct {
@@ -107,46 +110,25 @@ func OpenPebble(dir string, observe CommitObserver) (*Embedded, error) {
 
 func openPebbleConverting(dir string, log logr.Logger) (*pebble.DB, error) {
 	boltPath, pebblePath := filepath.Join(dir, boltFile), filepath.Join(dir, pebbleDir)
-	_, err := os.Stat(boltPath)
-	hasBolt := err == nil
-	if !hasBolt {
+	if _, err := os.Stat(boltPath); err != nil {
 		return openPebble(pebblePath, log)
 	}
 	if _, err := os.Stat(pebblePath); err == nil {
-		db, err := openPebble(pebblePath, log)
-		if err != nil {
-			return nil, err
-		}
-		if _, closer, err := db.Get(metaConverted); err == nil {
-			// Converted, but stopped before the bbolt file was renamed.
-			_ = closer.Close()
-			if err := os.Rename(boltPath, filepath.Join(dir, convertedBoltFile)); err != nil {
-				_ = db.Close()
-				return nil, fmt.Errorf("renaming the converted bbolt file: %w", err)
-			}
-			return db, nil
-		}
-		_ = db.Close()
-		log.Info("an earlier conversion from bbolt did not finish: starting it again", "dataDir", dir)
-		if err := os.RemoveAll(pebblePath); err != nil {
-			return nil, fmt.Errorf("removing the unfinished conversion: %w", err)
+		db, done, err := resumeConversion(dir, log)
+		if err != nil || done {
+			return db, err
 		}
 	}
 	started := time.Now()
 	log.Info("converting the bbolt store to Pebble; ingest starts once it is done", "from", boltPath, "to", pebblePath)
-	src, err := openBoltFile(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
 	db, err := openPebble(pebblePath, log)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := convertBolt(src, db)
+	keys, err := convertBolt(dir, db)
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("converting %s to Pebble (the bbolt file is unchanged; the next start tries again): %w", boltPath, err)
+		return nil, fmt.Errorf("converting %s to Pebble (the bbolt file is kept; the next start converts it again): %w", boltPath, err)
 	}
 	if err := os.Rename(boltPath, filepath.Join(dir, convertedBoltFile)); err != nil {
 		_ = db.Close()
@@ -157,11 +139,88 @@ func openPebbleConverting(dir string, log logr.Logger) (*pebble.DB, error) {
 	return db, nil
 }
 
-// convertBolt copies every bucket of src into db in batches, then marks db converted,
-// synced.
-func convertBolt(src *bolt.DB, db *pebble.DB) (int, error) {
+// resumeConversion looks at a data directory holding both events.db and a Pebble store.
+// A conversion that finished but was not renamed is finished (done); one cut short is
+// thrown away, to be made again (not done, no error). Anything else is refused, so that
+// neither store's events are lost: a Pebble store that was never a conversion (an
+// events.db created beside it, say by a rollback to a release on bbolt), or an events.db
+// that is not the file converted (written since).
+func resumeConversion(dir string, log logr.Logger) (*pebble.DB, bool, error) {
+	boltPath, pebblePath := filepath.Join(dir, boltFile), filepath.Join(dir, pebbleDir)
+	db, err := openPebble(pebblePath, log)
+	if err != nil {
+		return nil, false, err
+	}
+	converted, err := metaValue(db, metaConverted)
+	if err == nil {
+		var converting []byte
+		converting, err = metaValue(db, metaConverting)
+		switch {
+		case err != nil:
+		case converted != nil:
+			identity, idErr := fileIdentity(boltPath)
+			if idErr != nil {
+				err = idErr
+				break
+			}
+			if identity != string(converted) {
+				err = fmt.Errorf("the data directory %s holds a Pebble store converted from an events.db and an events.db that is not that file (written since, perhaps by a release on bbolt): its events are not in the Pebble store; move it out of the data directory, or remove %s/ to convert it again", dir, pebbleDir)
+				break
+			}
+			if err = os.Rename(boltPath, filepath.Join(dir, convertedBoltFile)); err == nil {
+				return db, true, nil // converted, but stopped before the file was renamed
+			}
+		case converting != nil:
+			_ = db.Close()
+			log.Info("an earlier conversion from bbolt did not finish: starting it again", "dataDir", dir)
+			if err := os.RemoveAll(pebblePath); err != nil {
+				return nil, false, fmt.Errorf("removing the unfinished conversion: %w", err)
+			}
+			return nil, false, nil
+		default:
+			err = fmt.Errorf("the data directory %s holds both a Pebble store (%s/) and an events.db that was never converted into it: move one of them out of the data directory", dir, pebbleDir)
+		}
+	}
+	_ = db.Close()
+	return nil, false, err
+}
+
+// metaValue is a marker's value, nil when it is not set.
+func metaValue(db *pebble.DB, key []byte) ([]byte, error) {
+	v, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the event store: %w", err)
+	}
+	defer closer.Close()
+	return append([]byte{}, v...), nil
+}
+
+// fileIdentity tells one bbolt file from another written since: its size and time of
+// last change.
+func fileIdentity(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d %d", st.Size(), st.ModTime().UnixNano()), nil
+}
+
+// convertBolt copies every bucket of dir's bbolt file into db: the converting mark first,
+// then the buckets in batches, then, synced, the converted mark holding the file's
+// identity as the copy left it.
+func convertBolt(dir string, db *pebble.DB) (int, error) {
+	if err := db.Set(metaConverting, []byte(time.Now().UTC().Format(time.RFC3339)), pebble.Sync); err != nil {
+		return 0, err
+	}
+	src, err := openBoltFile(dir)
+	if err != nil {
+		return 0, err
+	}
 	keys := 0
-	err := src.View(func(tx *bolt.Tx) error {
+	err = src.View(func(tx *bolt.Tx) error {
 		batch := db.NewBatch()
 		defer func() { _ = batch.Close() }()
 		for _, name := range allBuckets {
@@ -186,12 +245,28 @@ func convertBolt(src *bolt.DB, db *pebble.DB) (int, error) {
 				return err
 			}
 		}
-		if err := batch.Set(metaConverted, []byte(time.Now().UTC().Format(time.RFC3339)), nil); err != nil {
-			return err
-		}
-		return batch.Commit(pebble.Sync)
+		return batch.Commit(pebble.NoSync)
 	})
-	return keys, err
+	if closeErr := src.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return 0, err
+	}
+	identity, err := fileIdentity(filepath.Join(dir, boltFile))
+	if err != nil {
+		return 0, err
+	}
+	mark := db.NewBatch()
+	defer func() { _ = mark.Close() }()
+	if err := mark.Set(metaConverted, []byte(identity), nil); err != nil {
+		return 0, err
+	}
+	if err := mark.Delete(metaConverting, nil); err != nil {
+		return 0, err
+	}
+	// Synced: the log up to here, the copy's batches with it, is on disk.
+	return keys, mark.Commit(pebble.Sync)
 }
 
 // openPebble opens the Pebble engine's directory, creating it.

@@ -20,6 +20,8 @@ type pebbleEngine struct {
 	// writeMu serialises updates: each reads what it then changes (counters, claims), as
 	// bbolt's single writer does.
 	writeMu sync.Mutex
+	openMu  sync.RWMutex
+	closed  bool
 }
 
 // pebbleTx reads from r (a snapshot, or the batch of an update, which reads through to
@@ -30,6 +32,15 @@ type pebbleTx struct {
 	// writes counts the batch's mutations, so that cursors know to refresh their view.
 	writes  int
 	cursors []*pebbleCursor
+	// err is the first read error: the transaction fails with it whatever fn returned,
+	// since bbolt's reads, which the store's logic was written for, cannot fail.
+	err error
+}
+
+func (t *pebbleTx) fail(err error) {
+	if t.err == nil {
+		t.err = fmt.Errorf("reading the event store: %w", err)
+	}
 }
 
 type pebbleBucket struct {
@@ -59,6 +70,11 @@ func (b *pebbleBucket) key(k []byte) []byte {
 func (b *pebbleBucket) Get(k []byte) []byte {
 	v, closer, err := b.tx.r.Get(b.key(k))
 	if err != nil {
+		if !errors.Is(err, pebble.ErrNotFound) {
+			// An unreadable key is not an absent one: the transaction fails with it, so
+			// that a counter or dedup key that could not be read is never written over.
+			b.tx.fail(err)
+		}
 		return nil
 	}
 	out := append(make([]byte, 0, len(v)), v...)
@@ -131,6 +147,9 @@ func (c *pebbleCursor) iter() *pebble.Iterator {
 func (c *pebbleCursor) current(valid bool) ([]byte, []byte) {
 	if !valid {
 		c.at = nil
+		if err := c.it.Error(); err != nil {
+			c.b.tx.fail(err) // an iterator that stopped on an error did not reach the end
+		}
 		return nil, nil
 	}
 	k := c.it.Key()[len(c.b.prefix):]
@@ -138,6 +157,7 @@ func (c *pebbleCursor) current(valid bool) ([]byte, []byte) {
 	v, err := c.it.ValueAndErr()
 	if err != nil {
 		c.at = nil
+		c.b.tx.fail(err)
 		return nil, nil
 	}
 	return c.at, append(make([]byte, 0, len(v)), v...)
@@ -210,22 +230,48 @@ func (t *pebbleTx) closeCursors() {
 	t.cursors = nil
 }
 
+// openMu is held (read) by every transaction and taken by close, so that a read still
+// running when the store closes (a request past the shutdown timeout) gets ErrClosed
+// rather than meet a closed database, which Pebble answers with a panic.
+func (e *pebbleEngine) begin() error {
+	e.openMu.RLock()
+	if e.closed {
+		e.openMu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
 func (e *pebbleEngine) view(fn func(tx kvTx) error) error {
+	if err := e.begin(); err != nil {
+		return err
+	}
+	defer e.openMu.RUnlock()
 	snap := e.db.NewSnapshot()
 	tx := &pebbleTx{r: snap}
 	err := fn(tx)
 	tx.closeCursors()
 	_ = snap.Close()
+	if tx.err != nil {
+		return tx.err
+	}
 	return err
 }
 
 func (e *pebbleEngine) update(fn func(tx kvTx) error) error {
+	if err := e.begin(); err != nil {
+		return err
+	}
+	defer e.openMu.RUnlock()
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
 	batch := e.db.NewIndexedBatch()
 	tx := &pebbleTx{r: batch, batch: batch}
 	err := fn(tx)
 	tx.closeCursors()
+	if tx.err != nil {
+		err = tx.err
+	}
 	if err == nil && !batch.Empty() {
 		err = batch.Commit(pebble.Sync)
 	}
@@ -234,16 +280,32 @@ func (e *pebbleEngine) update(fn func(tx kvTx) error) error {
 }
 
 func (e *pebbleEngine) count(bucket []byte) (int, error) {
+	if err := e.begin(); err != nil {
+		return 0, err
+	}
+	defer e.openMu.RUnlock()
+	prefix := bucketPrefix(bucket)
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	err := e.view(func(tx kvTx) error {
-		return tx.Bucket(bucket).ForEach(func(_, _ []byte) error { n++; return nil })
-	})
-	return n, err
+	for valid := it.First(); valid; valid = it.Next() {
+		n++ // keys only: the values are not read
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // check reads every key and value back: Pebble verifies each block's checksum as it
 // reads it.
 func (e *pebbleEngine) check() error {
+	if err := e.begin(); err != nil {
+		return err
+	}
+	defer e.openMu.RUnlock()
 	snap := e.db.NewSnapshot()
 	defer snap.Close()
 	it, err := snap.NewIter(nil)
@@ -262,6 +324,14 @@ func (e *pebbleEngine) check() error {
 	return nil
 }
 
-func (e *pebbleEngine) close() error { return e.db.Close() }
+func (e *pebbleEngine) close() error {
+	e.openMu.Lock()
+	defer e.openMu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	return e.db.Close()
+}
 
 func (e *pebbleEngine) name() string { return EnginePebble }
