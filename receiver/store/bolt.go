@@ -289,7 +289,7 @@ func (s *Embedded) Ingest(ctx context.Context, in Ingest) (IngestResult, error) 
 			if err := dedup.Put([]byte(in.DedupKey), append(timeKey(expiry), in.Event.UUID...)); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketDedupExp).Put(append(timeKey(expiry), in.DedupKey...), nil); err != nil {
+			if err := timeOrdered(tx, bucketDedupExp).Put(append(timeKey(expiry), in.DedupKey...), nil); err != nil {
 				return err
 			}
 		}
@@ -308,7 +308,7 @@ func (s *Embedded) Ingest(ctx context.Context, in Ingest) (IngestResult, error) 
 		if err := tx.Bucket(bucketByID).Put(byIDKey(in.Event.PartnerKey(), in.Event.EventID, in.Event.UUID), nil); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketByPartner).Put(byPartnerKey(in.Event.PartnerKey(), in.Event.UUID), nil); err != nil {
+		if err := timeOrdered(tx, bucketByPartner).Put(byPartnerKey(in.Event.PartnerKey(), in.Event.UUID), nil); err != nil {
 			return err
 		}
 		for i := range stored.Deliveries {

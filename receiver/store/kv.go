@@ -52,9 +52,9 @@ type kvEngine interface {
 	name() string
 }
 
-// timeOrdered is a bucket keyed by uuid v7, whose new keys come after every key in it:
-// bbolt fills its pages before they split, since no key will ever land between two
-// stored ones. Its default (half-full pages) suits random inserts and, for appends,
+// timeOrdered is a bucket whose new keys come after the keys around them (keyed by uuid
+// v7, by expiry, or by partner then uuid v7): bbolt fills its pages before they split,
+// since hardly any key will land between two stored ones. Its default (half-full pages) suits random inserts and, for appends,
 // doubles the file, the pages each commit writes, and the mapped memory reads touch.
 func timeOrdered(tx kvTx, name []byte) kvBucket {
 	b := tx.Bucket(name)
