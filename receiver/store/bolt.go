@@ -78,7 +78,9 @@ func openBoltFile(dir string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
 	db, err := bolt.Open(filepath.Join(dir, boltFile), 0o600, &bolt.Options{
-		Timeout:        5 * time.Second, // another process holding the file
+		Timeout: 5 * time.Second, // another process holding the file
+		// Allocation from a large freelist (a store that prunes) in constant time; the
+		// array type measured 6% fewer instructions per event, but on a fresh file only.
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
 	})
@@ -313,7 +315,7 @@ func (s *Embedded) Ingest(ctx context.Context, in Ingest) (IngestResult, error) 
 		}
 		for i := range stored.Deliveries {
 			if d := &stored.Deliveries[i]; d.Phase == PhaseQueued {
-				if err := tx.Bucket(bucketQueues).Put(dueKey(&stored, d.Destination, stored.DueAt(d)), nil); err != nil {
+				if err := timeOrdered(tx, bucketQueues).Put(dueKey(&stored, d.Destination, stored.DueAt(d)), nil); err != nil {
 					return err
 				}
 			}
