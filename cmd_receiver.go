@@ -13,6 +13,7 @@ import (
 
 	"github.com/hookgate/hookgate/internal/gctune"
 	"github.com/hookgate/hookgate/receiver"
+	"github.com/hookgate/hookgate/receiver/store"
 )
 
 func runReceiver(ctx context.Context, args []string, _, stderr io.Writer) int {
@@ -21,7 +22,7 @@ func runReceiver(ctx context.Context, args []string, _, stderr io.Writer) int {
 	opts := receiver.DefaultOptions()
 	opts.BindFlags(fs)
 	logs := bindLogFlags(fs)
-	gcPercent := fs.Int("gc-percent", gctune.DefaultGCPercent, "heap growth between garbage collections, in percent of the live heap (GOGC, when set, wins)")
+	gcPercent := fs.Int("gc-percent", gctune.DefaultGCPercent, fmt.Sprintf("heap growth between garbage collections, in percent of the live heap (GOGC, when set, wins; default %d with --embedded-engine pebble)", gctune.PebbleGCPercent))
 	var memoryLimit resource.Quantity
 	fs.Func("memory-limit", "memory the Go heap aims to stay under, such as 400Mi (GOMEMLIMIT, when set, wins; default: 90% of the container's memory limit, if it has one)", func(v string) error {
 		q, err := resource.ParseQuantity(v)
@@ -37,6 +38,9 @@ func runReceiver(ctx context.Context, args []string, _, stderr io.Writer) int {
 	if err := opts.Validate(); err != nil {
 		fmt.Fprintf(stderr, "hookgate receiver: %v\n", err)
 		return 2
+	}
+	if opts.EmbeddedEngine == store.EnginePebble && opts.DatabaseURL == "" && !flagSet(fs, "gc-percent") {
+		*gcPercent = gctune.PebbleGCPercent
 	}
 	gc, err := gctune.Apply(*gcPercent, memoryLimit.Value(), "/sys/fs/cgroup")
 	if err != nil {
@@ -62,4 +66,11 @@ func runReceiver(ctx context.Context, args []string, _, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// flagSet reports whether the command line set the flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

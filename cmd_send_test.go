@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -88,5 +89,17 @@ func TestSendAndStatus(t *testing.T) {
 				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, c.wantCode, stdout.String(), stderr.String())
 			}
 		})
+	}
+}
+
+func TestFlagSet(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.Int("gc-percent", 400, "")
+	fs.Int("other", 0, "")
+	if err := fs.Parse([]string{"--other", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	if flagSet(fs, "gc-percent") || !flagSet(fs, "other") {
+		t.Fatalf("flagSet: gc-percent %t (want false), other %t (want true)", flagSet(fs, "gc-percent"), flagSet(fs, "other"))
 	}
 }
