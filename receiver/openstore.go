@@ -29,7 +29,8 @@ func openStore(ctx context.Context, opts Options, observe store.CommitObserver) 
 		if err != nil {
 			return nil, "", err
 		}
-		return st, backendEmbedded + " (" + st.Engine() + ")", nil
+		opts.Log.Info("embedded store engine", "engine", st.Engine(), "dataDir", opts.DataDir)
+		return st, backendEmbedded, nil
 	}
 	dsn, err := databaseURL(opts.DatabaseURL, opts.DatabasePasswordFile)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,7 +116,7 @@ func Run(ctx context.Context, opts Options) error {
 	switch {
 	case opts.KubeConfig == nil:
 		goBackground("prune", prune)
-	case strings.HasPrefix(backend, backendEmbedded):
+	case backend == backendEmbedded:
 		// One process holds an embedded store: it is the only writer of its events' views.
 		reflect, err := newReflection(opts, st, holder, dispatcher.Wake)
 		if err != nil {

@@ -69,7 +69,7 @@ func OpenBolt(dir string, observe CommitObserver) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newEmbedded(boltEngine{db}, observe), nil
+	return newEmbedded(boltEngine{db}, observe, nil), nil
 }
 
 // openBoltFile opens the bbolt file and brings what it holds up to this release's layout.
@@ -123,11 +123,12 @@ func openBoltFile(dir string) (*bolt.DB, error) {
 // allBuckets are the buckets of this release's layout.
 var allBuckets = [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage, bucketLeases, bucketByPartner, bucketDaily}
 
-func newEmbedded(eng kvEngine, observe CommitObserver) *Embedded {
+// newEmbedded starts the store's committer on eng; room, if any, is the disk's reserve.
+func newEmbedded(eng kvEngine, observe CommitObserver, room *diskRoom) *Embedded {
 	if observe == nil {
 		observe = func(time.Duration, int) {}
 	}
-	s := &Embedded{eng: eng, writes: make(chan *writeOp, 4096), observe: observe, closing: make(chan struct{}), done: make(chan struct{})}
+	s := &Embedded{eng: eng, writes: make(chan *writeOp, 4096), observe: observe, room: room, closing: make(chan struct{}), done: make(chan struct{})}
 	go s.commitLoop()
 	return s
 }

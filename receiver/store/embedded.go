@@ -73,16 +73,20 @@ func OpenEmbedded(dir string, o EmbeddedOptions) (*Embedded, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
-	var s *Embedded
+	var room *diskRoom
+	if o.MinFreeDiskBytes > 0 {
+		room = &diskRoom{dir: dir, reserve: o.MinFreeDiskBytes}
+	}
 	switch o.Engine {
 	case EngineBolt, "":
 		if _, err := os.Stat(filepath.Join(dir, pebbleDir)); err == nil {
 			return nil, fmt.Errorf("the data directory %s holds a Pebble store (%s/): the bbolt engine cannot read it; start with --embedded-engine %s", dir, pebbleDir, EnginePebble)
 		}
-		var err error
-		if s, err = OpenBolt(dir, o.Observe); err != nil {
+		db, err := openBoltFile(dir)
+		if err != nil {
 			return nil, err
 		}
+		return newEmbedded(boltEngine{db}, o.Observe, room), nil
 	case EnginePebble:
 		db, err := openPebbleConverting(dir, o.Log)
 		if err != nil {
@@ -93,14 +97,10 @@ func OpenEmbedded(dir string, o EmbeddedOptions) (*Embedded, error) {
 			_ = db.Close()
 			return nil, fmt.Errorf("preparing the event store: %w", err)
 		}
-		s = newEmbedded(eng, o.Observe)
+		return newEmbedded(eng, o.Observe, room), nil
 	default:
 		return nil, fmt.Errorf("--embedded-engine: unknown engine %q (want one of %v)", o.Engine, Engines)
 	}
-	if o.MinFreeDiskBytes > 0 {
-		s.room = &diskRoom{dir: dir, reserve: o.MinFreeDiskBytes}
-	}
-	return s, nil
 }
 
 // OpenPebble opens (or creates) a Pebble store in dir, converting a bbolt file there.
