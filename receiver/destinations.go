@@ -39,7 +39,7 @@ func compileDestinationFilter(f *routing.Filter) *destinationFilter {
 
 // routingValues finds the event's sub-topic and tenant: where the endpoint says, else the
 // X-Pps-Sub-Topic header and the partner's tenant id.
-func routingValues(ep *routing.Endpoint, p *routing.Partner, h http.Header, body []byte) (subType, tenant string, rej *rejection) {
+func routingValues(ep *routing.Endpoint, p *routing.Partner, h http.Header, body jsonObject) (subType, tenant string, rej *rejection) {
 	subType = h.Get(defaultSubTypeHeader)
 	if src := ep.SubType; src != nil {
 		subType = valueOf(src, h, body)
@@ -57,11 +57,11 @@ func routingValues(ep *routing.Endpoint, p *routing.Partner, h http.Header, body
 	return subType, tenant, nil
 }
 
-func valueOf(src *routing.ValueSource, h http.Header, body []byte) string {
+func valueOf(src *routing.ValueSource, h http.Header, body jsonObject) string {
 	if src.Header != "" {
 		return h.Get(src.Header)
 	}
-	return bodyValue(body, src.JSONPath)
+	return body.value(src.JSONPath)
 }
 
 // routeToDestinations queues the event for every destination of the endpoint whose

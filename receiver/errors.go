@@ -55,3 +55,40 @@ func writeRejection(w http.ResponseWriter, requestID string, r *rejection) {
 	}
 	writeJSON(w, r.status, errorBody{Error: r.title, Message: r.message, RequestID: requestID})
 }
+
+// writeAccepted answers an event it took (202) or already had (200) with the bytes
+// json.Encoder writes for acceptedBody, appended without reflection: it is written once
+// per event.
+func writeAccepted(w http.ResponseWriter, status int, a acceptedBody) {
+	buf := make([]byte, 0, 96+len(a.EventID))
+	buf = append(buf, `{"uuid":`...)
+	buf = appendJSONString(buf, a.UUID)
+	buf = append(buf, `,"eventId":`...)
+	buf = appendJSONString(buf, a.EventID)
+	buf = append(buf, `,"status":`...)
+	buf = appendJSONString(buf, a.Status)
+	if a.Duplicate {
+		buf = append(buf, `,"duplicate":true`...)
+	}
+	buf = append(buf, "}\n"...)
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Cache-Control"] = []string{"no-store"}
+	w.WriteHeader(status)
+	_, _ = w.Write(buf)
+}
+
+// appendJSONString appends s as encoding/json writes it. Plain ASCII is copied; anything
+// it would escape (quotes, controls, <>&, any non-ASCII byte, for U+2028 and invalid
+// UTF-8) is left to encoding/json.
+func appendJSONString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			quoted, _ := json.Marshal(s)
+			return append(buf, quoted...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
+}

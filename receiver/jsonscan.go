@@ -1,35 +1,93 @@
 package receiver
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
+	"unicode/utf8"
 )
 
 // The ingest path reads a few values out of each body (the event id, its type, a
 // sub-topic or tenant) and decodes the whole body only for a destination filter that
-// needs it: a body checked with json.Valid is walked in place, without building a map of
-// every value in it.
+// needs it. One pass checks the body is one valid JSON object and notes where each of
+// its top-level members is; values are then read in place, without building a map of
+// every value in it or walking the body again for each one.
+
+// maxJSONDepth is encoding/json's nesting limit, past which json.Valid refuses a body.
+const maxJSONDepth = 10000
+
+// jsonObject is a body scanObject accepted and the spans of its top-level members.
+type jsonObject struct {
+	raw     []byte
+	members []memberSpan
+}
+
+// memberSpan locates one member: its key's string token and its value.
+type memberSpan struct {
+	keyStart, keyEnd, valueStart, valueEnd int
+}
+
+// scanObject checks that body is one JSON object, as json.Valid would (which does not
+// check UTF-8 either), and indexes its top-level members.
+func scanObject(body []byte) (jsonObject, bool) {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return jsonObject{}, false
+	}
+	obj := jsonObject{raw: body, members: make([]memberSpan, 0, 8)}
+	end, ok := scanObjectAt(body, i, 1, &obj.members)
+	if !ok || skipSpace(body, end) != len(body) {
+		return jsonObject{}, false
+	}
+	return obj, true
+}
 
 // bodyObject reports whether body is one valid JSON object.
 func bodyObject(body []byte) bool {
-	i := skipSpace(body, 0)
-	return i < len(body) && body[i] == '{' && json.Valid(body)
+	_, ok := scanObject(body)
+	return ok
 }
 
 // bodyValue is the value at a dotted path ("data.id", optionally "$." first) of a body
 // that bodyObject accepted, rendered as scalar renders it: a string unescaped, a number
 // as written, anything else "". As for a decoded map, the last of duplicate keys wins.
 func bodyValue(body []byte, path string) string {
+	obj, ok := scanObject(body)
+	if !ok {
+		return ""
+	}
+	return obj.value(path)
+}
+
+// value is bodyValue of the scanned body: the first part of the path from the index.
+func (o jsonObject) value(path string) string {
 	path = strings.TrimPrefix(strings.TrimPrefix(path, "$"), ".")
-	start, end := 0, len(body)
-	for part := range strings.SplitSeq(path, ".") {
-		var ok bool
-		if start, end, ok = member(body, skipSpace(body, start), part); !ok {
-			return ""
+	first, rest, nested := strings.Cut(path, ".")
+	start, end, found := 0, 0, false
+	for _, m := range o.members {
+		if keyEquals(o.raw[m.keyStart:m.keyEnd], first) {
+			start, end, found = m.valueStart, m.valueEnd, true // the last duplicate wins
 		}
 	}
-	switch v := body[start:end]; {
+	if !found {
+		return ""
+	}
+	if nested {
+		for part := range strings.SplitSeq(rest, ".") {
+			if start, end, found = member(o.raw, start, part); !found {
+				return ""
+			}
+		}
+	}
+	return renderScalar(o.raw[start:end])
+}
+
+func renderScalar(v []byte) string {
+	switch {
 	case len(v) > 0 && v[0] == '"':
+		if raw := v[1 : len(v)-1]; bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+			return string(raw) // what decoding would give: nothing to unescape or replace
+		}
 		var s string
 		if json.Unmarshal(v, &s) != nil {
 			return ""
@@ -122,4 +180,185 @@ func skipValue(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// The scan* functions check the JSON grammar (RFC 8259) from index i and return the
+// index after the value; depth is the nesting of the value being scanned.
+
+func scanValueAt(b []byte, i, depth int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return scanStringAt(b, i)
+	case c == '{':
+		return scanObjectAt(b, i, depth+1, nil)
+	case c == '[':
+		return scanArrayAt(b, i, depth+1)
+	case c == 't':
+		return scanLiteral(b, i, "true")
+	case c == 'f':
+		return scanLiteral(b, i, "false")
+	case c == 'n':
+		return scanLiteral(b, i, "null")
+	case c == '-' || c >= '0' && c <= '9':
+		return scanNumberAt(b, i)
+	}
+	return i, false
+}
+
+// scanObjectAt scans the object at i, appending its members' spans to members when
+// members is not nil.
+func scanObjectAt(b []byte, i, depth int, members *[]memberSpan) (int, bool) {
+	if depth > maxJSONDepth {
+		return i, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return i, false
+		}
+		keyStart := i
+		keyEnd, ok := scanStringAt(b, i)
+		if !ok {
+			return keyEnd, false
+		}
+		i = skipSpace(b, keyEnd)
+		if i >= len(b) || b[i] != ':' {
+			return i, false
+		}
+		valueStart := skipSpace(b, i+1)
+		valueEnd, ok := scanValueAt(b, valueStart, depth)
+		if !ok {
+			return valueEnd, false
+		}
+		if members != nil {
+			*members = append(*members, memberSpan{keyStart, keyEnd, valueStart, valueEnd})
+		}
+		next, closed, ok := afterElement(b, valueEnd, '}')
+		if closed || !ok {
+			return next, ok
+		}
+		i = next
+	}
+}
+
+func scanArrayAt(b []byte, i, depth int) (int, bool) {
+	if depth > maxJSONDepth {
+		return i, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, true
+	}
+	for {
+		end, ok := scanValueAt(b, i, depth)
+		if !ok {
+			return end, false
+		}
+		next, closed, ok := afterElement(b, end, ']')
+		if closed || !ok {
+			return next, ok
+		}
+		i = next
+	}
+}
+
+// afterElement reads what follows an element of an object or array ending at i: a comma
+// (next is the following element) or the closing bracket (closed, next is after it).
+func afterElement(b []byte, i int, closer byte) (next int, closed, ok bool) {
+	i = skipSpace(b, i)
+	switch {
+	case i >= len(b):
+		return i, false, false
+	case b[i] == ',':
+		return skipSpace(b, i+1), false, true
+	case b[i] == closer:
+		return i + 1, true, true
+	}
+	return i, false, false
+}
+
+// scanStringAt scans a string token: no control characters, only JSON's escapes.
+func scanStringAt(b []byte, i int) (int, bool) {
+	for i++; i < len(b); {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, true
+		case c == '\\':
+			if i+1 >= len(b) {
+				return i, false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+					return i, false
+				}
+				i += 6
+			default:
+				return i, false
+			}
+		case c < 0x20:
+			return i, false
+		default:
+			i++
+		}
+	}
+	return i, false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// scanNumberAt scans -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func scanNumberAt(b []byte, i int) (int, bool) {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = skipDigits(b, i)
+	default:
+		return i, false
+	}
+	if i < len(b) && b[i] == '.' {
+		start := i + 1
+		if i = skipDigits(b, start); i == start {
+			return i, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		start := i
+		if i = skipDigits(b, start); i == start {
+			return i, false
+		}
+	}
+	return i, true
+}
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+func scanLiteral(b []byte, i int, lit string) (int, bool) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, false
+	}
+	return i + len(lit), true
 }

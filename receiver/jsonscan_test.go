@@ -102,3 +102,62 @@ func FuzzBodyValue(f *testing.F) {
 		}
 	})
 }
+
+// scanValid is the scanner's answer for any JSON text, not only an object.
+func scanValid(b []byte) bool {
+	end, ok := scanValueAt(b, skipSpace(b, 0), 0)
+	return ok && skipSpace(b, end) == len(b)
+}
+
+func TestScanAgreesWithValid(t *testing.T) {
+	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	deepObject := func(n int) string { return strings.Repeat(`{"a":`, n-1) + "{}" + strings.Repeat("}", n-1) }
+	for _, c := range []string{
+		`0`, `-0`, `01`, `-`, `1.`, `1.5`, `.5`, `1e5`, `1E+5`, `1e-`, `1e`, `-1.25e-10`, `2x`,
+		`true`, `tru`, `truex`, `false`, `null`, `nul`, `[]`, `[1,]`, `[,1]`, `[1 2]`, ` [ 1 , 2 ] `,
+		`""`, `"\u00e9"`, `"\u00g9"`, `"\u00e"`, `"\x"`, `"\/"`, "\"\x1f\"", "\"\x7f\"", "\"\xff\xfe\"", `"unterminated`, `"\`,
+		`{}`, `{"a":1}`, `{"a" 1}`, `{"a":1,}`, `{a:1}`, `{"a":1}}`, `{"a":{"b":[true,false,null]}}`, "\ufeff{}", "{}\n\t ", "\x00",
+		deep(maxJSONDepth), deep(maxJSONDepth + 1), deepObject(maxJSONDepth), deepObject(maxJSONDepth + 1),
+	} {
+		if got, want := scanValid([]byte(c)), json.Valid([]byte(c)); got != want {
+			t.Errorf("scan(%.40q) = %t, json.Valid says %t", c, got, want)
+		}
+	}
+}
+
+// FuzzScanJSON: the one-pass scanner accepts exactly what json.Valid does, and the
+// member index finds what walking the body finds.
+func FuzzScanJSON(f *testing.F) {
+	for _, s := range []string{`{"id":"evt_1","type":"t","n":-1.5e3}`, `[1,[2,{"a":null}]]`, `"\u00e9\n"`, `{"id":"a","id":{"b":1}}`, `{"a":tru}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if got, want := scanValid(body), json.Valid(body); got != want {
+			t.Fatalf("scan(%q) = %t, json.Valid says %t", body, got, want)
+		}
+		obj, ok := scanObject(body)
+		if !ok {
+			return
+		}
+		for _, p := range scanPaths {
+			first, rest, nested := strings.Cut(p, ".")
+			start, end, found := member(body, skipSpace(body, 0), strings.TrimPrefix(first, "$"))
+			if first == "$" {
+				first, rest, nested = strings.Cut(rest, ".")
+				start, end, found = member(body, skipSpace(body, 0), first)
+			}
+			for part := range strings.SplitSeq(rest, ".") {
+				if found && nested {
+					start, end, found = member(body, start, part)
+				}
+			}
+			want := ""
+			if found {
+				want = renderScalar(body[start:end])
+			}
+			if got := obj.value(p); got != want {
+				t.Fatalf("value(%q, %s) = %q, walking the body gives %q", body, p, got, want)
+			}
+		}
+	})
+}

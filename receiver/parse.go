@@ -15,19 +15,21 @@ type parsedEvent struct {
 	typ string
 	// idFromHeader: the id came from a request header rather than the body.
 	idFromHeader bool
-	// body is the raw body, one valid JSON object: values are read out of it in place.
-	body []byte
+	// body is the raw body, one valid JSON object, with its top-level members indexed:
+	// values are read out of it in place.
+	body jsonObject
 }
 
 // parseEvent checks that the body is a JSON object, finds the event id and type where
 // the endpoint's verification scheme puts them (docs/reference.md), and checks the type.
 func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body []byte) (parsedEvent, *rejection) {
-	if !bodyObject(body) {
+	doc, ok := scanObject(body)
+	if !ok {
 		return parsedEvent{}, reject(http.StatusBadRequest, "invalid_json", "Bad request", "the body must be one JSON object")
 	}
-	id, idSource := eventID(ep, scheme, h, body)
-	typ, _ := firstValue(scheme.EventType, h, body)
-	ev := parsedEvent{id: id, typ: typ, idFromHeader: idSource.Header != "", body: body}
+	id, idSource := eventID(ep, scheme, h, doc)
+	typ, _ := firstValue(scheme.EventType, h, doc)
+	ev := parsedEvent{id: id, typ: typ, idFromHeader: idSource.Header != "", body: doc}
 	if len(ev.id) > maxEventIDLength {
 		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id is longer than "+itoa(maxEventIDLength)+" bytes")
 	}
@@ -51,24 +53,24 @@ func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body
 	return ev, nil
 }
 
-func eventID(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, doc []byte) (string, verify.Source) {
+func eventID(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, doc jsonObject) (string, verify.Source) {
 	switch {
 	case ep.Idempotency.Header != "":
 		return h.Get(ep.Idempotency.Header), verify.FromHeader(ep.Idempotency.Header)
 	case ep.Idempotency.JSONPath != "":
-		return bodyValue(doc, ep.Idempotency.JSONPath), verify.FromBody(ep.Idempotency.JSONPath)
+		return doc.value(ep.Idempotency.JSONPath), verify.FromBody(ep.Idempotency.JSONPath)
 	}
 	return firstValue(scheme.EventID, h, doc)
 }
 
 // firstValue is the first of sources that has a value, and that source.
-func firstValue(sources []verify.Source, h http.Header, doc []byte) (string, verify.Source) {
+func firstValue(sources []verify.Source, h http.Header, doc jsonObject) (string, verify.Source) {
 	for _, src := range sources {
 		var v string
 		if src.Header != "" {
 			v = h.Get(src.Header)
 		} else {
-			v = bodyValue(doc, src.JSONPath)
+			v = doc.value(src.JSONPath)
 		}
 		if v != "" {
 			return v, src

@@ -251,7 +251,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	// which ones it is queued for, or that it is only stored
 	in := newIngest(ep, partner, parsed, r.Header.Get("Content-Type"), body, now)
 	in.Event.SubType, in.Event.Tenant = subType, tenant
-	routeToDestinations(rt, ep, &in.Event, r.Header, parsed.body)
+	routeToDestinations(rt, ep, &in.Event, r.Header, parsed.body.raw)
 	on, window := dedupOn(auth.scheme, ep, parsed, body)
 	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
 	in.QuotaBytes = s.quota(partner)
@@ -273,11 +273,11 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	if result.Duplicate {
 		rec.outcome, rec.reason, rec.status = outcomeDuplicate, "duplicate", http.StatusOK
 		answer.Duplicate = true
-		writeJSON(w, http.StatusOK, answer)
+		writeAccepted(w, http.StatusOK, answer)
 		return nil
 	}
 	rec.outcome, rec.status = outcomeAccepted, http.StatusAccepted
-	writeJSON(w, http.StatusAccepted, answer)
+	writeAccepted(w, http.StatusAccepted, answer)
 	if s.onStored != nil && in.Event.Phase == store.PhaseQueued {
 		s.onStored()
 	}
