@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/hookgate/hookgate/internal/jsontext"
 )
 
 // rejection is a request the pipeline refuses: the status code, the audit reason, and
@@ -62,11 +64,11 @@ func writeRejection(w http.ResponseWriter, requestID string, r *rejection) {
 func writeAccepted(w http.ResponseWriter, status int, a acceptedBody) {
 	buf := make([]byte, 0, 96+len(a.EventID))
 	buf = append(buf, `{"uuid":`...)
-	buf = appendJSONString(buf, a.UUID)
+	buf = jsontext.AppendString(buf, a.UUID)
 	buf = append(buf, `,"eventId":`...)
-	buf = appendJSONString(buf, a.EventID)
+	buf = jsontext.AppendString(buf, a.EventID)
 	buf = append(buf, `,"status":`...)
-	buf = appendJSONString(buf, a.Status)
+	buf = jsontext.AppendString(buf, a.Status)
 	if a.Duplicate {
 		buf = append(buf, `,"duplicate":true`...)
 	}
@@ -76,19 +78,4 @@ func writeAccepted(w http.ResponseWriter, status int, a acceptedBody) {
 	h["Cache-Control"] = []string{"no-store"}
 	w.WriteHeader(status)
 	_, _ = w.Write(buf)
-}
-
-// appendJSONString appends s as encoding/json writes it. Plain ASCII is copied; anything
-// it would escape (quotes, controls, <>&, any non-ASCII byte, for U+2028 and invalid
-// UTF-8) is left to encoding/json.
-func appendJSONString(buf []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			quoted, _ := json.Marshal(s)
-			return append(buf, quoted...)
-		}
-	}
-	buf = append(buf, '"')
-	buf = append(buf, s...)
-	return append(buf, '"')
 }

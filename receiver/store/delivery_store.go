@@ -23,7 +23,7 @@ var (
 // putEvent writes an event record, bumping its version and marking it for reflection.
 func putEvent(tx kvTx, e *Event) error {
 	e.Version++
-	record, err := json.Marshal(e)
+	record, err := encodeEvent(e)
 	if err != nil {
 		return err
 	}
