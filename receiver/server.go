@@ -255,8 +255,12 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	on, window := dedupOn(auth.scheme, ep, parsed, body)
 	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
 	in.QuotaBytes = s.quota(partner)
-	storeCtx, cancel := context.WithTimeout(r.Context(), storeTimeout)
-	defer cancel()
+	storeCtx := r.Context()
+	if _, bounded := s.store.(store.BoundedIngest); !bounded {
+		var cancel context.CancelFunc
+		storeCtx, cancel = context.WithTimeout(storeCtx, storeTimeout)
+		defer cancel()
+	}
 	result, err := s.store.Ingest(storeCtx, in)
 	if errors.Is(err, store.ErrQuotaExceeded) {
 		return reject(http.StatusInsufficientStorage, "storage_quota_exceeded", "Insufficient storage",

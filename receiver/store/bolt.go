@@ -50,7 +50,17 @@ type Embedded struct {
 	lastErr  atomic.Pointer[error]
 	failures atomic.Int64
 	room     *diskRoom
+	// queueWait bounds a write's wait for room in the commit queue (defaultQueueWait).
+	queueWait time.Duration
 }
+
+// defaultQueueWait is how long a write waits for room in a full commit queue: a store
+// that stopped committing costs a request that long, then a 503.
+const defaultQueueWait = 10 * time.Second
+
+// IngestWaitBound implements BoundedIngest: a write waits at most queueWait to be
+// queued, and once queued it is committed or failed by the loop.
+func (s *Embedded) IngestWaitBound() time.Duration { return s.queueWait }
 
 type writeOp struct {
 	apply func(tx kvTx) error
@@ -128,7 +138,7 @@ func newEmbedded(eng kvEngine, observe CommitObserver, room *diskRoom) *Embedded
 	if observe == nil {
 		observe = func(time.Duration, int) {}
 	}
-	s := &Embedded{eng: eng, writes: make(chan *writeOp, 4096), observe: observe, room: room, closing: make(chan struct{}), done: make(chan struct{})}
+	s := &Embedded{eng: eng, writes: make(chan *writeOp, 4096), observe: observe, room: room, queueWait: defaultQueueWait, closing: make(chan struct{}), done: make(chan struct{})}
 	go s.commitLoop()
 	return s
 }
@@ -244,9 +254,19 @@ func (s *Embedded) writeGrowing(ctx context.Context, grows int64, apply func(tx 
 	op := &writeOp{apply: apply, done: make(chan error, 1), grows: grows}
 	select {
 	case s.writes <- op:
-	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return ctx.Err()
+	default:
+		// The queue is full: wait for room, as long as ctx and the store's own bound let.
+		timer := time.NewTimer(s.queueWait)
+		defer timer.Stop()
+		select {
+		case s.writes <- op:
+		case <-ctx.Done():
+			s.closeMu.RUnlock()
+			return ctx.Err()
+		case <-timer.C:
+			s.closeMu.RUnlock()
+			return fmt.Errorf("the store's commit queue stayed full for %s: %w", s.queueWait, context.DeadlineExceeded)
+		}
 	}
 	s.closeMu.RUnlock()
 	// Once queued, the op is committed or failed by the loop; waiting for it even past

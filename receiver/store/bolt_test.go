@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,16 @@ func ingest(id, eventID string, at time.Time, phase string) Ingest {
 	}
 }
 
+// goIngest ingests the i-th test event in a goroutine of wg, sending the outcome to errs.
+func goIngest(s *Embedded, wg *sync.WaitGroup, i int, errs chan<- error) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, err := s.Ingest(context.Background(), ingest(fmt.Sprintf("u%05d", i), fmt.Sprintf("e%d", i), time.Now(), PhaseStored))
+		errs <- err
+	}()
+}
+
 func TestConcurrentIngestsShareCommits(t *testing.T) {
 	var mu sync.Mutex
 	commits, events := 0, 0
@@ -33,12 +44,7 @@ func TestConcurrentIngestsShareCommits(t *testing.T) {
 	const n = 400
 	errs := make(chan error, n)
 	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := s.Ingest(context.Background(), ingest(fmt.Sprintf("u%04d", i), fmt.Sprintf("e%d", i), time.Now(), PhaseStored))
-			errs <- err
-		}()
+		goIngest(s, &wg, i, errs)
 	}
 	wg.Wait()
 	close(errs)
@@ -259,3 +265,53 @@ func TestEventFromBeforeFanOut(t *testing.T) {
 // boltDB is the bbolt file under a store opened with OpenBolt, for tests that write a
 // file as an earlier release left it.
 func (s *Embedded) boltDB() *bolt.DB { return s.eng.(boltEngine).db }
+
+// TestFullCommitQueueBoundsTheWait: with the committer stalled and its queue full, a
+// write waits its bound, then fails as a deadline (a 503 at the pipeline) and stores
+// nothing; the queued writes are committed once the committer goes on.
+func TestFullCommitQueueBoundsTheWait(t *testing.T) {
+	stalled, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s, err := OpenBolt(t.TempDir(), func(time.Duration, int) {
+		once.Do(func() { close(stalled); <-release })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.queueWait = 50 * time.Millisecond
+	var wg sync.WaitGroup
+	queued := cap(s.writes) + 1 // one in the stalled commit, then a full queue
+	errs := make(chan error, queued)
+	for i := range queued {
+		goIngest(s, &wg, i, errs)
+		if i == 0 {
+			<-stalled
+		}
+	}
+	for len(s.writes) < cap(s.writes) {
+		time.Sleep(time.Millisecond)
+	}
+	if _, bounded := Store(s).(BoundedIngest); !bounded {
+		t.Fatal("the embedded store does not say it bounds its ingest waits")
+	}
+	started := time.Now()
+	_, err = s.Ingest(context.Background(), ingest("late", "late", time.Now(), PhaseStored))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a write into a full queue: %v, want a deadline", err)
+	}
+	if waited := time.Since(started); waited < s.queueWait {
+		t.Fatalf("gave up after %s, before its bound %s", waited, s.queueWait)
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := s.Count(); n != queued {
+		t.Fatalf("stored %d events, want the %d queued ones and not the refused one", n, queued)
+	}
+}

@@ -153,6 +153,14 @@ type IngestResult struct {
 	Duplicate bool
 }
 
+// BoundedIngest is implemented by a store whose Ingest bounds its own waits (the
+// embedded store: for room in its commit queue), so that the pipeline need not make a
+// deadline, a timer and its bookkeeping, for every event.
+type BoundedIngest interface {
+	// IngestWaitBound is the longest an Ingest waits before it fails.
+	IngestWaitBound() time.Duration
+}
+
 // Store is the receiver's durable event store.
 type Store interface {
 	// Ingest deduplicates and stores an event. It returns only once the event is durable
