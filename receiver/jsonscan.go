@@ -42,42 +42,31 @@ func scanObject(body []byte) (jsonObject, bool) {
 	return obj, true
 }
 
-// bodyObject reports whether body is one valid JSON object.
-func bodyObject(body []byte) bool {
-	_, ok := scanObject(body)
-	return ok
-}
-
-// bodyValue is the value at a dotted path ("data.id", optionally "$." first) of a body
-// that bodyObject accepted, rendered as scalar renders it: a string unescaped, a number
-// as written, anything else "". As for a decoded map, the last of duplicate keys wins.
-func bodyValue(body []byte, path string) string {
-	obj, ok := scanObject(body)
-	if !ok {
-		return ""
-	}
-	return obj.value(path)
-}
-
-// value is bodyValue of the scanned body: the first part of the path from the index.
+// value is the value at a dotted path ("data.id", optionally "$." first), rendered as
+// a scalar: a string unescaped, a number as written, anything else "". As for a decoded
+// map, the last of duplicate keys wins. The first part is looked up in the index; an
+// object on the way is scanned for its members only when a path goes into it.
 func (o jsonObject) value(path string) string {
 	path = strings.TrimPrefix(strings.TrimPrefix(path, "$"), ".")
-	first, rest, nested := strings.Cut(path, ".")
-	start, end, found := 0, 0, false
-	for _, m := range o.members {
-		if keyEquals(o.raw[m.keyStart:m.keyEnd], first) {
-			start, end, found = m.valueStart, m.valueEnd, true // the last duplicate wins
-		}
-	}
-	if !found {
-		return ""
-	}
-	if nested {
-		for part := range strings.SplitSeq(rest, ".") {
-			if start, end, found = member(o.raw, start, part); !found {
+	members := o.members
+	start, end := 0, 0
+	for part := range strings.SplitSeq(path, ".") {
+		if members == nil {
+			if o.raw[start] != '{' {
 				return ""
 			}
+			scanObjectAt(o.raw, start, 1, &members) // valid: the whole body was scanned
 		}
+		found := false
+		for _, m := range members {
+			if keyEquals(o.raw[m.keyStart:m.keyEnd], part) {
+				start, end, found = m.valueStart, m.valueEnd, true
+			}
+		}
+		if !found {
+			return ""
+		}
+		members = nil
 	}
 	return renderScalar(o.raw[start:end])
 }
@@ -99,29 +88,6 @@ func renderScalar(v []byte) string {
 	return ""
 }
 
-// member finds key in the object starting at i and returns its value's span.
-func member(b []byte, i int, key string) (start, end int, found bool) {
-	if i >= len(b) || b[i] != '{' {
-		return 0, 0, false
-	}
-	i = skipSpace(b, i+1)
-	for i < len(b) && b[i] != '}' {
-		keyEnd := skipString(b, i)
-		matches := keyEquals(b[i:keyEnd], key)
-		i = skipSpace(b, keyEnd)
-		i = skipSpace(b, i+1) // the colon
-		valueEnd := skipValue(b, i)
-		if matches {
-			start, end, found = i, valueEnd, true // keep looking: the last duplicate wins
-		}
-		i = skipSpace(b, valueEnd)
-		if i < len(b) && b[i] == ',' {
-			i = skipSpace(b, i+1)
-		}
-	}
-	return start, end, found
-}
-
 // keyEquals compares a JSON string token with key, unescaping only when it must.
 func keyEquals(tok []byte, key string) bool {
 	raw := tok[1 : len(tok)-1]
@@ -134,49 +100,6 @@ func keyEquals(tok []byte, key string) bool {
 
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string token at i.
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(b)
-}
-
-// skipValue returns the index after the value at i.
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return i
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return len(b)
-	}
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
 		i++
 	}
 	return i
@@ -211,12 +134,9 @@ func scanValueAt(b []byte, i, depth int) (int, bool) {
 // scanObjectAt scans the object at i, appending its members' spans to members when
 // members is not nil.
 func scanObjectAt(b []byte, i, depth int, members *[]memberSpan) (int, bool) {
-	if depth > maxJSONDepth {
-		return i, false
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return i + 1, true
+	i, empty, ok := openContainer(b, i, depth, '}')
+	if empty || !ok {
+		return i, ok
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
@@ -248,12 +168,9 @@ func scanObjectAt(b []byte, i, depth int, members *[]memberSpan) (int, bool) {
 }
 
 func scanArrayAt(b []byte, i, depth int) (int, bool) {
-	if depth > maxJSONDepth {
-		return i, false
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == ']' {
-		return i + 1, true
+	i, empty, ok := openContainer(b, i, depth, ']')
+	if empty || !ok {
+		return i, ok
 	}
 	for {
 		end, ok := scanValueAt(b, i, depth)
@@ -266,6 +183,19 @@ func scanArrayAt(b []byte, i, depth int) (int, bool) {
 		}
 		i = next
 	}
+}
+
+// openContainer reads the opening bracket at i: past the nesting limit it is refused;
+// followed by closer it is empty (next is after it); else next is the first element.
+func openContainer(b []byte, i, depth int, closer byte) (next int, empty, ok bool) {
+	if depth > maxJSONDepth {
+		return i, false, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == closer {
+		return i + 1, true, true
+	}
+	return i, false, true
 }
 
 // afterElement reads what follows an element of an object or array ending at i: a comma

@@ -161,3 +161,90 @@ func FuzzScanJSON(f *testing.F) {
 		}
 	})
 }
+
+// bodyObject and bodyValue give the scanner's answers for a raw body; member, with
+// skipValue and skipString, walks a body without an index, as the ingest path did before
+// its single pass: the reference the index lookups are checked against.
+
+// bodyObject reports whether body is one valid JSON object.
+func bodyObject(body []byte) bool {
+	_, ok := scanObject(body)
+	return ok
+}
+
+// bodyValue is the value at a dotted path ("data.id", optionally "$." first) of a body
+// that bodyObject accepted, rendered as scalar renders it: a string unescaped, a number
+// as written, anything else "". As for a decoded map, the last of duplicate keys wins.
+func bodyValue(body []byte, path string) string {
+	obj, ok := scanObject(body)
+	if !ok {
+		return ""
+	}
+	return obj.value(path)
+}
+
+// member finds key in the object starting at i and returns its value's span.
+func member(b []byte, i int, key string) (start, end int, found bool) {
+	if i >= len(b) || b[i] != '{' {
+		return 0, 0, false
+	}
+	i = skipSpace(b, i+1)
+	for i < len(b) && b[i] != '}' {
+		keyEnd := skipString(b, i)
+		matches := keyEquals(b[i:keyEnd], key)
+		i = skipSpace(b, keyEnd)
+		i = skipSpace(b, i+1) // the colon
+		valueEnd := skipValue(b, i)
+		if matches {
+			start, end, found = i, valueEnd, true // keep looking: the last duplicate wins
+		}
+		i = skipSpace(b, valueEnd)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	return start, end, found
+}
+
+// skipString returns the index after the string token at i.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index after the value at i.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i
+}

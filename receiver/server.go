@@ -34,22 +34,25 @@ const (
 
 // Server handles the webhook port and the probe port.
 type Server struct {
-	store          store.Store
-	routes         *routeCache
-	trustedProxies []netip.Prefix
-	limiter        *rateLimiter
-	bodies         *bodyBudget
-	authFailures   *authFailureLimiter
-	defaultQuota   int64
-	auditLog       *zap.Logger
-	metrics        *Metrics
-	gatherer       prometheus.Gatherer
-	log            logr.Logger
-	now            func() time.Time
-	onStored       func()
-	publicURL      string
-	jwks           jwksCache
-	usage          *dailyUsage
+	store store.Store
+	// storeBoundsIngest: the store bounds its own ingest waits (store.BoundedIngest), so
+	// no deadline is made per event.
+	storeBoundsIngest bool
+	routes            *routeCache
+	trustedProxies    []netip.Prefix
+	limiter           *rateLimiter
+	bodies            *bodyBudget
+	authFailures      *authFailureLimiter
+	defaultQuota      int64
+	auditLog          *zap.Logger
+	metrics           *Metrics
+	gatherer          prometheus.Gatherer
+	log               logr.Logger
+	now               func() time.Time
+	onStored          func()
+	publicURL         string
+	jwks              jwksCache
+	usage             *dailyUsage
 }
 
 // Config is what a Server needs.
@@ -94,9 +97,11 @@ func NewServer(cfg Config) *Server {
 		// A JWKS URL is chosen by whoever writes the endpoint: it is dialled like a url destination.
 		cfg.JWKSClient = verify.NewJWKSClient(guard.DialContext(egress.URL))
 	}
+	_, storeBoundsIngest := cfg.Store.(store.BoundedIngest)
 	return &Server{
-		routes: &routeCache{holder: cfg.Holder, env: verify.Env{JWKS: verify.NewJWKSCache(cfg.JWKSClient)}},
-		store:  cfg.Store, trustedProxies: cfg.TrustedProxies, limiter: newRateLimiter(), bodies: newBodyBudget(cfg.MaxInflightBodyBytes), authFailures: newAuthFailureLimiter(), defaultQuota: cfg.DefaultPartnerQuota,
+		storeBoundsIngest: storeBoundsIngest,
+		routes:            &routeCache{holder: cfg.Holder, env: verify.Env{JWKS: verify.NewJWKSCache(cfg.JWKSClient)}},
+		store:             cfg.Store, trustedProxies: cfg.TrustedProxies, limiter: newRateLimiter(), bodies: newBodyBudget(cfg.MaxInflightBodyBytes), authFailures: newAuthFailureLimiter(), defaultQuota: cfg.DefaultPartnerQuota,
 		auditLog: cfg.AuditLog, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, now: cfg.Now, onStored: cfg.OnStored,
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), usage: newDailyUsage(),
 	}
@@ -256,7 +261,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
 	in.QuotaBytes = s.quota(partner)
 	storeCtx := r.Context()
-	if _, bounded := s.store.(store.BoundedIngest); !bounded {
+	if !s.storeBoundsIngest {
 		var cancel context.CancelFunc
 		storeCtx, cancel = context.WithTimeout(storeCtx, storeTimeout)
 		defer cancel()
