@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,10 +37,14 @@ type CommitObserver func(d time.Duration, batch int)
 // Pebble) in the data directory. Writes from concurrent requests are grouped into one
 // transaction and one fsync by a single committer goroutine: it takes whatever is
 // waiting, commits it, answers everyone, and takes the next group, so the batch size
-// follows the load with no added delay.
+// follows the load with no added delay (groupcommit.go).
 type Embedded struct {
-	eng      kvEngine
-	writes   chan *writeOp
+	eng kvEngine
+	// pipelined is eng when it can commit without waiting for the fsync, else nil.
+	pipelined pipelinedEngine
+	writes    chan *writeOp
+	// syncing holds the groups applied and waiting for their fsync (pipelined only).
+	syncing  chan syncingGroup
 	observe  CommitObserver
 	closed   atomic.Bool
 	closing  chan struct{}
@@ -61,14 +64,6 @@ const defaultQueueWait = 10 * time.Second
 // IngestWaitBound implements BoundedIngest: a write waits at most queueWait to be
 // queued, and once queued it is committed or failed by the loop.
 func (s *Embedded) IngestWaitBound() time.Duration { return s.queueWait }
-
-type writeOp struct {
-	apply func(tx kvTx) error
-	done  chan error
-	// grows is the bytes of new data the op stores (an event), which the disk's reserve
-	// must admit; 0 for updates and deletions, which always go ahead.
-	grows int64
-}
 
 // boltFile is the bbolt engine's file in the data directory.
 const boltFile = "events.db"
@@ -138,141 +133,15 @@ func newEmbedded(eng kvEngine, observe CommitObserver, room *diskRoom) *Embedded
 	if observe == nil {
 		observe = func(time.Duration, int) {}
 	}
-	s := &Embedded{eng: eng, writes: make(chan *writeOp, 4096), observe: observe, room: room, queueWait: defaultQueueWait, closing: make(chan struct{}), done: make(chan struct{})}
+	s := &Embedded{eng: eng, writes: make(chan *writeOp, 4096), syncing: make(chan syncingGroup, syncingGroups), observe: observe, room: room, queueWait: defaultQueueWait, closing: make(chan struct{}), done: make(chan struct{})}
+	s.pipelined, _ = eng.(pipelinedEngine)
 	go s.commitLoop()
+	go s.syncLoop()
 	return s
 }
 
 // Engine names the engine under the store: EngineBolt or EnginePebble.
 func (s *Embedded) Engine() string { return s.eng.name() }
-
-func (s *Embedded) commitLoop() {
-	defer close(s.done)
-	batch := make([]*writeOp, 0, maxBatch)
-	for {
-		select {
-		case op := <-s.writes:
-			batch = append(batch[:0], op)
-		case <-s.closing:
-			// Fail whatever is still queued.
-			for {
-				select {
-				case op := <-s.writes:
-					op.done <- ErrClosed
-				default:
-					return
-				}
-			}
-		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case op := <-s.writes:
-				batch = append(batch, op)
-			default:
-				break fill
-			}
-		}
-		s.commit(batch)
-	}
-}
-
-// commit applies a group in one transaction. An op whose apply fails is left out by
-// re-running the group without it, so that one bad op cannot fail the others.
-func (s *Embedded) commit(batch []*writeOp) {
-	started := time.Now()
-	failed := make([]error, len(batch))
-	var grows int64
-	for _, op := range batch {
-		grows += op.grows
-	}
-	if grows > 0 {
-		if err := s.room.admit(grows); err != nil {
-			for i, op := range batch {
-				if op.grows > 0 {
-					failed[i] = err
-				}
-			}
-		}
-	}
-	// Until nothing of the group is left to commit:
-	for slices.ContainsFunc(failed, func(err error) bool { return err == nil }) {
-		var bad = -1
-		err := s.eng.update(func(tx kvTx) error {
-			for i, op := range batch {
-				if failed[i] != nil {
-					continue
-				}
-				if err := op.apply(tx); err != nil {
-					failed[i], bad = err, i
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil && bad >= 0 {
-			continue // retry the group without the failed op
-		}
-		if err != nil {
-			s.lastErr.Store(&err)
-			s.failures.Add(1)
-		} else {
-			s.lastErr.Store(nil)
-		}
-		// Observed before anyone is answered, so that a caller who got its answer also
-		// sees its commit counted.
-		s.observe(time.Since(started), len(batch))
-		answer(batch, failed, err)
-		return
-	}
-	answer(batch, failed, nil)
-}
-
-// answer tells each op of a group its outcome: its own failure, else the commit's.
-func answer(batch []*writeOp, failed []error, err error) {
-	for i, op := range batch {
-		if failed[i] != nil {
-			op.done <- failed[i]
-		} else {
-			op.done <- err
-		}
-	}
-}
-
-// write queues apply for the next group commit and waits until it is durable.
-func (s *Embedded) write(ctx context.Context, apply func(tx kvTx) error) error {
-	return s.writeGrowing(ctx, 0, apply)
-}
-
-// writeGrowing is write for an op that stores grows bytes of new data.
-func (s *Embedded) writeGrowing(ctx context.Context, grows int64, apply func(tx kvTx) error) error {
-	s.closeMu.RLock()
-	if s.closed.Load() {
-		s.closeMu.RUnlock()
-		return ErrClosed
-	}
-	op := &writeOp{apply: apply, done: make(chan error, 1), grows: grows}
-	select {
-	case s.writes <- op:
-	default:
-		// The queue is full: wait for room, as long as ctx and the store's own bound let.
-		timer := time.NewTimer(s.queueWait)
-		defer timer.Stop()
-		select {
-		case s.writes <- op:
-		case <-ctx.Done():
-			s.closeMu.RUnlock()
-			return ctx.Err()
-		case <-timer.C:
-			s.closeMu.RUnlock()
-			return fmt.Errorf("the store's commit queue stayed full for %s: %w", s.queueWait, context.DeadlineExceeded)
-		}
-	}
-	s.closeMu.RUnlock()
-	// Once queued, the op is committed or failed by the loop; waiting for it even past
-	// ctx keeps "answered" and "durable" the same thing.
-	return <-op.done
-}
 
 // Ingest implements Store.
 func (s *Embedded) Ingest(ctx context.Context, in Ingest) (IngestResult, error) {

@@ -142,7 +142,7 @@ func checkConverted(t *testing.T, s *Embedded) {
 func TestPebbleConversionCutShortStartsAgain(t *testing.T) {
 	dir := t.TempDir()
 	writePreviousRelease(t, dir)
-	partial, err := openPebble(filepath.Join(dir, pebbleDir), logr.Discard())
+	partial, err := openPebble(filepath.Join(dir, pebbleDir), EmbeddedOptions{Log: logr.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestPebbleConversionNeverThrowsAwayAStore(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, boltFile)); err != nil {
 				t.Errorf("events.db was moved or removed: %v", err)
 			}
-			db, err := openPebble(filepath.Join(dir, pebbleDir), logr.Discard())
+			db, err := openPebble(filepath.Join(dir, pebbleDir), EmbeddedOptions{Log: logr.Discard()})
 			if err != nil {
 				t.Fatal(err)
 			}

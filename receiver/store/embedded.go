@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/go-logr/logr"
 	bolt "go.etcd.io/bbolt"
 )
@@ -63,6 +65,9 @@ type EmbeddedOptions struct {
 	// events are refused with ErrDiskFull below it. 0: none kept.
 	MinFreeDiskBytes int64
 	Log              logr.Logger
+	// fs is the filesystem under Pebble (nil: the operating system's); tests stall its
+	// syncs.
+	fs vfs.FS
 }
 
 // OpenEmbedded opens (or creates) the embedded store in dir on its engine. On Pebble, a data
@@ -91,7 +96,7 @@ func OpenEmbedded(dir string, o EmbeddedOptions) (*Embedded, error) {
 		}
 		return newEmbedded(boltEngine{db}, o.Observe, room), nil
 	case EnginePebble:
-		db, err := openPebbleConverting(dir, o.Log)
+		db, err := openPebbleConverting(dir, o)
 		if err != nil {
 			return nil, err
 		}
@@ -111,20 +116,21 @@ func OpenPebble(dir string, observe CommitObserver) (*Embedded, error) {
 	return OpenEmbedded(dir, EmbeddedOptions{Engine: EnginePebble, Observe: observe, Log: logr.Discard()})
 }
 
-func openPebbleConverting(dir string, log logr.Logger) (*pebble.DB, error) {
+func openPebbleConverting(dir string, o EmbeddedOptions) (*pebble.DB, error) {
+	log := o.Log
 	boltPath, pebblePath := filepath.Join(dir, boltFile), filepath.Join(dir, pebbleDir)
 	if _, err := os.Stat(boltPath); err != nil {
-		return openPebble(pebblePath, log)
+		return openPebble(pebblePath, o)
 	}
 	if _, err := os.Stat(pebblePath); err == nil {
-		db, done, err := resumeConversion(dir, log)
+		db, done, err := resumeConversion(dir, o)
 		if err != nil || done {
 			return db, err
 		}
 	}
 	started := time.Now()
 	log.Info("converting the bbolt store to Pebble; ingest starts once it is done", "from", boltPath, "to", pebblePath)
-	db, err := openPebble(pebblePath, log)
+	db, err := openPebble(pebblePath, o)
 	if err != nil {
 		return nil, err
 	}
@@ -148,9 +154,10 @@ func openPebbleConverting(dir string, log logr.Logger) (*pebble.DB, error) {
 // neither store's events are lost: a Pebble store that was never a conversion (an
 // events.db created beside it, say by a rollback to a release on bbolt), or an events.db
 // that is not the file converted (written since).
-func resumeConversion(dir string, log logr.Logger) (*pebble.DB, bool, error) {
+func resumeConversion(dir string, o EmbeddedOptions) (*pebble.DB, bool, error) {
+	log := o.Log
 	boltPath, pebblePath := filepath.Join(dir, boltFile), filepath.Join(dir, pebbleDir)
-	db, err := openPebble(pebblePath, log)
+	db, err := openPebble(pebblePath, o)
 	if err != nil {
 		return nil, false, err
 	}
@@ -273,7 +280,7 @@ func convertBolt(dir string, db *pebble.DB) (int, error) {
 }
 
 // openPebble opens the Pebble engine's directory, creating it.
-func openPebble(path string, log logr.Logger) (*pebble.DB, error) {
+func openPebble(path string, o EmbeddedOptions) (*pebble.DB, error) {
 	// The mutable memtable and the one being flushed are reserved out of the cache.
 	cache := pebble.NewCache(pebbleCache + 2*pebbleMemTable)
 	defer cache.Unref()
@@ -281,8 +288,10 @@ func openPebble(path string, log logr.Logger) (*pebble.DB, error) {
 		Cache:              cache,
 		MemTableSize:       pebbleMemTable,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log.WithName("pebble")},
+		Logger:             pebbleLogger{o.Log.WithName("pebble")},
+		FS:                 o.fs,
 	}
+	opts.Experimental.SpanPolicyFunc = bucketSpans
 	for i := range opts.Levels {
 		// Most dedup lookups are of keys that are not there: a filter answers those
 		// without reading the table.
@@ -316,4 +325,19 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	l.log.Error(nil, "the event store stopped: "+fmt.Sprintf(format, args...))
 	os.Exit(70)
+}
+
+// bucketSpans ends each table a flush or compaction writes where a bucket ends, so that
+// no table holds keys of two buckets. Most of an event's bytes are in buckets keyed by
+// time (its record, its payload), and a table of those covers only the newest keys: a
+// compaction into the level below then rewrites the few tables of the bucket it
+// overlaps, not every table between the random-keyed buckets (dedup keys, event ids)
+// around them. Measured with 64 writers of 1 KiB events (docs/performance.md): the
+// bytes compactions write halve, the store's CPU per event falls by a fifth.
+func bucketSpans(start []byte) (pebble.SpanPolicy, []byte, error) {
+	i := bytes.IndexByte(start, 0)
+	if i < 0 {
+		return pebble.SpanPolicy{}, nil, nil // not a bucket's key (none are written)
+	}
+	return pebble.SpanPolicy{}, prefixEnd(start[:i+1]), nil
 }

@@ -265,6 +265,49 @@ func (e *pebbleEngine) update(fn func(tx kvTx) error) error {
 	defer e.openMu.RUnlock()
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
+	batch, err := e.build(fn)
+	if err == nil && batch != nil {
+		err = batch.Commit(pebble.Sync)
+	}
+	if batch != nil {
+		_ = batch.Close()
+	}
+	return err
+}
+
+// updateNoSyncWait implements pipelinedEngine. A batch applied with ApplyNoSyncWait is
+// in the memtable and readable when it returns, exactly as a synced Commit's batch is
+// before its fsync (Pebble publishes a batch before it waits for the log's sync), so
+// the next group's reads (dedup keys, counters) see it. Close waits for the committer
+// and the syncer, so no wait is outstanding when the database closes.
+func (e *pebbleEngine) updateNoSyncWait(fn func(tx kvTx) error) (func() error, error) {
+	if err := e.begin(); err != nil {
+		return nil, err
+	}
+	defer e.openMu.RUnlock()
+	e.writeMu.Lock()
+	defer e.writeMu.Unlock()
+	batch, err := e.build(fn)
+	if err != nil {
+		return nil, err
+	}
+	if batch == nil {
+		return func() error { return nil }, nil
+	}
+	if err := e.db.ApplyNoSyncWait(batch, pebble.Sync); err != nil {
+		_ = batch.Close()
+		return nil, err
+	}
+	return func() error {
+		err := batch.SyncWait()
+		_ = batch.Close()
+		return err
+	}, nil
+}
+
+// build runs fn on a new indexed batch: the batch when fn wrote something, nil when it
+// wrote nothing or failed.
+func (e *pebbleEngine) build(fn func(tx kvTx) error) (*pebble.Batch, error) {
 	batch := e.db.NewIndexedBatch()
 	tx := &pebbleTx{r: batch, batch: batch}
 	err := fn(tx)
@@ -272,11 +315,11 @@ func (e *pebbleEngine) update(fn func(tx kvTx) error) error {
 	if tx.err != nil {
 		err = tx.err
 	}
-	if err == nil && !batch.Empty() {
-		err = batch.Commit(pebble.Sync)
+	if err != nil || batch.Empty() {
+		_ = batch.Close()
+		return nil, err
 	}
-	_ = batch.Close()
-	return err
+	return batch, nil
 }
 
 func (e *pebbleEngine) count(bucket []byte) (int, error) {
