@@ -122,6 +122,29 @@ func isReceiver(labels map[string]string) bool {
 // either mode: embedded, exactly one receiver StatefulSet with 1 replica and a volume and
 // no receiver PodDisruptionBudget; postgres, exactly one receiver Deployment and no
 // receiver StatefulSet, a receiver PodDisruptionBudget, HOOKGATE_DATABASE_URL from a Secret.
+// checkStartupProbe: the receiver on the embedded store opens its store before its
+// probes answer, and converting a large events.db to Pebble takes minutes; a startup
+// probe holds the liveness probe off for at least half an hour, so that the kubelet
+// does not restart a conversion again and again.
+func checkStartupProbe(t *testing.T, spec corev1.PodSpec) {
+	t.Helper()
+	for _, c := range spec.Containers {
+		if c.Name != "receiver" {
+			continue
+		}
+		p := c.StartupProbe
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
+			t.Errorf("the receiver container has no startup probe on /healthz: %+v", p)
+			return
+		}
+		if allowed := time.Duration(p.PeriodSeconds*p.FailureThreshold) * time.Second; allowed < 30*time.Minute {
+			t.Errorf("the receiver's startup probe allows %s to start, want at least 30m", allowed)
+		}
+		return
+	}
+	t.Errorf("no receiver container")
+}
+
 func checkWorkloads(t *testing.T, objs []*unstructured.Unstructured) receiver {
 	t.Helper()
 	var statefulSets, deployments, pdbs int
@@ -147,6 +170,7 @@ func checkWorkloads(t *testing.T, objs []*unstructured.Unstructured) receiver {
 				if s.Spec.Replicas == nil || *s.Spec.Replicas != 1 || len(s.Spec.VolumeClaimTemplates) != 1 {
 					t.Errorf("the receiver StatefulSet must have exactly 1 replica and a volume")
 				}
+				checkStartupProbe(t, spec)
 			}
 		case "PodDisruptionBudget":
 			var pdb policyv1.PodDisruptionBudget

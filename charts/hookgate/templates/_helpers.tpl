@@ -122,6 +122,14 @@ containers:
     ports:
       - {name: http, containerPort: 8080}
       - {name: probes, containerPort: 8081}
+    {{- if not $postgres }}
+    # The store opens before the probes answer: converting a large events.db to Pebble
+    # can take minutes, and a liveness probe would restart the conversion.
+    startupProbe:
+      httpGet: {path: /healthz, port: probes}
+      periodSeconds: 10
+      failureThreshold: 360
+    {{- end }}
     livenessProbe:
       httpGet: {path: /healthz, port: probes}
     readinessProbe:
