@@ -17,8 +17,9 @@ import (
 
 type pebbleEngine struct {
 	db *pebble.DB
-	// writeMu serialises updates: each reads what it then changes (counters, claims), as
-	// bbolt's single writer does.
+	// writeMu serialises updates up to their apply: each reads what it then changes
+	// (counters, claims), as bbolt's single writer does. Their syncs may overlap, the
+	// write-ahead log making one fsync of several.
 	writeMu sync.Mutex
 	openMu  sync.RWMutex
 	closed  bool
@@ -262,29 +263,32 @@ func (e *pebbleEngine) update(fn func(tx kvTx) error) error {
 	if err := e.begin(); err != nil {
 		return err
 	}
+	// Held until the batch is synced, so that close cannot close the database under
+	// the wait.
 	defer e.openMu.RUnlock()
-	e.writeMu.Lock()
-	defer e.writeMu.Unlock()
-	batch, err := e.build(fn)
-	if err == nil && batch != nil {
-		err = batch.Commit(pebble.Sync)
+	wait, err := e.applyNoSyncWait(fn)
+	if err != nil {
+		return err
 	}
-	if batch != nil {
-		_ = batch.Close()
-	}
-	return err
+	return wait()
 }
 
-// updateNoSyncWait implements pipelinedEngine. A batch applied with ApplyNoSyncWait is
-// in the memtable and readable when it returns, exactly as a synced Commit's batch is
-// before its fsync (Pebble publishes a batch before it waits for the log's sync), so
-// the next group's reads (dedup keys, counters) see it. Close waits for the committer
-// and the syncer, so no wait is outstanding when the database closes.
+// updateNoSyncWait implements pipelinedEngine. Close waits for the committer and the
+// syncer, so no wait is outstanding when the database closes.
 func (e *pebbleEngine) updateNoSyncWait(fn func(tx kvTx) error) (func() error, error) {
 	if err := e.begin(); err != nil {
 		return nil, err
 	}
 	defer e.openMu.RUnlock()
+	return e.applyNoSyncWait(fn)
+}
+
+// applyNoSyncWait runs fn on a batch and applies it, returning the wait for its sync. A
+// batch applied with ApplyNoSyncWait is in the memtable and readable when it returns,
+// exactly as a synced Commit's batch is before its fsync (Pebble publishes a batch
+// before it waits for the log's sync), so the next transaction's reads (dedup keys,
+// counters) see it; the next may be built while this one syncs.
+func (e *pebbleEngine) applyNoSyncWait(fn func(tx kvTx) error) (func() error, error) {
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
 	batch, err := e.build(fn)
