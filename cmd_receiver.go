@@ -22,7 +22,7 @@ func runReceiver(ctx context.Context, args []string, _, stderr io.Writer) int {
 	opts := receiver.DefaultOptions()
 	opts.BindFlags(fs)
 	logs := bindLogFlags(fs)
-	gcPercent := fs.Int("gc-percent", gctune.DefaultGCPercent, fmt.Sprintf("heap growth between garbage collections, in percent of the live heap (GOGC, when set, wins; default %d with --embedded-engine pebble)", gctune.PebbleGCPercent))
+	gcPercent := fs.Int("gc-percent", gctune.DefaultGCPercent, fmt.Sprintf("heap growth between garbage collections, in percent of the live heap (GOGC, when set, wins); when not set, %d on the embedded Pebble store (the default store) and the default below on bbolt and PostgreSQL", gctune.PebbleGCPercent))
 	var memoryLimit resource.Quantity
 	fs.Func("memory-limit", "memory the Go heap aims to stay under, such as 400Mi (GOMEMLIMIT, when set, wins; default: 90% of the container's memory limit, if it has one)", func(v string) error {
 		q, err := resource.ParseQuantity(v)

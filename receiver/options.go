@@ -99,7 +99,7 @@ func DefaultOptions() Options {
 		ShutdownTimeout:          25 * time.Second,
 		MaxInflightBodyBytes:     64 << 20,
 		MaxStoredBytesPerPartner: 1 << 30,
-		EmbeddedEngine:           store.EngineBolt,
+		EmbeddedEngine:           store.EnginePebble,
 		MinFreeDiskBytes:         store.DefaultMinFreeDiskBytes,
 	}
 }
@@ -112,7 +112,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", o.Listen, "webhook address")
 	fs.StringVar(&o.ProbeListen, "probe-listen", o.ProbeListen, "probe and metrics address")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory of the embedded event store (and the routing table's disk copy)")
-	fs.StringVar(&o.EmbeddedEngine, "embedded-engine", o.EmbeddedEngine, "engine of the embedded store: bbolt, or pebble (a bbolt events.db in --data-dir is converted to pebble at start, the file kept as events.db.converted)")
+	fs.StringVar(&o.EmbeddedEngine, "embedded-engine", o.EmbeddedEngine, "engine of the embedded store: pebble (a bbolt events.db in --data-dir, from an earlier release, is converted at start and kept as events.db.converted), or bbolt")
 	fs.Int64Var(&o.MinFreeDiskBytes, "min-free-disk-bytes", o.MinFreeDiskBytes, "free space the embedded store keeps on the data directory's disk: below it new events get 503 and /readyz fails (0: none kept)")
 	fs.StringVar(&o.DatabaseURL, "database-url", o.DatabaseURL, "postgres:// URL of a PostgreSQL event store instead of the embedded one (default $HOOKGATE_DATABASE_URL); never logged")
 	fs.StringVar(&o.PublicURL, "public-url", o.PublicURL, "the receiver's URL as partners and destinations reach it, such as https://hooks.example.com: the issuer (iss) of JWT-signed deliveries, whose keys are served at <public-url>/.well-known/jwks.json")

@@ -49,13 +49,12 @@ const callgrindWarmUp = 200
 // garbage collector included, start-up and shut-down not. Whole runs, rather than
 // counters zeroed and dumped mid-run, keep callgrind's call stacks consistent, which Go's
 // stack switches otherwise confuse.
-func measureInstructions(hookgate, work, keepDir string, partners, events, payload int, engine string) (instructionsRow, error) {
+func measureInstructions(hookgate, work, keepDir string, partners, events, payload int, st store) (instructionsRow, error) {
 	for _, tool := range []string{"valgrind", "callgrind_control", "callgrind_annotate"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return instructionsRow{}, fmt.Errorf("%s is needed for instructionsPerEvent (Debian: apt install valgrind): %w", tool, err)
 		}
 	}
-	st := store{engine: engine}
 	baseTotal, baseFns, err := callgrindRun(hookgate, work, "", partners, 0, payload, st)
 	if err != nil {
 		return instructionsRow{}, err

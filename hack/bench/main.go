@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -135,19 +136,13 @@ func run(cfg config) error {
 	if res.Commit == "" {
 		res.Commit = gitCommit()
 	}
-	// A binary from before the Pebble engine (bench-compare's base) has rows for bbolt only.
-	pebble := supportsFlag(hookgate, "--embedded-engine")
-	if !pebble {
-		fmt.Fprintln(os.Stderr, "this hookgate has no --embedded-engine: no Pebble rows")
-	}
+	// The headline rows are the binary's default engine, so that bench-compare compares
+	// defaults; each other engine gets a row of its own beside them.
+	defaultStore, otherStores := embeddedStores(hookgate)
 	if cfg.callgrindEvents > 0 {
-		engines := []string{""}
-		if pebble {
-			engines = append(engines, "pebble")
-		}
-		for _, engine := range engines {
-			fmt.Fprintf(os.Stderr, "instructions per event (callgrind, %s, %d events of 1 KiB, one at a time)...\n", store{engine: engine}.name(), cfg.callgrindEvents)
-			row, err := measureInstructions(hookgate, work, filepath.Dir(out), partners, cfg.callgrindEvents, 1<<10, engine)
+		for _, st := range append([]store{defaultStore}, otherStores...) {
+			fmt.Fprintf(os.Stderr, "instructions per event (callgrind, %s, %d events of 1 KiB, one at a time)...\n", st.name(), cfg.callgrindEvents)
+			row, err := measureInstructions(hookgate, work, filepath.Dir(out), partners, cfg.callgrindEvents, 1<<10, st)
 			if err != nil {
 				return fmt.Errorf("callgrind: %w", err)
 			}
@@ -174,19 +169,22 @@ func run(cfg config) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "ingest %s: hookgate...\n", name)
-		row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, store{})
+		row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, defaultStore)
 		if err != nil {
 			return err
 		}
 		row.Name, row.Headline = name, s.headline
 		res.Ingest = append(res.Ingest, withBaseline(row, baseline))
-		if s.headline && pebble {
-			fmt.Fprintf(os.Stderr, "ingest %s: hookgate on the Pebble engine...\n", name)
-			row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, store{engine: "pebble"})
-			if err != nil {
-				return fmt.Errorf("pebble: %w", err)
+		for _, st := range otherStores {
+			if !s.headline {
+				break
 			}
-			row.Name = name + ", pebble"
+			fmt.Fprintf(os.Stderr, "ingest %s: hookgate on the %s engine...\n", name, st.engine)
+			row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, st)
+			if err != nil {
+				return fmt.Errorf("%s: %w", st.engine, err)
+			}
+			row.Name = name + ", " + st.engine
 			res.Ingest = append(res.Ingest, withBaseline(row, baseline))
 		}
 		if databaseURL == "" || s.concurrency != 64 {
@@ -470,8 +468,31 @@ func peakRSSMiB(pid int) float64 {
 type store struct {
 	databaseURL string
 	replicas    int
-	// engine is the embedded store's --embedded-engine ("": the binary's default, bbolt).
+	// engine is the embedded store's --embedded-engine ("": a binary without the flag,
+	// whose only engine is bbolt).
 	engine string
+}
+
+// embeddedEngines are the engines a receiver may take, as --embedded-engine names them.
+var embeddedEngines = []string{"pebble", "bbolt"}
+
+// embeddedStores are the embedded store on hookgate's default engine and on each other
+// engine it has, read from its --help. A binary from before the Pebble engine
+// (bench-compare's base) has bbolt alone and no flag to name it.
+func embeddedStores(hookgate string) (deflt store, others []store) {
+	out, _ := exec.Command(hookgate, "receiver", "--help").CombinedOutput() //nolint:gosec // the binary under test
+	m := regexp.MustCompile(`-embedded-engine string\n[^\n]*\(default "([a-z]+)"\)`).FindSubmatch(out)
+	if m == nil {
+		fmt.Fprintln(os.Stderr, "this hookgate has no --embedded-engine: its bbolt store alone is measured")
+		return store{}, nil
+	}
+	deflt = store{engine: string(m[1])}
+	for _, engine := range embeddedEngines {
+		if engine != deflt.engine {
+			others = append(others, store{engine: engine})
+		}
+	}
+	return deflt, others
 }
 
 func (st store) name() string {
@@ -490,12 +511,6 @@ func (st store) args() []string {
 		return nil
 	}
 	return []string{"--embedded-engine", st.engine}
-}
-
-// supportsFlag reports whether hookgate's receiver takes a flag.
-func supportsFlag(hookgate, flag string) bool {
-	out, _ := exec.Command(hookgate, "receiver", "--help").CombinedOutput() //nolint:gosec // the binary under test
-	return strings.Contains(string(out), flag[1:])
 }
 
 // startReceivers starts the receivers of st; stop ends them and drops the schema.

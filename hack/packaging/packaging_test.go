@@ -330,17 +330,17 @@ func TestHelmChart(t *testing.T) {
 		values []string
 		// cidrs: receiver.destinationAllowCIDRs is set.
 		cidrs bool
-		// engine: the --embedded-engine flag rendered ("": none, the binary's default).
+		// engine: the --embedded-engine flag rendered ("": none, on PostgreSQL).
 		engine   string
 		postgres bool
 		// replicas of the receiver Deployment (postgres); 0: none, the HPA scales it.
 		replicas int32
 		kinds    []string
 	}{
-		{name: "default values"},
-		{name: "ingress, NetworkPolicy, ServiceMonitor, 2 operators", values: everything, cidrs: true,
+		{name: "default values", engine: "pebble"},
+		{name: "ingress, NetworkPolicy, ServiceMonitor, 2 operators", values: everything, cidrs: true, engine: "pebble",
 			kinds: []string{"Ingress", "NetworkPolicy", "ServiceMonitor", "PodDisruptionBudget"}},
-		{name: "embedded store on Pebble", values: []string{"--set", "store.embedded.engine=pebble"}, engine: "pebble"},
+		{name: "embedded store on bbolt", values: []string{"--set", "store.embedded.engine=bbolt"}, engine: "bbolt"},
 		{name: "PostgreSQL store, 3 receivers", values: append(slices.Clone(postgres), "--set", "receiver.replicas=3"), postgres: true, replicas: 3,
 			kinds: []string{"PodDisruptionBudget"}},
 		{name: "PostgreSQL store, autoscaling, password file", values: autoscaled, postgres: true,

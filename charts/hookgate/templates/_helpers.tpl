@@ -76,7 +76,7 @@ containers:
       - receiver
       - --namespace={{ .Release.Namespace }}
       - --data-dir=/var/lib/hookgate
-      {{- if and (not $postgres) (ne .Values.store.embedded.engine "bbolt") }}
+      {{- if not $postgres }}
       - --embedded-engine={{ .Values.store.embedded.engine }}
       {{- end }}
       - --listen=:8080
@@ -123,8 +123,9 @@ containers:
       - {name: http, containerPort: 8080}
       - {name: probes, containerPort: 8081}
     {{- if not $postgres }}
-    # The store opens before the probes answer: converting a large events.db to Pebble
-    # can take minutes, and a liveness probe would restart the conversion.
+    # The store opens before the probes answer: converting a large events.db left by a
+    # release on bbolt to Pebble can take minutes, and a liveness probe would restart
+    # the conversion.
     startupProbe:
       httpGet: {path: /healthz, port: probes}
       periodSeconds: 10
