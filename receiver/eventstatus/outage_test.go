@@ -142,7 +142,11 @@ func TestAPIServerOutageDuringIngest(t *testing.T) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	var seq atomic.Int64
+	// The sender stops before the requests are counted: one it started after the count
+	// would be stored, reflected and missing from it.
+	senderDone := make(chan struct{})
 	go func() {
+		defer close(senderDone)
 		ticker := time.NewTicker(time.Second / rate)
 		defer ticker.Stop()
 		for {
@@ -183,6 +187,7 @@ func TestAPIServerOutageDuringIngest(t *testing.T) {
 	t.Log("API server back")
 	time.Sleep(after)
 	close(stop)
+	<-senderDone
 	wg.Wait()
 
 	accepted := 0
