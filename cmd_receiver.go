@@ -22,7 +22,7 @@ func runReceiver(ctx context.Context, args []string, _, stderr io.Writer) int {
 	opts := receiver.DefaultOptions()
 	opts.BindFlags(fs)
 	logs := bindLogFlags(fs)
-	gcPercent := fs.Int("gc-percent", gctune.DefaultGCPercent, fmt.Sprintf("heap growth between garbage collections, in percent of the live heap (GOGC, when set, wins); when not set, %d on the embedded Pebble store (the default store) and the default below on bbolt and PostgreSQL", gctune.PebbleGCPercent))
+	gcPercent := fs.Int("gc-percent", 0, fmt.Sprintf("heap growth between garbage collections, in percent of the live heap (GOGC, when set, wins; default %d on the embedded Pebble store, the default store, and %d on bbolt and PostgreSQL)", gctune.PebbleGCPercent, gctune.DefaultGCPercent))
 	var memoryLimit resource.Quantity
 	fs.Func("memory-limit", "memory the Go heap aims to stay under, such as 400Mi (GOMEMLIMIT, when set, wins; default: 90% of the container's memory limit, if it has one)", func(v string) error {
 		q, err := resource.ParseQuantity(v)
@@ -39,8 +39,8 @@ func runReceiver(ctx context.Context, args []string, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hookgate receiver: %v\n", err)
 		return 2
 	}
-	if opts.EmbeddedEngine == store.EnginePebble && opts.DatabaseURL == "" && !flagSet(fs, "gc-percent") {
-		*gcPercent = gctune.PebbleGCPercent
+	if !flagSet(fs, "gc-percent") {
+		*gcPercent = defaultGCPercent(opts)
 	}
 	gc, err := gctune.Apply(*gcPercent, memoryLimit.Value(), "/sys/fs/cgroup")
 	if err != nil {
@@ -66,6 +66,16 @@ func runReceiver(ctx context.Context, args []string, _, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// defaultGCPercent is --gc-percent when the command line does not set it: lower on the
+// embedded Pebble store, whose memtables and block cache are live heap that a larger
+// factor would multiply.
+func defaultGCPercent(opts receiver.Options) int {
+	if opts.DatabaseURL == "" && opts.EmbeddedEngine == store.EnginePebble {
+		return gctune.PebbleGCPercent
+	}
+	return gctune.DefaultGCPercent
 }
 
 // flagSet reports whether the command line set the flag.

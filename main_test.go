@@ -36,6 +36,7 @@ func TestDispatch(t *testing.T) {
 		{name: "receiver names a bad proxy list", args: []string{"receiver", "--routing-file", "x", "--trusted-proxies", "10.0.0.0/33"}, wantCode: 2, wantStderr: "flag -trusted-proxies: netip.ParsePrefix"},
 		{name: "receiver with a missing routing file", args: []string{"receiver", "--routing-file", "/nonexistent/routing.json", "--listen", "127.0.0.1:0", "--probe-listen", "127.0.0.1:0", "--data-dir", "DATADIR"}, wantCode: 1, wantStderr: "routing file /nonexistent/routing.json"},
 		{name: "operator rejects unknown flags", args: []string{"operator", "--frobnicate"}, wantCode: 2, wantStderr: "flag provided but not defined: -frobnicate"},
+		{name: "receiver refuses a zero collector factor", args: []string{"receiver", "--routing-file", "x", "--gc-percent", "0"}, wantCode: 2, wantStderr: "--gc-percent must be positive, got 0"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
