@@ -32,6 +32,7 @@ import (
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
+	eventstore "github.com/hookgate/hookgate/receiver/store"
 )
 
 const (
@@ -473,9 +474,6 @@ type store struct {
 	engine string
 }
 
-// embeddedEngines are the engines a receiver may take, as --embedded-engine names them.
-var embeddedEngines = []string{"pebble", "bbolt"}
-
 // embeddedStores are the embedded store on hookgate's default engine and on each other
 // engine it has, read from its --help. A binary from before the Pebble engine
 // (bench-compare's base) has bbolt alone and no flag to name it.
@@ -487,7 +485,7 @@ func embeddedStores(hookgate string) (deflt store, others []store) {
 		return store{}, nil
 	}
 	deflt = store{engine: string(m[1])}
-	for _, engine := range embeddedEngines {
+	for _, engine := range eventstore.Engines {
 		if engine != deflt.engine {
 			others = append(others, store{engine: engine})
 		}
