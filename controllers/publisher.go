@@ -389,6 +389,15 @@ func (p *Publisher) notify(ctx context.Context, prev, t *routing.Table, all bool
 	}
 }
 
+// receiversPublicURL is the --public-url the live receivers report on their Leases.
+func (p *Publisher) receiversPublicURL(ctx context.Context) (string, error) {
+	var leases coordinationv1.LeaseList
+	if err := p.Client.List(ctx, &leases, client.InNamespace(p.Namespace), client.MatchingLabels{routing.LabelRole: routing.RoleReceiver}); err != nil {
+		return "", err
+	}
+	return routing.LivePublicURL(leases.Items, time.Now()), nil
+}
+
 // readiness says whether every live receiver serves a table with the entry at rev.
 func (p *Publisher) readiness(ctx context.Context, rev uint64) (bool, string, string, error) {
 	var leases coordinationv1.LeaseList

@@ -219,7 +219,7 @@ func resolveDestination(ctx context.Context, r client.Reader, pol Policy, e *hoo
 		return nil, err
 	}
 	dest.Signing = signing
-	if signing != nil && signing.Type == string(hookgatev1alpha1.SigningStandardWebhooks) {
+	if signing != nil && signing.Type == hookgatev1alpha1.SigningStandardWebhooks {
 		dest.SigningSecret = signing.Keys[0].Key
 	}
 	return dest, nil

@@ -235,6 +235,14 @@ func (r *WebhookEndpointReconciler) ensureSlot(e *hookgatev1alpha1.WebhookEndpoi
 // and, for RSA keys, the public keys as PEM into the ConfigMap <name>-signing-public.
 func (r *WebhookEndpointReconciler) publishSigning(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint, secret *corev1.Secret) error {
 	e.Status.Destinations = nil
+	var issuer string
+	if e.Spec.HasJWTDestination() {
+		publicURL, err := r.Publisher.receiversPublicURL(ctx)
+		if err != nil {
+			return err
+		}
+		issuer = signing.IssuerURL(publicURL, e.Namespace)
+	}
 	pems := map[string]string{}
 	for _, d := range e.Spec.AllDestinations() {
 		sl := slotOf(d.NameOrDefault())
@@ -260,6 +268,9 @@ func (r *WebhookEndpointReconciler) publishSigning(ctx context.Context, e *hookg
 				}
 			}
 			st.PublicKeyConfigMap = e.PublicKeysName()
+		}
+		if st.Signing == hookgatev1alpha1.SigningJWT {
+			st.Issuer = issuer
 		}
 		e.Status.Destinations = append(e.Status.Destinations, st)
 	}
@@ -333,7 +344,7 @@ func resolveSigning(ctx context.Context, r client.Reader, pol Policy, e *hookgat
 	if sl.signingType(&secret) != t {
 		return nil, &problem{hookgatev1alpha1.ReasonSecretKeyMissing, fmt.Sprintf("Secret %q holds %s keys for destination %q, not %s ones (the operator replaces keys it made)", name, sl.signingType(&secret), sl.destination, t)}
 	}
-	out := &routing.Signing{Type: string(t)}
+	out := &routing.Signing{Type: t}
 	if t == hookgatev1alpha1.SigningRSA {
 		out.Header = "X-Hookgate-Signature"
 		if d.Signing.RSA != nil && d.Signing.RSA.Header != "" {

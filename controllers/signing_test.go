@@ -166,7 +166,8 @@ func testDestinationSigning(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "a JWT key with a kid", func() error {
+	// The issuer is the namespace's own, under the public URL the receivers report.
+	eventually(t, 20*time.Second, "a JWT key with a kid and the namespace's issuer", func() error {
 		st, err := destinationStatus(t, ns, "orders")
 		if err != nil {
 			return err
@@ -175,7 +176,7 @@ func testDestinationSigning(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if st.Signing != hookgatev1alpha1.SigningJWT || st.KeyID == "" || d.Signing.Type != "JWT" || d.Signing.Audience != "test-tenant" || d.Signing.Keys[0].ID != st.KeyID {
+		if st.Signing != hookgatev1alpha1.SigningJWT || st.KeyID == "" || st.Issuer != testPublicURL+"/issuers/"+ns || d.Signing.Type != hookgatev1alpha1.SigningJWT || d.Signing.Audience != "test-tenant" || d.Signing.Keys[0].ID != st.KeyID {
 			return fmt.Errorf("status %+v, table %+v", st, d.Signing)
 		}
 		return nil
@@ -280,7 +281,7 @@ func testSigningPerDestination(t *testing.T) {
 		}
 		ep, ok := table.Endpoint(ns, "orders")
 		if !ok || len(ep.Destinations) != 2 || ep.Destinations[0].Signing == nil || ep.Destinations[1].Signing == nil ||
-			ep.Destinations[1].Signing.Type != string(hookgatev1alpha1.SigningRSA) {
+			ep.Destinations[1].Signing.Type != hookgatev1alpha1.SigningRSA {
 			return fmt.Errorf("table destinations %+v", ep)
 		}
 		first = s

@@ -206,6 +206,9 @@ type receiver struct {
 	dir    string
 }
 
+// testPublicURL is the --public-url the test receivers report on their Leases.
+const testPublicURL = "https://hooks.example.com"
+
 func startReceiver(t *testing.T, identity string) *receiver {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -220,7 +223,7 @@ func startReceiver(t *testing.T, identity string) *receiver {
 		Client: receiverClientset, Namespace: receiverNamespace, Name: routing.DefaultSecretName,
 		Holder: r.holder, Cache: &routing.DiskCache{Path: filepath.Join(dir, "routing.json.gz")}, Log: log,
 	}
-	reporter := &routing.LeaseReporter{Client: receiverClientset, Namespace: receiverNamespace, Identity: identity, Holder: r.holder, Log: log}
+	reporter := &routing.LeaseReporter{Client: receiverClientset, Namespace: receiverNamespace, Identity: identity, Holder: r.holder, PublicURL: testPublicURL, Log: log}
 	go func() { _ = watcher.Start(ctx) }()
 	go func() { defer close(r.done); _ = reporter.Start(ctx) }()
 	return r

@@ -164,7 +164,8 @@ func (r *WebhookEndpointReconciler) allEndpoints(ctx context.Context, _ client.O
 }
 
 // receiverLeaseChanged passes receiver Lease events that change what a receiver serves:
-// one appearing or going, or a new serial. Renewals alone do not pass.
+// one appearing or going, a new serial, or a new public URL (the JWT issuers' base).
+// Renewals alone do not pass.
 func receiverLeaseChanged() predicate.Predicate {
 	isReceiver := func(o client.Object) bool { return o.GetLabels()[routing.LabelRole] == routing.RoleReceiver }
 	return predicate.Funcs{
@@ -172,8 +173,8 @@ func receiverLeaseChanged() predicate.Predicate {
 		DeleteFunc:  func(e event.DeleteEvent) bool { return isReceiver(e.Object) },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 		UpdateFunc: func(e event.UpdateEvent) bool {
-			return isReceiver(e.ObjectNew) &&
-				e.ObjectOld.GetAnnotations()[routing.AnnotationSerial] != e.ObjectNew.GetAnnotations()[routing.AnnotationSerial]
+			changed := func(key string) bool { return e.ObjectOld.GetAnnotations()[key] != e.ObjectNew.GetAnnotations()[key] }
+			return isReceiver(e.ObjectNew) && (changed(routing.AnnotationSerial) || changed(routing.AnnotationPublicURL))
 		},
 	}
 }

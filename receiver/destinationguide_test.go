@@ -145,7 +145,7 @@ func TestDestinationGuide(t *testing.T) {
 		case "RSA":
 			return append(env, "PUBLIC_KEY="+rsaPublic, "SIGNATURE="+c.header.Get("X-Hookgate-Signature"))
 		case "JWT":
-			return append(env, "ISSUER="+publicURL, "AUDIENCE=orders-service", "TOKEN="+strings.TrimPrefix(c.header.Get("Authorization"), "Bearer "))
+			return append(env, "ISSUER="+publicURL+"/issuers/"+fixtureNamespace, "AUDIENCE=orders-service", "TOKEN="+strings.TrimPrefix(c.header.Get("Authorization"), "Bearer "))
 		}
 		t.Fatalf("%s: unknown signing type %q", destinationGuide, typ)
 		return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/internal/signing"
 	"github.com/hookgate/hookgate/internal/testcluster"
@@ -131,7 +132,7 @@ func sendTo(t *testing.T, rcv *testReceiver, endpoint, id string) string {
 
 // TestJWTDeliveriesVerifyWithTheSeedsExpressApp: the destination of webhook-endpoint-jwt's
 // guide (express, express-jwt, jwks-rsa from npm, its code as written there, trustedIssuer
-// the receiver's --public-url) verifies hookgate's JWT deliveries through the JWKS URL and
+// the endpoint's namespace issuer under the receiver's --public-url) verifies hookgate's JWT deliveries through the JWKS URL and
 // reads the X-Pps- headers; a token for another audience, or an expired one, is refused.
 func TestJWTDeliveriesVerifyWithTheSeedsExpressApp(t *testing.T) {
 	key, err := signing.NewRSAKey()
@@ -142,14 +143,15 @@ func TestJWTDeliveriesVerifyWithTheSeedsExpressApp(t *testing.T) {
 	kid, _ := signing.KeyID(&priv.PublicKey)
 	listen := freeLoopbackAddr(t)
 	publicURL := "http://" + listen
-	dest, lines := nodeDestination(t, "jwt-destination.js", "TRUSTED_ISSUER="+publicURL, "AUDIENCE=test-tenant")
+	issuer := publicURL + "/issuers/" + fixtureNamespace
+	dest, lines := nodeDestination(t, "jwt-destination.js", "TRUSTED_ISSUER="+issuer, "AUDIENCE=test-tenant")
 
 	f := newFixture(t)
-	f.signedEndpoint("signed", "http://"+dest+"/receive-webhook", &routing.Signing{Type: "JWT", Audience: "test-tenant", Keys: []routing.SigningKey{{Key: routing.SecretValue(key), ID: kid}}}, "X-Pps-")
+	f.signedEndpoint("signed", "http://"+dest+"/receive-webhook", &routing.Signing{Type: hookgatev1alpha1.SigningJWT, Audience: "test-tenant", Keys: []routing.SigningKey{{Key: routing.SecretValue(key), ID: kid}}}, "X-Pps-")
 	rcv := startTestReceiver(t, f.table, func(o *Options) { o.Listen, o.PublicURL = listen, publicURL })
 
-	discovery := do(t, nil, newRequest(t, http.MethodGet, publicURL+"/.well-known/openid-configuration", nil, nil))
-	if discovery.status != http.StatusOK || discovery.body["issuer"] != publicURL || discovery.body["jwks_uri"] != publicURL+"/.well-known/jwks.json" {
+	discovery := do(t, nil, newRequest(t, http.MethodGet, issuer+"/.well-known/openid-configuration", nil, nil))
+	if discovery.status != http.StatusOK || discovery.body["issuer"] != issuer || discovery.body["jwks_uri"] != issuer+"/.well-known/jwks.json" {
 		t.Fatalf("discovery: %d %s", discovery.status, discovery.raw)
 	}
 
@@ -173,8 +175,8 @@ func TestJWTDeliveriesVerifyWithTheSeedsExpressApp(t *testing.T) {
 		name   string
 		claims jwt.Claims
 	}{
-		{"another audience", jwt.Claims{Issuer: publicURL, Audience: jwt.Audience{"another-tenant"}, Subject: "acme", IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}},
-		{"expired", jwt.Claims{Issuer: publicURL, Audience: jwt.Audience{"test-tenant"}, Subject: "acme", IssuedAt: jwt.NewNumericDate(now.Add(-10 * time.Minute)), Expiry: jwt.NewNumericDate(now.Add(-5 * time.Minute))}},
+		{"another audience", jwt.Claims{Issuer: issuer, Audience: jwt.Audience{"another-tenant"}, Subject: "acme", IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}},
+		{"expired", jwt.Claims{Issuer: issuer, Audience: jwt.Audience{"test-tenant"}, Subject: "acme", IssuedAt: jwt.NewNumericDate(now.Add(-10 * time.Minute)), Expiry: jwt.NewNumericDate(now.Add(-5 * time.Minute))}},
 	} {
 		token, err := jwt.Signed(signer).Claims(c.claims).Serialize()
 		if err != nil {
@@ -186,6 +188,99 @@ func TestJWTDeliveriesVerifyWithTheSeedsExpressApp(t *testing.T) {
 			t.Errorf("%s token: %d %q, app saw %v; want 403 Invalid token", c.name, resp.status, resp.raw, line)
 		}
 	}
+}
+
+// TestJWTIssuerPerNamespace: namespace rival's endpoint, with the same audience and a
+// partner of the same name as namespace partners', delivers JWTs to partners' destination,
+// which verifies as webhook-endpoint-jwt's example does (express-jwt and jwks-rsa, issuer
+// and audience, keys from ${issuer}/.well-known/jwks.json) against partners' issuer:
+// partners' own deliveries are accepted, rival's are refused with 403 and fail. Each
+// issuer's key set holds its namespace's keys only, and the receiver-wide key paths of
+// earlier releases serve no keys.
+func TestJWTIssuerPerNamespace(t *testing.T) {
+	const rivalNS, rivalKey, rivalSecret = "rival", "hgk_rival-key", "whsec_rival-secret"
+	newKey := func() (routing.SigningKey, string) {
+		pemKey, err := signing.NewRSAKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		priv, _ := signing.ParseRSAKey(pemKey)
+		kid, _ := signing.KeyID(&priv.PublicKey)
+		return routing.SigningKey{Key: routing.SecretValue(pemKey), ID: kid}, kid
+	}
+	ownKey, ownKID := newKey()
+	rivalSigningKey, rivalKID := newKey()
+	listen := freeLoopbackAddr(t)
+	publicURL := "http://" + listen
+	issuer := publicURL + "/issuers/" + fixtureNamespace
+	dest, lines := nodeDestination(t, "jwt-destination.js", "TRUSTED_ISSUER="+issuer, "AUDIENCE=orders-service")
+	destURL := "http://" + dest + "/receive-webhook"
+
+	f := newFixture(t)
+	f.signedEndpoint("signed", destURL, &routing.Signing{Type: hookgatev1alpha1.SigningJWT, Audience: "orders-service", Keys: []routing.SigningKey{ownKey}}, "")
+	// The rival: a Partner named acme too, an endpoint of its own namespace with the same
+	// audience, pointed at the same destination.
+	rival := f.table.Endpoints[len(f.table.Endpoints)-1]
+	rival.Namespace, rival.Path = rivalNS, "/api/webhooks/"+rivalNS+"/signed"
+	rival.Retry = routing.Retry{MaxAttempts: 1, InitialBackoff: routing.Duration(100 * time.Millisecond), MaxBackoff: routing.Duration(time.Second)}
+	rival.Destination = &routing.Destination{URL: destURL, Timeout: routing.Duration(5 * time.Second),
+		Signing: &routing.Signing{Type: hookgatev1alpha1.SigningJWT, Audience: "orders-service", Keys: []routing.SigningKey{rivalSigningKey}}}
+	f.table.Endpoints = append(f.table.Endpoints, rival)
+	f.table.Partners = append(f.table.Partners, routing.Partner{Namespace: rivalNS, Name: "acme", UID: "uid-rival-acme",
+		Credentials: []routing.Credential{{APIKeySHA256: routing.HashAPIKey(rivalKey), SigningSecret: rivalSecret}}})
+	rcv := startTestReceiver(t, f.table, func(o *Options) { o.Listen, o.PublicURL = listen, publicURL })
+
+	kids := func(url string) []string {
+		resp := do(t, nil, newRequest(t, http.MethodGet, url, nil, nil))
+		if resp.status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", url, resp.status, resp.raw)
+		}
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal([]byte(resp.raw), &set); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, k := range set.Keys {
+			out = append(out, k.KeyID)
+		}
+		return out
+	}
+	if got := kids(issuer + "/.well-known/jwks.json"); len(got) != 1 || got[0] != ownKID {
+		t.Fatalf("partners' key set holds %v, want only its own kid %s", got, ownKID)
+	}
+	if got := kids(publicURL + "/issuers/" + rivalNS + "/.well-known/jwks.json"); len(got) != 1 || got[0] != rivalKID {
+		t.Fatalf("rival's key set holds %v, want only its own kid %s", got, rivalKID)
+	}
+	if got := kids(publicURL + "/issuers/no-such-namespace/.well-known/jwks.json"); len(got) != 0 {
+		t.Fatalf("a namespace without JWT destinations serves %v", got)
+	}
+	for _, path := range []string{"/.well-known/jwks.json", "/.well-known/openid-configuration"} {
+		if resp := do(t, nil, newRequest(t, http.MethodGet, publicURL+path, nil, nil)); resp.status != http.StatusNotFound {
+			t.Errorf("GET %s: %d %s, want 404 (no receiver-wide issuer)", path, resp.status, resp.raw)
+		}
+	}
+
+	uuid := sendTo(t, rcv, "signed", "evt_own")
+	if got := nextLine(t, lines); got["verified"] != true || got["jti"] != uuid {
+		t.Fatalf("partners' own delivery: the destination saw %v, want it verified", got)
+	}
+	waitStatus(t, rcv, "evt_own", "Delivered")
+
+	body := []byte(`{"id":"evt_forged","type":"orders/placed","data":{"amount":120}}`)
+	resp := do(t, nil, newRequest(t, http.MethodPost, rcv.url+rival.Path, partnerHMACHeaders(rivalKey, rivalSecret, time.Now(), body), body))
+	if resp.status != http.StatusAccepted {
+		t.Fatalf("rival ingest: %d %s", resp.status, resp.raw)
+	}
+	if got := nextLine(t, lines); got["verified"] != false {
+		t.Fatalf("rival's delivery: the destination saw %v, want it refused", got)
+	}
+	testcluster.Eventually(t, 20*time.Second, "rival's event Failed with HTTP 403", func() error {
+		st := do(t, nil, newRequest(t, http.MethodGet, rcv.url+"/api/webhooks/status?eventId=evt_forged", map[string]string{"x-api-key": rivalKey}, nil))
+		if st.body["status"] != "Failed" || st.body["lastResponseCode"] != float64(http.StatusForbidden) {
+			return fmt.Errorf("%d %s", st.status, st.raw)
+		}
+		return nil
+	})
 }
 
 // TestRSADeliveriesVerifyWithThePublishedKey: a program that knows only the Base64 public

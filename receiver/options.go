@@ -115,7 +115,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.EmbeddedEngine, "embedded-engine", o.EmbeddedEngine, "engine of the embedded store: pebble (a bbolt events.db in --data-dir, from an earlier release, is converted at start and kept as events.db.converted), or bbolt")
 	fs.Int64Var(&o.MinFreeDiskBytes, "min-free-disk-bytes", o.MinFreeDiskBytes, "free space the embedded store keeps on the data directory's disk: below it new events get 503 and /readyz fails (0: none kept)")
 	fs.StringVar(&o.DatabaseURL, "database-url", o.DatabaseURL, "postgres:// URL of a PostgreSQL event store instead of the embedded one (default $HOOKGATE_DATABASE_URL); never logged")
-	fs.StringVar(&o.PublicURL, "public-url", o.PublicURL, "the receiver's URL as partners and destinations reach it, such as https://hooks.example.com: the issuer (iss) of JWT-signed deliveries, whose keys are served at <public-url>/.well-known/jwks.json")
+	fs.StringVar(&o.PublicURL, "public-url", o.PublicURL, "the receiver's URL as partners and destinations reach it, such as https://hooks.example.com: the base of the JWT-signed deliveries' issuers, one per namespace at <public-url>/issuers/<namespace>, each serving its namespace's keys at <issuer>/.well-known/jwks.json")
 	fs.StringVar(&o.StatusLease, "status-lease", o.StatusLease, "Lease (in --namespace) electing the one replica of a PostgreSQL store that writes WebhookEvents and prunes")
 	fs.StringVar(&o.DatabasePasswordFile, "database-password-file", o.DatabasePasswordFile, "file holding the database password, such as a mounted Secret key")
 	cidrListVar(fs, &o.TrustedProxies, "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")

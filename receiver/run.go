@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,7 +82,7 @@ func Run(ctx context.Context, opts Options) error {
 			Client: client, Namespace: opts.Namespace, Name: opts.RoutingSecret, Holder: holder, Log: log,
 			Cache: &routing.DiskCache{Path: filepath.Join(opts.DataDir, "routing-table.json.gz")}, OnLoad: onLoad,
 		}
-		reporter := &routing.LeaseReporter{Client: client, Namespace: opts.Namespace, Identity: replicaIdentity(opts), Holder: holder, Log: log}
+		reporter := &routing.LeaseReporter{Client: client, Namespace: opts.Namespace, Identity: replicaIdentity(opts), Holder: holder, PublicURL: strings.TrimSuffix(opts.PublicURL, "/"), Log: log}
 		goBackground("routing-secret", watcher.Start)
 		goBackground("lease", reporter.Start)
 	}
@@ -97,7 +98,7 @@ func Run(ctx context.Context, opts Options) error {
 		onCircuit = circuitEvents(recorder, holder)
 	}
 	dispatcher := delivery.NewDispatcher(delivery.Options{
-		Owner: delivery.DefaultOwner(replicaIdentity(opts)), Issuer: opts.PublicURL, Store: st, Holder: holder, Log: opts.Log.WithName("delivery"), Workers: opts.DeliveryWorkers,
+		Owner: delivery.DefaultOwner(replicaIdentity(opts)), PublicURL: opts.PublicURL, Store: st, Holder: holder, Log: opts.Log.WithName("delivery"), Workers: opts.DeliveryWorkers,
 		Egress: guard, Metrics: delivery.NewMetrics(opts.Registry), OnCircuit: onCircuit,
 	})
 	srv := NewServer(Config{

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/internal/signing"
 	"github.com/hookgate/hookgate/receiver/egress"
 	"github.com/hookgate/hookgate/receiver/store"
 	"github.com/hookgate/hookgate/receiver/verify"
@@ -147,7 +148,14 @@ func (s *Server) Handler() http.Handler {
 			s.handleOpenAPI(w, rec)
 		case r.URL.Path == pathJWKS || r.URL.Path == pathDiscovery:
 			rec.route = "keys"
-			rej = s.handleWellKnown(w, r, rec)
+			rej = s.handleRootWellKnown(w, r, rec)
+		case strings.HasPrefix(r.URL.Path, signing.IssuersPath):
+			rec.route = "keys"
+			if ns, doc, ok := issuerRoute(r.URL.Path); ok {
+				rej = s.handleWellKnown(w, r, rec, ns, doc)
+			} else {
+				rej = reject(http.StatusNotFound, "unknown_path", "Not found", "an issuer serves <issuer>/.well-known/openid-configuration and <issuer>/.well-known/jwks.json")
+			}
 		case len(r.URL.Path) > len(pathPrefix) && r.URL.Path[:len(pathPrefix)] == pathPrefix:
 			rec.route = "event"
 			rej = s.handleEvent(w, r, rec)

@@ -2,60 +2,96 @@ package receiver
 
 import (
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	"github.com/go-jose/go-jose/v4"
+	"k8s.io/apimachinery/pkg/util/validation"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/internal/signing"
 	"github.com/hookgate/hookgate/receiver/delivery"
 )
 
-// Paths where destinations find the keys of JWT-signed deliveries, as an OpenID provider
-// publishes them: a verifier given the issuer (the receiver's --public-url) finds the rest.
+// Paths, under each namespace's issuer (<public-url>/issuers/<namespace>), where
+// destinations find the keys of JWT-signed deliveries, as an OpenID provider publishes
+// them: a verifier given the issuer finds the rest.
 const (
 	pathJWKS      = "/.well-known/jwks.json"
 	pathDiscovery = "/.well-known/openid-configuration"
 )
 
-// keySet is the public JWKS of one routing table: every live key of every JWT-signing
-// destination, so that tokens signed with the current key and those signed before a
-// rotation both verify.
-type keySet struct {
-	table *routing.Table
-	jwks  jose.JSONWebKeySet
-}
-
-// jwksCache computes a table's key set once, on the first request after it is loaded.
-type jwksCache struct {
-	current atomic.Pointer[keySet]
-}
-
-func (c *jwksCache) get(t *routing.Table) jose.JSONWebKeySet {
-	if ks := c.current.Load(); ks != nil && ks.table == t {
-		return ks.jwks
+// issuerRoute splits /issuers/<namespace>/.well-known/... into the namespace and the
+// document; ok is false for any other path.
+func issuerRoute(path string) (namespace, document string, ok bool) {
+	rest, found := strings.CutPrefix(path, signing.IssuersPath)
+	if !found {
+		return "", "", false
 	}
-	ks := &keySet{table: t, jwks: jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}}
-	seen := map[string]bool{}
-	if t != nil {
-		for i := range t.Endpoints {
-			for _, d := range t.Endpoints[i].AllDestinations() {
-				if d.Signing == nil || d.Signing.Type != "JWT" {
+	namespace, document, found = strings.Cut(rest, "/")
+	if !found || namespace == "" {
+		return "", "", false
+	}
+	document = "/" + document
+	if document != pathJWKS && document != pathDiscovery {
+		return "", "", false
+	}
+	return namespace, document, true
+}
+
+// keySets are the public JWKS of one routing table, one per namespace: every live key of
+// that namespace's JWT-signing destinations, so that tokens signed with the current key
+// and those signed before a rotation both verify, and no other namespace's key does.
+type keySets struct {
+	table *routing.Table
+	byNS  map[string]jose.JSONWebKeySet
+}
+
+// jwksCache computes a table's key sets once, on the first request after it is loaded.
+type jwksCache struct {
+	current atomic.Pointer[keySets]
+}
+
+func (c *jwksCache) get(t *routing.Table, namespace string) jose.JSONWebKeySet {
+	ks := c.current.Load()
+	if ks == nil || ks.table != t {
+		ks = buildKeySets(t)
+		c.current.Store(ks)
+	}
+	if set, ok := ks.byNS[namespace]; ok {
+		return set
+	}
+	// A namespace without JWT destinations answers like one with no keys, so that the
+	// key sets do not tell which namespaces exist.
+	return jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
+}
+
+func buildKeySets(t *routing.Table) *keySets {
+	ks := &keySets{table: t, byNS: map[string]jose.JSONWebKeySet{}}
+	if t == nil {
+		return ks
+	}
+	seen := map[string]bool{} // namespace + kid
+	for i := range t.Endpoints {
+		ep := &t.Endpoints[i]
+		for _, d := range ep.AllDestinations() {
+			if d.Signing == nil || d.Signing.Type != hookgatev1alpha1.SigningJWT {
+				continue
+			}
+			for _, k := range d.Signing.Keys {
+				key, err := signing.ParseRSAKey([]byte(k.Key))
+				if err != nil || seen[ep.Namespace+"/"+k.ID] {
 					continue
 				}
-				for _, k := range d.Signing.Keys {
-					key, err := signing.ParseRSAKey([]byte(k.Key))
-					if err != nil || seen[k.ID] {
-						continue
-					}
-					seen[k.ID] = true
-					ks.jwks.Keys = append(ks.jwks.Keys, jose.JSONWebKey{Key: &key.PublicKey, KeyID: k.ID, Algorithm: string(jose.RS256), Use: "sig"})
-				}
+				seen[ep.Namespace+"/"+k.ID] = true
+				set := ks.byNS[ep.Namespace]
+				set.Keys = append(set.Keys, jose.JSONWebKey{Key: &key.PublicKey, KeyID: k.ID, Algorithm: string(jose.RS256), Use: "sig"})
+				ks.byNS[ep.Namespace] = set
 			}
 		}
 	}
-	c.current.Store(ks)
-	return ks.jwks
+	return ks
 }
 
 // discoveryBody is the part of OpenID Provider Metadata a JWT verifier reads.
@@ -68,7 +104,15 @@ type discoveryBody struct {
 	ClaimsSupported []string `json:"claims_supported"`
 }
 
-func (s *Server) handleWellKnown(w http.ResponseWriter, r *http.Request, rec *auditRecord) *rejection {
+// handleRootWellKnown answers the receiver-wide key paths of earlier releases: there is
+// no receiver-wide issuer any more (one would let a tenant's tokens verify at another
+// tenant's destination), so the answer says where each namespace's issuer is.
+func (s *Server) handleRootWellKnown(_ http.ResponseWriter, _ *http.Request, _ *auditRecord) *rejection {
+	return reject(http.StatusNotFound, "issuer_per_namespace", "Not found",
+		"JWT deliveries are signed by one issuer per namespace: <public-url>/issuers/<namespace> (in the destination's status.destinations[].issuer), with its keys at <issuer>/.well-known/jwks.json")
+}
+
+func (s *Server) handleWellKnown(w http.ResponseWriter, r *http.Request, rec *auditRecord, namespace, document string) *rejection {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		rej := reject(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed", "use GET")
 		rej.allow = http.MethodGet
@@ -77,16 +121,20 @@ func (s *Server) handleWellKnown(w http.ResponseWriter, r *http.Request, rec *au
 	if s.publicURL == "" {
 		return reject(http.StatusNotFound, "no_public_url", "Not found", "this receiver signs no JWT deliveries (it has no --public-url)")
 	}
+	if len(validation.IsDNS1123Label(namespace)) > 0 {
+		return reject(http.StatusNotFound, "unknown_issuer", "Not found", "an issuer is <public-url>/issuers/<namespace>, with a Kubernetes namespace name")
+	}
 	rec.outcome, rec.status = outcomeAnswered, http.StatusOK
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	if r.URL.Path == pathDiscovery {
+	if document == pathDiscovery {
+		issuer := signing.IssuerURL(s.publicURL, namespace)
 		writeJSONCached(w, discoveryBody{
-			Issuer: s.publicURL, JWKSURI: s.publicURL + pathJWKS, SigningAlgs: []string{string(jose.RS256)},
+			Issuer: issuer, JWKSURI: issuer + pathJWKS, SigningAlgs: []string{string(jose.RS256)},
 			ResponseTypes: []string{"id_token"}, SubjectTypes: []string{"public"},
 			ClaimsSupported: []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", delivery.ClaimBodySHA256},
 		})
 		return nil
 	}
-	writeJSONCached(w, s.jwks.get(s.routes.holder.Current()))
+	writeJSONCached(w, s.jwks.get(s.routes.holder.Current(), namespace))
 	return nil
 }

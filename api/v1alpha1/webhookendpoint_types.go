@@ -326,8 +326,9 @@ const (
 	SigningStandardWebhooks SigningType = "StandardWebhooks"
 	// SigningRSA: RSA-PKCS1v15 over SHA-256 of the raw body, Base64, in one header.
 	SigningRSA SigningType = "RSA"
-	// SigningJWT: a short-lived RS256 token in Authorization: Bearer, its keys served at
-	// the receiver's <public-url>/.well-known/jwks.json.
+	// SigningJWT: a short-lived RS256 token in Authorization: Bearer, issued by the
+	// endpoint's namespace issuer <public-url>/issuers/<namespace>, whose keys are served
+	// at <issuer>/.well-known/jwks.json.
 	SigningJWT SigningType = "JWT"
 	// SigningNone: unsigned.
 	SigningNone SigningType = "None"
@@ -459,6 +460,16 @@ func (d *Destination) NameOrDefault() string {
 	return d.Name
 }
 
+// HasJWTDestination reports whether any destination signs with JWT.
+func (s *WebhookEndpointSpec) HasJWTDestination() bool {
+	for _, d := range s.AllDestinations() {
+		if d.SigningTypeOf() == SigningJWT {
+			return true
+		}
+	}
+	return false
+}
+
 // AllDestinations is every destination of the endpoint: the list, or the shorthand.
 func (s *WebhookEndpointSpec) AllDestinations() []*Destination {
 	if len(s.Destinations) > 0 {
@@ -577,6 +588,13 @@ type DestinationStatus struct {
 	// publicKeyConfigMap is the ConfigMap (same namespace) holding the public keys as PEM.
 	// +optional
 	PublicKeyConfigMap string `json:"publicKeyConfigMap,omitempty"`
+	// issuer is the iss of this destination's JWT deliveries: the issuer of the
+	// endpoint's namespace, <public-url>/issuers/<namespace>, whose keys (this
+	// namespace's only) are at <issuer>/.well-known/jwks.json. A destination verifies
+	// tokens against this issuer, so that no other namespace's endpoint can sign for it.
+	// Empty until a receiver with a --public-url has reported it.
+	// +optional
+	Issuer string `json:"issuer,omitempty"`
 	// rotatedAt is when the signing key last changed.
 	// +optional
 	RotatedAt *metav1.Time `json:"rotatedAt,omitempty"`

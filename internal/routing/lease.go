@@ -19,6 +19,10 @@ const (
 	RoleReceiver     = "receiver"
 	LeaseDuration    = 30 * time.Second
 	leaseRenewPeriod = 10 * time.Second
+	// AnnotationPublicURL is the receiver's --public-url on its Lease, so that the
+	// operator writes the issuer receivers actually sign with into each JWT
+	// destination's status, without a second copy of the setting.
+	AnnotationPublicURL = "hookgate.io/public-url"
 )
 
 // Identity is the receiver replica's name: POD_NAME, else the hostname.
@@ -41,6 +45,8 @@ type LeaseReporter struct {
 	Namespace string
 	Identity  string
 	Holder    *Holder
+	// PublicURL is reported as AnnotationPublicURL (empty: none).
+	PublicURL string
 	Log       logr.Logger
 }
 
@@ -70,14 +76,14 @@ func (r *LeaseReporter) Start(ctx context.Context) error {
 func (r *LeaseReporter) report(ctx context.Context, t *Table) error {
 	leases := r.Client.CoordinationV1().Leases(r.Namespace)
 	now := metav1.NewMicroTime(time.Now())
-	annotations := map[string]string{AnnotationSerial: SerialString(t.Serial), AnnotationHash: t.Hash}
+	annotations := map[string]string{AnnotationSerial: SerialString(t.Serial), AnnotationHash: t.Hash, AnnotationPublicURL: r.PublicURL}
 	lease, err := leases.Get(ctx, r.Identity, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = leases.Create(ctx, &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{
 				Name: r.Identity, Namespace: r.Namespace,
 				Labels:      map[string]string{LabelRole: RoleReceiver},
-				Annotations: annotations,
+				Annotations: nonEmpty(annotations),
 			},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity:       ptr.To(r.Identity),
@@ -99,6 +105,10 @@ func (r *LeaseReporter) report(ctx context.Context, t *Table) error {
 		lease.Annotations = map[string]string{}
 	}
 	for k, v := range annotations {
+		if v == "" {
+			delete(lease.Annotations, k)
+			continue
+		}
 		lease.Annotations[k] = v
 	}
 	lease.Spec.HolderIdentity = ptr.To(r.Identity)
@@ -118,4 +128,32 @@ func LeaseLive(l *coordinationv1.Lease, now time.Time) bool {
 		d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
 	}
 	return now.Before(l.Spec.RenewTime.Add(d))
+}
+
+func nonEmpty(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// LivePublicURL is the public URL the live receiver Leases report, the same on every
+// replica of one release; when they differ (a rollout changing it) the newest renewed
+// Lease's wins. Empty when none reports one.
+func LivePublicURL(leases []coordinationv1.Lease, now time.Time) string {
+	var url string
+	var newest time.Time
+	for i := range leases {
+		l := &leases[i]
+		if !LeaseLive(l, now) || l.Annotations[AnnotationPublicURL] == "" {
+			continue
+		}
+		if renewed := l.Spec.RenewTime.Time; url == "" || renewed.After(newest) {
+			url, newest = l.Annotations[AnnotationPublicURL], renewed
+		}
+	}
+	return url
 }

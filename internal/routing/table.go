@@ -201,7 +201,7 @@ type Filter struct {
 // Signing is a destination's signature type and keys.
 type Signing struct {
 	// Type is StandardWebhooks, RSA or JWT.
-	Type string `json:"type"`
+	Type hookgatev1alpha1.SigningType `json:"type"`
 	// Keys: the current key first, then the previous one until its NotAfter.
 	Keys []SigningKey `json:"keys"`
 	// Header carries RSA signatures.

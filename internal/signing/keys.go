@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -80,4 +81,19 @@ func KeyID(pub *rsa.PublicKey) (string, error) {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+// IssuersPath is where, under the receiver's public URL, each namespace's JWT issuer
+// lives: <public-url>/issuers/<namespace>. One issuer per namespace, with a key set
+// holding only that namespace's keys, so that a destination trusting one tenant's
+// issuer never accepts a token another tenant's endpoint made, whatever its audience.
+const IssuersPath = "/issuers/"
+
+// IssuerURL is the iss of a namespace's JWT deliveries; its keys are served at
+// IssuerURL + "/.well-known/jwks.json". Empty without a public URL.
+func IssuerURL(publicURL, namespace string) string {
+	if publicURL == "" {
+		return ""
+	}
+	return strings.TrimSuffix(publicURL, "/") + IssuersPath + namespace
 }

@@ -59,11 +59,11 @@ type Options struct {
 	Owner string
 	// Lease is how long a claim holds without renewal (DefaultLease).
 	Lease time.Duration
-	// Issuer is the iss of JWT-signed deliveries: the receiver's public URL, under which
-	// it serves the keys at /.well-known/jwks.json.
-	Issuer string
-	Now    func() time.Time
-	Jitter func(time.Duration) time.Duration
+	// PublicURL is the receiver's public URL, under which each namespace's JWT issuer
+	// lives (signing.IssuerURL) and serves that namespace's keys.
+	PublicURL string
+	Now       func() time.Time
+	Jitter    func(time.Duration) time.Duration
 }
 
 // Dispatcher feeds due deliveries to a bounded pool of workers, going round the
@@ -115,7 +115,7 @@ func NewDispatcher(opts Options) *Dispatcher {
 	d := &Dispatcher{
 		opts:         opts,
 		clients:      newClients(opts.Egress),
-		signer:       newSigner(opts.Issuer),
+		signer:       newSigner(opts.PublicURL),
 		wake:         make(chan struct{}, 1),
 		inFlight:     map[store.DeliveryRef]bool{},
 		perHost:      map[string]int{},
@@ -491,7 +491,7 @@ func (d *Dispatcher) send(ctx context.Context, ev *store.Event, dest *routing.De
 	req.Header.Set("webhook-id", ev.UUID)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 	metadataHeaders(req.Header, dest.MetadataPrefix, ev.Type, ev.SubType, ev.Tenant, ev.UUID, ev.ReceivedAt)
-	if err := d.signer.sign(req, dest, ev.UUID, ev.Partner, now, payload); err != nil {
+	if err := d.signer.sign(req, dest, ev.EndpointNamespace, ev.UUID, ev.Partner, now, payload); err != nil {
 		return result{err: err}
 	}
 	req.Header.Set("X-Hookgate-Partner", ev.Partner)

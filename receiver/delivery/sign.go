@@ -14,6 +14,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/internal/signing"
 	"github.com/hookgate/hookgate/receiver/verify"
@@ -27,17 +28,17 @@ const JWTLifetime = 5 * time.Minute
 // that a token cannot be replayed with another payload.
 const ClaimBodySHA256 = "body_sha256"
 
-var errNoIssuer = &permanentError{class: classSigningKey, msg: "JWT signing needs the receiver's --public-url (the token issuer)"}
+var errNoIssuer = &permanentError{class: classSigningKey, msg: "JWT signing needs the receiver's --public-url (under which each namespace's token issuer lives)"}
 
 // signer signs deliveries with a destination's keys, parsing each RSA key once.
 type signer struct {
-	issuer string
-	mu     sync.Mutex
-	keys   map[string]*rsa.PrivateKey // by the PEM's SHA-256
+	publicURL string
+	mu        sync.Mutex
+	keys      map[string]*rsa.PrivateKey // by the PEM's SHA-256
 }
 
-func newSigner(issuer string) *signer {
-	return &signer{issuer: strings.TrimSuffix(issuer, "/"), keys: map[string]*rsa.PrivateKey{}}
+func newSigner(publicURL string) *signer {
+	return &signer{publicURL: strings.TrimSuffix(publicURL, "/"), keys: map[string]*rsa.PrivateKey{}}
 }
 
 func (s *signer) rsaKey(pemKey routing.SecretValue) (*rsa.PrivateKey, error) {
@@ -74,21 +75,22 @@ func live(keys []routing.SigningKey, now time.Time) []routing.SigningKey {
 // sign adds the destination's signature to req. Standard Webhooks signs with every live
 // key (the destination accepts any one); RSA has room for one signature, so it keeps the
 // previous key until its grace period ends while the new public key is already published;
-// JWT signs with the current key, whose kid the JWKS serves next to the previous one.
-func (s *signer) sign(req *http.Request, dest *routing.Destination, deliveryID, partner string, ts time.Time, payload []byte) error {
+// JWT signs with the current key, whose kid the JWKS serves next to the previous one,
+// under the issuer of the endpoint's namespace.
+func (s *signer) sign(req *http.Request, dest *routing.Destination, namespace, deliveryID, partner string, ts time.Time, payload []byte) error {
 	sg := dest.Signing
 	if sg == nil {
 		if dest.SigningSecret == "" {
 			return nil
 		}
-		sg = &routing.Signing{Type: "StandardWebhooks", Keys: []routing.SigningKey{{Key: dest.SigningSecret}}}
+		sg = &routing.Signing{Type: hookgatev1alpha1.SigningStandardWebhooks, Keys: []routing.SigningKey{{Key: dest.SigningSecret}}}
 	}
 	keys := live(sg.Keys, ts)
 	if len(keys) == 0 {
 		return errSigningKeyUnusable
 	}
 	switch sg.Type {
-	case "StandardWebhooks":
+	case hookgatev1alpha1.SigningStandardWebhooks:
 		sigs := make([]string, 0, len(keys))
 		for _, k := range keys {
 			key, err := verify.DecodeStandardSecret(string(k.Key))
@@ -98,7 +100,7 @@ func (s *signer) sign(req *http.Request, dest *routing.Destination, deliveryID, 
 			sigs = append(sigs, verify.StandardWebhooksSign(key, deliveryID, ts.Unix(), payload))
 		}
 		req.Header.Set("webhook-signature", strings.Join(sigs, " "))
-	case "RSA":
+	case hookgatev1alpha1.SigningRSA:
 		k := keys[len(keys)-1]
 		key, err := s.rsaKey(k.Key)
 		if err != nil {
@@ -110,11 +112,12 @@ func (s *signer) sign(req *http.Request, dest *routing.Destination, deliveryID, 
 			return errSigningKeyUnusable
 		}
 		req.Header.Set(sg.Header, base64.StdEncoding.EncodeToString(sig))
-	case "JWT":
-		if s.issuer == "" {
+	case hookgatev1alpha1.SigningJWT:
+		if s.publicURL == "" {
 			return errNoIssuer
 		}
-		token, err := s.jwt(keys[0], sg.Audience, deliveryID, partner, ts, payload)
+		issuer := signing.IssuerURL(s.publicURL, namespace)
+		token, err := s.jwt(keys[0], issuer, sg.Audience, deliveryID, partner, ts, payload)
 		if err != nil {
 			return errSigningKeyUnusable
 		}
@@ -125,7 +128,7 @@ func (s *signer) sign(req *http.Request, dest *routing.Destination, deliveryID, 
 	return nil
 }
 
-func (s *signer) jwt(k routing.SigningKey, audience, deliveryID, partner string, now time.Time, payload []byte) (string, error) {
+func (s *signer) jwt(k routing.SigningKey, issuer, audience, deliveryID, partner string, now time.Time, payload []byte) (string, error) {
 	key, err := s.rsaKey(k.Key)
 	if err != nil {
 		return "", err
@@ -136,7 +139,7 @@ func (s *signer) jwt(k routing.SigningKey, audience, deliveryID, partner string,
 	}
 	sum := sha256.Sum256(payload)
 	claims := jwt.Claims{
-		Issuer: s.issuer, Audience: jwt.Audience{audience}, Subject: partner, ID: deliveryID,
+		Issuer: issuer, Audience: jwt.Audience{audience}, Subject: partner, ID: deliveryID,
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-30 * time.Second)), Expiry: jwt.NewNumericDate(now.Add(JWTLifetime)),
 	}
 	return jwt.Signed(sig).Claims(claims).Claims(map[string]any{ClaimBodySHA256: hex.EncodeToString(sum[:])}).Serialize()

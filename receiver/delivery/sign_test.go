@@ -58,7 +58,7 @@ func TestSigningRotation(t *testing.T) {
 	sign := func(t *testing.T, dest *routing.Destination) http.Header {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, "http://destination.example/", nil)
-		if err := s.sign(req, dest, "01-delivery", "acme", now, body); err != nil {
+		if err := s.sign(req, dest, "shop", "01-delivery", "acme", now, body); err != nil {
 			t.Fatal(err)
 		}
 		return req.Header
@@ -131,7 +131,7 @@ func TestSigningRotation(t *testing.T) {
 		if err := tok.Claims(&oldPriv.PublicKey, &claims); err == nil {
 			t.Fatal("the token verifies with the previous key")
 		}
-		if err := claims.ValidateWithLeeway(jwt.Expected{Issuer: "https://hooks.example.com", AnyAudience: jwt.Audience{"test-tenant"}, Subject: "acme", ID: "01-delivery", Time: now}, 0); err != nil {
+		if err := claims.ValidateWithLeeway(jwt.Expected{Issuer: "https://hooks.example.com/issuers/shop", AnyAudience: jwt.Audience{"test-tenant"}, Subject: "acme", ID: "01-delivery", Time: now}, 0); err != nil {
 			t.Fatal(err)
 		}
 		if life := claims.Expiry.Time().Sub(claims.IssuedAt.Time()); life <= 0 || life > 5*time.Minute {
@@ -146,7 +146,7 @@ func TestSigningRotation(t *testing.T) {
 	t.Run("JWT without an issuer is refused", func(t *testing.T) {
 		k, _ := rsaKey(t)
 		req, _ := http.NewRequest(http.MethodPost, "http://destination.example/", nil)
-		err := newSigner("").sign(req, &routing.Destination{Signing: &routing.Signing{Type: "JWT", Audience: "a", Keys: []routing.SigningKey{k}}}, "id", "acme", now, body)
+		err := newSigner("").sign(req, &routing.Destination{Signing: &routing.Signing{Type: "JWT", Audience: "a", Keys: []routing.SigningKey{k}}}, "shop", "id", "acme", now, body)
 		if !errors.Is(err, errNoIssuer) {
 			t.Fatalf("err = %v, want errNoIssuer", err)
 		}
