@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -113,6 +114,9 @@ func openBoltFile(dir string) (*bolt.DB, error) {
 				return err
 			}
 		}
+		if err := buildPhaseIndexes(tx); err != nil {
+			return err
+		}
 		if countUsage {
 			// A file from before per-partner quotas: count what each partner stores.
 			return recountUsage(tx)
@@ -126,7 +130,7 @@ func openBoltFile(dir string) (*bolt.DB, error) {
 }
 
 // allBuckets are the buckets of this release's layout.
-var allBuckets = [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage, bucketLeases, bucketByPartner, bucketDaily}
+var allBuckets = [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage, bucketLeases, bucketByPartner, bucketDaily, bucketFailed, bucketFinished, bucketDailyByDay}
 
 // newEmbedded starts the store's committer on eng; room, if any, is the disk's reserve.
 func newEmbedded(eng kvEngine, observe CommitObserver, room *diskRoom) *Embedded {
@@ -190,7 +194,7 @@ func (s *Embedded) Ingest(ctx context.Context, in Ingest) (IngestResult, error) 
 		stored.Version = 0
 		stored.Normalize()
 		stored.Aggregate()
-		if err := putEvent(tx, &stored); err != nil {
+		if err := putEvent(tx, &stored, ""); err != nil {
 			return err
 		}
 		result.Event = stored
@@ -279,10 +283,9 @@ func (s *Embedded) Prune(ctx context.Context, cutoff Cutoff, now time.Time) (int
 		}
 	}
 	removed := 0
-	latest := cutoff.Latest()
 	var from []byte
 	for {
-		n, next, err := s.pruneEventBatch(cutoff, latest, from)
+		n, next, err := s.pruneEventBatch(cutoff, from)
 		removed += n
 		if err != nil || next == nil {
 			return removed, err
@@ -339,36 +342,50 @@ func (s *Embedded) pruneDedupBatch(now time.Time) (more bool, err error) {
 	return more, err
 }
 
-// pruneEventBatch looks at the events from key from on (the first when nil) and removes
-// the finished ones past their endpoint's cutoff, up to pruneBatch of them. It returns
-// where the next batch starts, or nil when no event after it can be removed yet.
-func (s *Embedded) pruneEventBatch(cutoff Cutoff, latest time.Time, from []byte) (removed int, next []byte, err error) {
+// pruneEventBatch removes finished events past their endpoint's cutoff, up to
+// pruneBatch of them, reading the finished index from key from on (the first when nil):
+// each endpoint's finished events are in received order, so the batch reads only the
+// events it removes, and one key per endpoint whose next event is not due yet, never the
+// events still retained. It returns where the next batch starts, or nil when done.
+func (s *Embedded) pruneEventBatch(cutoff Cutoff, from []byte) (removed int, next []byte, err error) {
 	err = s.update(func(tx kvTx) error {
 		removed, next = 0, nil
-		c := tx.Bucket(bucketEvents).Cursor()
-		k, v := c.First()
+		c := tx.Bucket(bucketFinished).Cursor()
+		k, _ := c.First()
 		if from != nil {
-			k, v = c.Seek(from)
+			k, _ = c.Seek(from)
 		}
-		var doomed []*Event
-		for scanned := 0; k != nil; k, v = c.Next() {
-			if len(doomed) == pruneBatch || scanned == pruneScanMax {
-				next = append([]byte(nil), k...)
+		var doomed [][]byte
+		for looked := 0; k != nil; looked++ {
+			if len(doomed) == pruneBatch || looked == pruneScanMax {
+				next = bytes.Clone(k)
 				break
 			}
-			scanned++
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("event %s is unreadable: %w", k, err)
+			i := bytes.IndexByte(k, 0)
+			if i < 0 || len(k) < i+9 {
+				return fmt.Errorf("malformed finished-index key %q", k)
 			}
-			if !e.ReceivedAt.Before(latest) {
-				break // uuid v7 keys are in time order: nothing later is due for removal
+			endpoint := k[:i]
+			if bytes.Compare(k[i+1:i+9], timeKey(cutoff.For(string(endpoint)))) < 0 {
+				doomed = append(doomed, bytes.Clone(k))
+				k, _ = c.Next()
+				continue
 			}
-			if e.Finished() && e.ReceivedAt.Before(cutoff.For(e.EndpointKey())) {
-				doomed = append(doomed, &e)
-			}
+			// This endpoint's next finished event is retained, and so are all after it.
+			k, _ = c.Seek(nextPrefix(endpoint))
 		}
-		for _, e := range doomed {
+		for _, key := range doomed {
+			e, err := getEvent(tx, string(key[bytes.IndexByte(key, 0)+9:]))
+			if errors.Is(err, ErrNotFound) {
+				// An index key without its event: nothing else refers to it.
+				if err := tx.Bucket(bucketFinished).Delete(key); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
 			if err := deleteEvent(tx, e); err != nil {
 				return err
 			}
@@ -382,6 +399,9 @@ func (s *Embedded) pruneEventBatch(cutoff Cutoff, latest time.Time, from []byte)
 // deleteEvent removes an event with its payload, indexes and attempts, and gives its
 // bytes back to its partner's quota.
 func deleteEvent(tx kvTx, e *Event) error {
+	if err := unindex(tx, e); err != nil {
+		return err
+	}
 	payloadBytes := int64(len(tx.Bucket(bucketPayloads).Get([]byte(e.UUID))))
 	for _, del := range []struct {
 		bucket []byte

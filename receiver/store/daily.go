@@ -22,8 +22,38 @@ type DailyCount struct {
 // DayOf is the UTC day of t as DailyCount keeps it.
 func DayOf(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 
-// bucketDaily holds the counts: partnerKey \x00 day \x00 outcome \x00 reason -> n(8).
-var bucketDaily = []byte("daily")
+// bucketDaily holds the counts: partnerKey \x00 day \x00 outcome \x00 reason -> n(8);
+// bucketDailyByDay the same keys by day (day \x00 partnerKey \x00 outcome \x00 reason ->
+// nil), so that pruning old days reads only what it removes.
+var (
+	bucketDaily      = []byte("daily")
+	bucketDailyByDay = []byte("dailybyday")
+)
+
+func dailyDayKey(c DailyCount) []byte {
+	return []byte(c.Day + "\x00" + c.PartnerKey + "\x00" + c.Outcome + "\x00" + c.Reason)
+}
+
+// dailyFromDayKey reads a bucketDailyByDay key back into its count's identity.
+func dailyFromDayKey(k []byte) (DailyCount, bool) {
+	parts := strings.SplitN(string(k), "\x00", 4)
+	if len(parts) != 4 {
+		return DailyCount{}, false
+	}
+	return DailyCount{Day: parts[0], PartnerKey: parts[1], Outcome: parts[2], Reason: parts[3]}, true
+}
+
+// buildDailyDayIndex indexes by day the counts of a store from before the day index.
+func buildDailyDayIndex(tx kvTx) error {
+	byDay := tx.Bucket(bucketDailyByDay)
+	return tx.Bucket(bucketDaily).ForEach(func(k, _ []byte) error {
+		parts := strings.SplitN(string(k), "\x00", 4)
+		if len(parts) != 4 {
+			return nil
+		}
+		return byDay.Put(dailyDayKey(DailyCount{PartnerKey: parts[0], Day: parts[1], Outcome: parts[2], Reason: parts[3]}), nil)
+	})
+}
 
 func dailyKey(c DailyCount) []byte {
 	return []byte(c.PartnerKey + "\x00" + c.Day + "\x00" + c.Outcome + "\x00" + c.Reason)
@@ -39,8 +69,14 @@ func (s *Embedded) AddDailyCounts(ctx context.Context, counts []DailyCount) erro
 		for _, c := range counts {
 			k := dailyKey(c)
 			var n int64
-			if v := b.Get(k); len(v) == 8 {
+			v := b.Get(k)
+			if len(v) == 8 {
 				n = int64(binary.BigEndian.Uint64(v)) //nolint:gosec // counts stay far below 2^63
+			}
+			if v == nil {
+				if err := tx.Bucket(bucketDailyByDay).Put(dailyDayKey(c), nil); err != nil {
+					return err
+				}
 			}
 			if err := b.Put(k, counter(n+c.N)); err != nil {
 				return err
@@ -69,24 +105,39 @@ func (s *Embedded) DailyCounts(_ context.Context, partnerKey, sinceDay string) (
 	return out, err
 }
 
-// PruneDailyCounts implements Store.
+// PruneDailyCounts implements Store. It reads the days before beforeDay from the day
+// index, pruneBatch counts to a transaction of its own outside the group commit.
 func (s *Embedded) PruneDailyCounts(ctx context.Context, beforeDay string) error {
-	return s.write(ctx, func(tx kvTx) error {
-		b := tx.Bucket(bucketDaily)
-		var doomed [][]byte
-		if err := b.ForEach(func(k, _ []byte) error {
-			if parts := strings.SplitN(string(k), "\x00", 3); len(parts) >= 2 && parts[1] < beforeDay {
+	for {
+		more := false
+		err := s.update(func(tx kvTx) error {
+			byDay, daily := tx.Bucket(bucketDailyByDay), tx.Bucket(bucketDaily)
+			var doomed [][]byte
+			c := byDay.Cursor()
+			for k, _ := c.First(); k != nil && string(k) < beforeDay; k, _ = c.Next() {
+				if len(doomed) == pruneBatch {
+					more = true
+					break
+				}
 				doomed = append(doomed, bytes.Clone(k))
 			}
+			for _, k := range doomed {
+				if dc, ok := dailyFromDayKey(k); ok {
+					if err := daily.Delete(dailyKey(dc)); err != nil {
+						return err
+					}
+				}
+				if err := byDay.Delete(k); err != nil {
+					return err
+				}
+			}
 			return nil
-		}); err != nil {
+		})
+		if err != nil || !more {
 			return err
 		}
-		for _, k := range doomed {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
 }

@@ -20,8 +20,12 @@ var (
 	bucketTokens   = []byte("tokens")  // name -> value
 )
 
-// putEvent writes an event record, bumping its version and marking it for reflection.
-func putEvent(tx kvTx, e *Event) error {
+// putEvent writes an event record, bumping its version, marking it for reflection and
+// keeping the phase indexes in line; was is the phase it had when read ("" when new).
+func putEvent(tx kvTx, e *Event, was string) error {
+	if err := reindex(tx, e, was); err != nil {
+		return err
+	}
 	e.Version++
 	record, err := encodeEvent(e)
 	if err != nil {
@@ -146,6 +150,7 @@ func (s *Embedded) RecordAttempt(ctx context.Context, uuid string, a Attempt, o 
 		if err != nil {
 			return err
 		}
+		was := e.Phase
 		d := e.Delivery(destinationOf(&a))
 		if d == nil && len(e.Deliveries) == 0 {
 			out = e // Stored: no delivery to record an attempt of
@@ -174,7 +179,7 @@ func (s *Embedded) RecordAttempt(ctx context.Context, uuid string, a Attempt, o 
 			}
 		}
 		out = e
-		return putEvent(tx, e)
+		return putEvent(tx, e, was)
 	})
 	return out, err
 }
@@ -198,8 +203,9 @@ func (s *Embedded) Attempts(_ context.Context, uuid string) ([]Attempt, error) {
 	return out, err
 }
 
-// enqueueAll puts the named deliveries in their queues at now and writes the event.
-func enqueueAll(tx kvTx, e *Event, destinations []string, now time.Time) error {
+// enqueueAll puts the named deliveries in their queues at now and writes the event, which
+// had phase was when read.
+func enqueueAll(tx kvTx, e *Event, destinations []string, now time.Time, was string) error {
 	if len(destinations) == 0 {
 		return nil
 	}
@@ -208,7 +214,7 @@ func enqueueAll(tx kvTx, e *Event, destinations []string, now time.Time) error {
 			return err
 		}
 	}
-	return putEvent(tx, e)
+	return putEvent(tx, e, was)
 }
 
 // destinationOf is an attempt's destination, the default one for older records.
@@ -231,45 +237,71 @@ func (s *Embedded) Requeue(ctx context.Context, uuid, destination string, now ti
 			return fmt.Errorf("event %s has no delivery to destination %q: %w", uuid, destination, ErrNotFound)
 		}
 		out = e
-		return enqueueAll(tx, e, e.RequeueDeliveries(destination, now), now)
+		was := e.Phase
+		return enqueueAll(tx, e, e.RequeueDeliveries(destination, now), now, was)
 	})
 	return out, err
 }
 
-// RequeueFailed implements Store. It scans the endpoint's events; redelivering a whole
-// endpoint is rare and operator-driven.
+// RequeueFailed implements Store. It reads the endpoint's Failed events from their index,
+// requeueBatch to a transaction of its own outside the group commit, so that one
+// tenant's redelivery, however often repeated, reads only its own events and holds the
+// other tenants' ingest for at most one small transaction.
 func (s *Embedded) RequeueFailed(ctx context.Context, endpointKey, destination string, now time.Time) (int, error) {
-	n := 0
-	err := s.write(ctx, func(tx kvTx) error {
-		n = 0
-		var failed []*Event
-		err := tx.Bucket(bucketEvents).ForEach(func(_, v []byte) error {
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
+	requeued := 0
+	prefix := []byte(endpointKey + "\x00")
+	from := prefix
+	for {
+		var n int
+		var next []byte
+		err := s.update(func(tx kvTx) error {
+			n, next = 0, nil
+			var uuids []string
+			c := tx.Bucket(bucketFailed).Cursor()
+			for k, _ := c.Seek(from); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				if len(uuids) == requeueBatch {
+					next = bytes.Clone(k)
+					break
+				}
+				uuids = append(uuids, string(k[len(prefix):]))
 			}
-			e.Normalize()
-			if e.Phase == PhaseFailed && e.EndpointKey() == endpointKey {
-				failed = append(failed, &e)
+			for _, uuid := range uuids {
+				e, err := getEvent(tx, uuid)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				// Events left Failed (another destination's delivery failed) stay behind
+				// the next batch's start, so they are not read again.
+				was := e.Phase
+				queued := e.RequeueFailedDeliveries(destination, now)
+				if err := enqueueAll(tx, e, queued, now, was); err != nil {
+					return err
+				}
+				if len(queued) > 0 {
+					n++
+				}
 			}
 			return nil
 		})
 		if err != nil {
-			return err
+			return requeued, err
 		}
-		for _, e := range failed {
-			queued := e.RequeueFailedDeliveries(destination, now)
-			if err := enqueueAll(tx, e, queued, now); err != nil {
-				return err
-			}
-			if len(queued) > 0 {
-				n++
-			}
+		requeued += n
+		if next == nil {
+			return requeued, nil
 		}
-		return nil
-	})
-	return n, err
+		if err := ctx.Err(); err != nil {
+			return requeued, err
+		}
+		from = next
+	}
 }
+
+// requeueBatch bounds the events one RequeueFailed transaction queues again.
+const requeueBatch = 256
 
 // Unreflected implements Store.
 func (s *Embedded) Unreflected(_ context.Context, limit int) ([]Event, error) {

@@ -102,7 +102,12 @@ func OpenEmbedded(dir string, o EmbeddedOptions) (*Embedded, error) {
 			return nil, err
 		}
 		eng := &pebbleEngine{db: db}
-		if err := eng.update(releaseDeadLeases); err != nil {
+		if err := eng.update(func(tx kvTx) error {
+			if err := releaseDeadLeases(tx); err != nil {
+				return err
+			}
+			return buildPhaseIndexes(tx)
+		}); err != nil {
 			_ = db.Close()
 			return nil, fmt.Errorf("preparing the event store: %w", err)
 		}
