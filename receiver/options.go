@@ -43,6 +43,9 @@ type Options struct {
 	DestinationAllowCIDRs []netip.Prefix
 	// DeliveryWorkers bounds concurrent deliveries.
 	DeliveryWorkers int
+	// RemovedDestinationGrace is how long a destination or endpoint may be missing from
+	// the routing table before its queued deliveries are finished as Failed.
+	RemovedDestinationGrace time.Duration
 	// ShutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
 	ShutdownTimeout time.Duration
 	// MaxInflightBodyBytes bounds the request bodies held in memory at once.
@@ -96,6 +99,7 @@ func DefaultOptions() Options {
 		StoreRetention:           7 * 24 * time.Hour,
 		MaxEventsPerNamespace:    eventstatus.DefaultMaxPerNamespace,
 		DeliveryWorkers:          delivery.DefaultWorkers,
+		RemovedDestinationGrace:  delivery.DefaultRemovedGrace,
 		ShutdownTimeout:          25 * time.Second,
 		MaxInflightBodyBytes:     64 << 20,
 		MaxStoredBytesPerPartner: 1 << 30,
@@ -125,6 +129,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.AllowLinkLocalDestinations, "allow-link-local-destinations", o.AllowLinkLocalDestinations, "let deliveries reach link-local addresses such as 169.254.169.254")
 	cidrListVar(fs, &o.DestinationAllowCIDRs, "destination-allow-cidrs", "comma-separated CIDRs that url destinations and JWKS URLs may reach besides public addresses (for example 10.20.0.0/16)")
 	fs.IntVar(&o.DeliveryWorkers, "delivery-workers", o.DeliveryWorkers, fmt.Sprintf("concurrent deliveries at most (%d per destination)", delivery.DefaultPerDestination))
+	fs.DurationVar(&o.RemovedDestinationGrace, "removed-destination-grace", o.RemovedDestinationGrace, "how long a destination, or its endpoint, may be missing from the routing table before its queued deliveries are finished as Failed with reason DestinationRemoved (a redelivery queues them again)")
 	fs.Int64Var(&o.MaxInflightBodyBytes, "max-inflight-body-bytes", o.MaxInflightBodyBytes, "request body bytes held in memory at once across all requests; past it requests get 503 with Retry-After")
 	fs.Int64Var(&o.MaxStoredBytesPerPartner, "max-stored-bytes-per-partner", o.MaxStoredBytesPerPartner, "payload bytes one partner may have stored, unless its spec.limits.maxStoredBytes says otherwise; past it its events get 507")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may finish on SIGTERM")
@@ -177,6 +182,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxStoredBytesPerPartner < 1 {
 		errs = append(errs, fmt.Errorf("--max-stored-bytes-per-partner must be positive, got %d", o.MaxStoredBytesPerPartner))
+	}
+	if o.RemovedDestinationGrace < time.Minute {
+		errs = append(errs, fmt.Errorf("--removed-destination-grace must be at least 1m (a routing table swap must not fail a destination's events), got %s", o.RemovedDestinationGrace))
 	}
 	if o.DeliveryWorkers < 1 {
 		errs = append(errs, fmt.Errorf("--delivery-workers must be at least 1, got %d", o.DeliveryWorkers))

@@ -99,7 +99,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	dispatcher := delivery.NewDispatcher(delivery.Options{
 		Owner: delivery.DefaultOwner(replicaIdentity(opts)), PublicURL: opts.PublicURL, Store: st, Holder: holder, Log: opts.Log.WithName("delivery"), Workers: opts.DeliveryWorkers,
-		Egress: guard, Metrics: delivery.NewMetrics(opts.Registry), OnCircuit: onCircuit,
+		RemovedGrace: opts.RemovedDestinationGrace, Egress: guard, Metrics: delivery.NewMetrics(opts.Registry), OnCircuit: onCircuit,
 	})
 	srv := NewServer(Config{
 		Store: st, Holder: holder, TrustedProxies: opts.TrustedProxies, AuditLog: opts.AuditLog,

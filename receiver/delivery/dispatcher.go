@@ -59,6 +59,9 @@ type Options struct {
 	Owner string
 	// Lease is how long a claim holds without renewal (DefaultLease).
 	Lease time.Duration
+	// RemovedGrace is how long a destination, or its endpoint, may be missing from the
+	// routing table before its due deliveries are finished as Failed (DefaultRemovedGrace).
+	RemovedGrace time.Duration
 	// PublicURL is the receiver's public URL, under which each namespace's JWT issuer
 	// lives (signing.IssuerURL) and serves that namespace's keys.
 	PublicURL string
@@ -84,6 +87,8 @@ type Dispatcher struct {
 	perQueue     map[string]int
 	rotation     int
 	lastDepth    time.Time
+	// orphans is touched by the scan loop only.
+	orphans orphans
 }
 
 // NewDispatcher returns a dispatcher; Start runs it.
@@ -108,6 +113,9 @@ func NewDispatcher(opts Options) *Dispatcher {
 	}
 	if opts.Lease <= 0 {
 		opts.Lease = DefaultLease
+	}
+	if opts.RemovedGrace <= 0 {
+		opts.RemovedGrace = DefaultRemovedGrace
 	}
 	if opts.Owner == "" {
 		opts.Owner = DefaultOwner("")
@@ -194,20 +202,29 @@ func (d *Dispatcher) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	d.observeQueues(ctx, queues, now)
 	var ready []*candidate
+	var orphaned []string
 	for _, q := range queues {
 		ns, name, destName, err := store.ParseQueueKey(q.Key)
 		if err != nil {
 			continue
 		}
 		ep, ok := table.Endpoint(ns, name)
-		if !ok || ep.Paused {
-			continue // paused, or its endpoint is not served now: it waits
+		if !ok {
+			orphaned = append(orphaned, q.Key) // its endpoint is not served now: it waits, for a while
+			continue
+		}
+		if ep.Paused {
+			continue
 		}
 		dest := ep.DestinationNamed(destName)
 		if dest == nil {
-			continue // the destination is not in the endpoint now: its deliveries wait
+			orphaned = append(orphaned, q.Key) // the destination is not in the endpoint now
+			continue
 		}
 		ready = append(ready, &candidate{queue: q, ep: ep, dest: dest, host: hostOf(dest.URL), namespace: ns})
+	}
+	for _, q := range d.orphans.sweep(orphaned, now, d.opts.RemovedGrace) {
+		d.abandon(ctx, q, now)
 	}
 	if len(ready) == 0 {
 		return

@@ -17,6 +17,7 @@ type Metrics struct {
 	attempts    *prometheus.CounterVec
 	latency     prometheus.Histogram
 	endToEnd    prometheus.Histogram
+	abandoned   *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the delivery metrics.
@@ -33,8 +34,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}),
 		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hookgate_delivery_latency_seconds", Help: "From receipt to delivered.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 16)}),
+		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookgate_delivery_abandoned_total", Help: "Deliveries finished as Failed without an attempt because their destination or endpoint left the routing table (reason DestinationRemoved), by namespace."},
+			[]string{"namespace"}),
 	}
-	reg.MustRegister(m.queueDepth, m.dueQueues, m.oldestDue, m.circuitOpen, m.attempts, m.latency, m.endToEnd)
+	reg.MustRegister(m.queueDepth, m.dueQueues, m.oldestDue, m.circuitOpen, m.attempts, m.latency, m.endToEnd, m.abandoned)
 	return m
 }
 
@@ -55,6 +58,18 @@ func (m *Metrics) observeQueues(queues []store.Queue, depth int, now time.Time) 
 		}
 	}
 	m.oldestDue.Set(now.Sub(oldest).Seconds())
+}
+
+// observeAbandoned counts deliveries of a removed destination finished as Failed.
+func (m *Metrics) observeAbandoned(queue string, n int) {
+	if m == nil {
+		return
+	}
+	ns, _, _, err := store.ParseQueueKey(queue)
+	if err != nil {
+		return
+	}
+	m.abandoned.WithLabelValues(ns).Add(float64(n))
 }
 
 // observeCircuit records a destination's circuit opening or closing.

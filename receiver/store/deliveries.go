@@ -163,6 +163,16 @@ func (e *Event) Aggregate() {
 	default:
 		e.Phase, e.DeliveredAt = PhaseDelivered, delivered
 	}
+	if e.Phase == PhaseFailed && e.LastError == "" {
+		// A Failed event says why, also when the failed delivery made no attempt (its
+		// destination was removed) and another's attempt is the latest.
+		for i := range e.Deliveries {
+			if d := &e.Deliveries[i]; d.Phase == PhaseFailed && d.LastError != "" {
+				e.LastError = d.LastError
+				break
+			}
+		}
+	}
 }
 
 // DeliveredCount is how many of the event's deliveries are Delivered, of how many.
@@ -200,6 +210,12 @@ func (e *Event) ApplyAttempt(d *DeliveryState, a Attempt, o Outcome) error {
 	}
 	e.Aggregate()
 	return nil
+}
+
+// AbandonDelivery finishes d as Failed without an attempt, reason its last error.
+func (e *Event) AbandonDelivery(d *DeliveryState, reason string) {
+	d.Phase, d.LastError, d.NextAttemptAt = PhaseFailed, reason, nil
+	e.Aggregate()
 }
 
 // RequeueDeliveries queues the event's finished deliveries again, due at now: all of

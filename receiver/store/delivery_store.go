@@ -184,6 +184,32 @@ func (s *Embedded) RecordAttempt(ctx context.Context, uuid string, a Attempt, o 
 	return out, err
 }
 
+// Abandon implements Store.
+func (s *Embedded) Abandon(ctx context.Context, uuid, destination, reason string) (*Event, error) {
+	var out *Event
+	err := s.write(ctx, func(tx kvTx) error {
+		e, err := getEvent(tx, uuid)
+		if err != nil {
+			return err
+		}
+		out = e
+		d := e.Delivery(destination)
+		if d == nil {
+			return fmt.Errorf("event %s has no delivery to destination %q: %w", uuid, destination, ErrNotFound)
+		}
+		if d.Finished() {
+			return nil
+		}
+		was := e.Phase
+		if err := unqueue(tx, e, destination); err != nil {
+			return err
+		}
+		e.AbandonDelivery(d, reason)
+		return putEvent(tx, e, was)
+	})
+	return out, err
+}
+
 // Attempts implements Store.
 func (s *Embedded) Attempts(_ context.Context, uuid string) ([]Attempt, error) {
 	var out []Attempt

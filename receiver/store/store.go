@@ -16,7 +16,10 @@ const (
 	PhaseRetrying   = "Retrying"
 	PhaseDelivered  = "Delivered"
 	PhaseFailed     = "Failed"
-	PhaseStored     = "Stored"
+	// ReasonDestinationRemoved is the last error of a delivery abandoned because its
+	// destination, or its endpoint, is no longer in the routing table.
+	ReasonDestinationRemoved = "DestinationRemoved"
+	PhaseStored              = "Stored"
 )
 
 // ErrNotFound: no such event.
@@ -204,6 +207,12 @@ type Store interface {
 	// RecordAttempt stores an attempt of the delivery to a.Destination and its outcome,
 	// and ends the claim.
 	RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outcome) (*Event, error)
+	// Abandon finishes a delivery that will never be attempted (its destination or
+	// endpoint left the routing table) as Failed, with reason as its last error, and ends
+	// any claim on it. No attempt is recorded and its count stands, so the event is
+	// pruned with the others and its bytes given back; a redelivery queues it again. A
+	// finished delivery is left as it is.
+	Abandon(ctx context.Context, uuid, destination, reason string) (*Event, error)
 	// Attempts lists an event's attempts, to every destination, first first.
 	Attempts(ctx context.Context, uuid string) ([]Attempt, error)
 	// Requeue queues an event's finished deliveries again (redelivery), due at once:

@@ -606,6 +606,35 @@ func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt,
 	return out, nil
 }
 
+// Abandon implements store.Store.
+func (s *Store) Abandon(ctx context.Context, uuid, destination, reason string) (*store.Event, error) {
+	var out *store.Event
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		out = nil
+		e, err := getEvent(ctx, tx, uuid, true)
+		if err != nil {
+			return err
+		}
+		out = e
+		d := e.Delivery(destination)
+		if d == nil {
+			return fmt.Errorf("event %s has no delivery to destination %q: %w", uuid, destination, store.ErrNotFound)
+		}
+		if d.Finished() {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM deliveries WHERE uuid = $1 AND queue = $2", uuid, store.QueueKey(e.EndpointKey(), destination)); err != nil {
+			return err
+		}
+		e.AbandonDelivery(d, reason)
+		return saveState(ctx, tx, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Attempts implements store.Store.
 func (s *Store) Attempts(ctx context.Context, uuid string) ([]store.Attempt, error) {
 	if err := s.read(); err != nil {

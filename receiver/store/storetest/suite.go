@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Attempts", h.testAttempts)
 	t.Run("Requeue", h.testRequeue)
 	t.Run("RequeueFailed", h.testRequeueFailed)
+	t.Run("Abandon", h.testAbandon)
 	t.Run("Reflection", h.testReflection)
 	t.Run("Tokens", h.testTokens)
 	t.Run("Prune", h.testPrune)
