@@ -50,6 +50,24 @@ var (
 	_ store.Listener = (*Store)(nil)
 )
 
+// durableCommits makes a session's COMMIT return only once the transaction would survive
+// a failover, since ingest answers 202 right after it. off and local return before a
+// standby has the WAL, and remote_write once a standby has it in memory but not on disk:
+// a promoted standby, or one that crashed with the primary, loses events already
+// acknowledged. on waits for the standbys' flush (or the local one without synchronous
+// standbys) and remote_apply waits longer still, so only remote_apply is kept.
+func durableCommits(ctx context.Context, conn *pgx.Conn) error {
+	var mode string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&mode); err != nil {
+		return err
+	}
+	if mode == "on" || mode == "remote_apply" {
+		return nil
+	}
+	_, err := conn.Exec(ctx, "SET synchronous_commit TO on")
+	return err
+}
+
 // Open connects to databaseURL (a PostgreSQL URL or keyword/value string, as pgx
 // accepts), creates or migrates the schema in its search_path and returns the store.
 // A database migrated by a newer receiver is refused.
@@ -61,20 +79,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.MaxConns > 0 {
 		config.MaxConns = opts.MaxConns
 	}
-	// Ingest answers only once the event is durable: a server configured with
-	// synchronous_commit off would acknowledge events it could lose, so the store's
-	// sessions turn it back on (any other value is at least as durable and is kept).
-	config.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		var mode string
-		if err := conn.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&mode); err != nil {
-			return err
-		}
-		if mode == "off" {
-			_, err := conn.Exec(ctx, "SET synchronous_commit TO on")
-			return err
-		}
-		return nil
-	}
+	config.AfterConnect = durableCommits
 	pool, err := pgxpool.NewWithConfig(ctx, config)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the database: %w", err)
