@@ -557,7 +557,7 @@ func (s *Store) QueueDepth(ctx context.Context) (int, error) {
 // ---------------------------------------------------------------------------- attempts
 
 // RecordAttempt implements store.Store.
-func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt, o store.Outcome) (*store.Event, error) {
+func (s *Store) RecordAttempt(ctx context.Context, owner, uuid string, a store.Attempt, o store.Outcome) (*store.Event, error) {
 	destination := a.Destination
 	if destination == "" {
 		destination = store.DefaultDestination
@@ -583,10 +583,21 @@ func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt,
 			out = e
 			return nil
 		}
+		queue := store.QueueKey(e.EndpointKey(), destination)
+		// The row is locked so that no claim slips in between this check and the delete;
+		// a claim under way is waited for and then seen.
+		var holder *string
+		err = tx.QueryRow(ctx, "SELECT claimed_by FROM deliveries WHERE uuid = $1 AND queue = $2 FOR UPDATE", uuid, queue).Scan(&holder)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if (holder != nil && *holder != owner) || a.Number <= d.Attempts {
+			out = e
+			return store.ErrClaimLost
+		}
 		if err := e.ApplyAttempt(d, a, o); err != nil {
 			return err
 		}
-		queue := store.QueueKey(e.EndpointKey(), destination)
 		if _, err := tx.Exec(ctx, "DELETE FROM deliveries WHERE uuid = $1 AND queue = $2", uuid, queue); err != nil {
 			return err
 		}
@@ -605,10 +616,10 @@ func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt,
 		out = e
 		return saveState(ctx, tx, e)
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrClaimLost) {
 		return nil, err
 	}
-	return out, nil
+	return out, err
 }
 
 // Attempts implements store.Store.
