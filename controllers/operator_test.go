@@ -52,6 +52,7 @@ func TestOperator(t *testing.T) {
 	t.Run("destination filters are compiled", withReceiver(testDestinationFilter))
 	t.Run("path conflicts", withReceiver(testPathConflicts))
 	t.Run("paths belong to their namespace", withReceiver(testPathsPerNamespace))
+	t.Run("reserved default paths", withReceiver(testReservedDefaultPath))
 	t.Run("tenant limits keep the table publishing", withReceiver(testTenantTableLimits))
 	t.Run("endpoint readiness reasons", withReceiver(testEndpointReasons))
 	t.Run("status writes survive concurrent edits", withReceiver(testStatusWritesDoNotConflict))
@@ -680,6 +681,36 @@ func testPathsPerNamespace(t *testing.T) {
 	}
 	if e, ok := table.EndpointByPath(path); !ok || e.Namespace != payments || e.Name != "orders" {
 		t.Fatalf("path %s served by %+v, want payments/orders", path, e)
+	}
+}
+
+// testReservedDefaultPath: the default path of an endpoint in a namespace named events is
+// under /api/webhooks/events/, which the partner API answers; the endpoint is not Ready
+// and not published, instead of Ready with every POST answered 405.
+func testReservedDefaultPath(t *testing.T) {
+	ctx := context.Background()
+	events := newNamespace(t, "events")
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: events}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Create(ctx, newEndpoint(events, "orders", "")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the endpoint gets PathReserved", endpointCondition(events, "orders", metav1.ConditionFalse, hookgatev1alpha1.ReasonPathReserved))
+	eventually(t, 10*time.Second, "the partner is published", partnerCondition(events, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+	table, _, err := publishedTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := table.EndpointByPath("/api/webhooks/events/orders"); ok {
+		t.Fatalf("the reserved path is published for %s/%s", e.Namespace, e.Name)
+	}
+	var e hookgatev1alpha1.WebhookEndpoint
+	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: events, Name: "orders"}, &e); err != nil {
+		t.Fatal(err)
+	}
+	if msg := meta.FindStatusCondition(e.Status.Conditions, hookgatev1alpha1.ConditionReady).Message; !strings.Contains(msg, "/api/webhooks/events/orders") || !strings.Contains(msg, "reserved") {
+		t.Errorf("message %q, want it to name the path and say it is reserved", msg)
 	}
 }
 

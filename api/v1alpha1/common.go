@@ -30,6 +30,9 @@ const (
 	// ReasonPathNotPermitted: the path is outside /api/webhooks/<namespace>/ and the
 	// namespace may not serve shared paths.
 	ReasonPathNotPermitted = "PathNotPermitted"
+	// ReasonPathReserved: the path, usually the default one of a namespace named events,
+	// is one the receiver answers itself.
+	ReasonPathReserved = "PathReserved"
 	// ReasonSecretTooLarge: a secret value is over the operator's --max-secret-bytes.
 	ReasonSecretTooLarge = "SecretTooLarge"
 	// ReasonNamespaceTableBudgetExceeded: the namespace's entries would take more of the
