@@ -23,6 +23,9 @@ const (
 	ReasonPartnerNotFound     = "PartnerNotFound"
 	ReasonServiceNotFound     = "ServiceNotFound"
 	ReasonServicePortNotFound = "ServicePortNotFound"
+	// ReasonServiceExternalName: the destination Service is of type ExternalName, an
+	// alias of a host elsewhere, which a service destination may not reach.
+	ReasonServiceExternalName = "ServiceExternalName"
 	ReasonCredentialsNotReady = "CredentialsNotReady"
 	ReasonCredentialsCreated  = "CredentialsCreated"
 	ReasonCredentialsFound    = "CredentialsFound"

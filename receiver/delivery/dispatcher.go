@@ -479,6 +479,9 @@ func (d *Dispatcher) send(ctx context.Context, ev *store.Event, dest *routing.De
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if dest.Service && len(dest.Addresses) > 0 {
+		attemptCtx = egress.WithServiceAddrs(attemptCtx, serviceAddrs(dest.Addresses))
+	}
 	req, err := http.NewRequestWithContext(attemptCtx, http.MethodPost, dest.URL, bytes.NewReader(payload))
 	if err != nil {
 		return result{err: errInvalidDestination}
