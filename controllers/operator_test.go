@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,6 +54,8 @@ func TestOperator(t *testing.T) {
 	t.Run("destination filters are compiled", withReceiver(testDestinationFilter))
 	t.Run("path conflicts", withReceiver(testPathConflicts))
 	t.Run("paths belong to their namespace", withReceiver(testPathsPerNamespace))
+	t.Run("reserved default paths", withReceiver(testReservedDefaultPath))
+	t.Run("service destinations reach their own Service only", withReceiver(testServiceDestinationAddresses))
 	t.Run("tenant limits keep the table publishing", withReceiver(testTenantTableLimits))
 	t.Run("endpoint readiness reasons", withReceiver(testEndpointReasons))
 	t.Run("status writes survive concurrent edits", withReceiver(testStatusWritesDoNotConflict))
@@ -680,6 +684,132 @@ func testPathsPerNamespace(t *testing.T) {
 	}
 	if e, ok := table.EndpointByPath(path); !ok || e.Namespace != payments || e.Name != "orders" {
 		t.Fatalf("path %s served by %+v, want payments/orders", path, e)
+	}
+}
+
+// testReservedDefaultPath: the default path of an endpoint in a namespace named events is
+// under /api/webhooks/events/, which the partner API answers; the endpoint is not Ready
+// and not published, instead of Ready with every POST answered 405.
+func testReservedDefaultPath(t *testing.T) {
+	ctx := context.Background()
+	events := newNamespace(t, "events")
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: events}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Create(ctx, newEndpoint(events, "orders", "")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the endpoint gets PathReserved", endpointCondition(events, "orders", metav1.ConditionFalse, hookgatev1alpha1.ReasonPathReserved))
+	eventually(t, 10*time.Second, "the partner is published", partnerCondition(events, "acme", hookgatev1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+	table, _, err := publishedTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := table.EndpointByPath("/api/webhooks/events/orders"); ok {
+		t.Fatalf("the reserved path is published for %s/%s", e.Namespace, e.Name)
+	}
+	var e hookgatev1alpha1.WebhookEndpoint
+	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: events, Name: "orders"}, &e); err != nil {
+		t.Fatal(err)
+	}
+	if msg := meta.FindStatusCondition(e.Status.Conditions, hookgatev1alpha1.ConditionReady).Message; !strings.Contains(msg, "/api/webhooks/events/orders") || !strings.Contains(msg, "reserved") {
+		t.Errorf("message %q, want it to name the path and say it is reserved", msg)
+	}
+}
+
+// testServiceDestinationAddresses: tenant-a's Service destinations are published with
+// the addresses of tenant-a's own Services (cluster IPs, a headless Service's
+// EndpointSlices, followed as they change), never those of tenant-b's Services of the
+// same names; an ExternalName Service, which could alias any host, is refused.
+func testServiceDestinationAddresses(t *testing.T) {
+	ctx := context.Background()
+	a, b := newNamespace(t, "tenant-a"), newNamespace(t, "tenant-b")
+	port := []corev1.ServicePort{{Name: "http", Port: 8080}}
+	services := map[string]*corev1.Service{}
+	for _, ns := range []string{a, b} {
+		for _, svc := range []*corev1.Service{
+			{ObjectMeta: metav1.ObjectMeta{Name: "billing", Namespace: ns}, Spec: corev1.ServiceSpec{Ports: port}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "ledger", Namespace: ns}, Spec: corev1.ServiceSpec{Ports: port, ClusterIP: corev1.ClusterIPNone}},
+		} {
+			if err := cluster.Client.Create(ctx, svc); err != nil {
+				t.Fatal(err)
+			}
+			services[ns+"/"+svc.Name] = svc
+		}
+	}
+	if err := cluster.Client.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "outside", Namespace: a},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "billing.tenant-b.svc.cluster.local", Ports: port}}); err != nil {
+		t.Fatal(err)
+	}
+	slice := func(ns, addr string) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: "ledger-1", Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: "ledger"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{addr}}},
+		}
+	}
+	ledgerA := slice(a, "10.244.1.1")
+	for _, sl := range []*discoveryv1.EndpointSlice{ledgerA, slice(b, "10.244.2.1")} {
+		if err := cluster.Client.Create(ctx, sl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cluster.Client.Create(ctx, &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: a}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"billing", "ledger", "outside"} {
+		e := &hookgatev1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "to-" + name, Namespace: a}, Spec: hookgatev1alpha1.WebhookEndpointSpec{
+			Destination: &hookgatev1alpha1.Destination{Service: &hookgatev1alpha1.ServiceDestination{Name: name, Port: 8080}}}}
+		if err := cluster.Client.Create(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "the ExternalName destination is refused", endpointCondition(a, "to-outside", metav1.ConditionFalse, hookgatev1alpha1.ReasonServiceExternalName))
+	published := func(name string, want []string) func() error {
+		return func() error {
+			if err := endpointCondition(a, name, metav1.ConditionTrue, "")(); err != nil {
+				return err
+			}
+			table, _, err := publishedTable()
+			if err != nil {
+				return err
+			}
+			e, ok := table.EndpointByPath("/api/webhooks/" + a + "/" + name)
+			if !ok || e.Destination == nil {
+				return fmt.Errorf("%s is not published with a destination", name)
+			}
+			if !e.Destination.Service || !slices.Equal(e.Destination.Addresses, want) {
+				return fmt.Errorf("%s: service %v, addresses %v, want %v", name, e.Destination.Service, e.Destination.Addresses, want)
+			}
+			return nil
+		}
+	}
+	var billingA corev1.Service
+	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(services[a+"/billing"]), &billingA); err != nil {
+		t.Fatal(err)
+	}
+	if len(billingA.Spec.ClusterIPs) == 0 {
+		t.Fatal("the API server allocated no cluster IP")
+	}
+	eventually(t, 10*time.Second, "billing with tenant-a's cluster IP", published("to-billing", billingA.Spec.ClusterIPs))
+	eventually(t, 10*time.Second, "ledger with tenant-a's endpoints", published("to-ledger", []string{"10.244.1.1"}))
+	// The pods behind the headless Service change: the table follows.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(ledgerA), ledgerA); err != nil {
+			return err
+		}
+		ledgerA.Endpoints = append(ledgerA.Endpoints, discoveryv1.Endpoint{Addresses: []string{"10.244.1.2"}})
+		return cluster.Client.Update(ctx, ledgerA)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "ledger with its new endpoint", published("to-ledger", []string{"10.244.1.1", "10.244.1.2"}))
+	var e hookgatev1alpha1.WebhookEndpoint
+	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: a, Name: "to-outside"}, &e); err != nil {
+		t.Fatal(err)
+	}
+	if msg := meta.FindStatusCondition(e.Status.Conditions, hookgatev1alpha1.ConditionReady).Message; strings.Contains(msg, "tenant-b") {
+		t.Errorf("the condition names the ExternalName's host: %q", msg)
 	}
 }
 

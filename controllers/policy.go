@@ -33,12 +33,20 @@ func NewPolicy(opts Options) Policy {
 
 // pathPermitted reports whether an endpoint in namespace may serve path.
 func (p Policy) pathPermitted(namespace, path string) bool {
+	if hookgatev1alpha1.ReservedPath(path) {
+		return false
+	}
 	return p.SharedPathNamespaces[namespace] || strings.HasPrefix(path, "/api/webhooks/"+namespace+"/")
 }
 
 // checkPath says why an endpoint may not serve its path, or nil.
 func (p Policy) checkPath(e *hookgatev1alpha1.WebhookEndpoint) error {
 	path := e.EffectivePath()
+	if hookgatev1alpha1.ReservedPath(path) {
+		// Published, it would be answered by the partner API: 405 or 404 for every POST.
+		return &problem{hookgatev1alpha1.ReasonPathReserved, fmt.Sprintf(
+			"path %s is reserved for the receiver's status and partner APIs: an endpoint of namespace %s needs another spec.path, which outside /api/webhooks/%s/ only a namespace in the operator's --shared-path-namespaces may take", path, e.Namespace, e.Namespace)}
+	}
 	if p.pathPermitted(e.Namespace, path) {
 		return nil
 	}

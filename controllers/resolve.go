@@ -3,9 +3,12 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -190,6 +193,12 @@ func resolveDestination(ctx context.Context, r client.Reader, pol Policy, e *hoo
 			}
 			return nil, err
 		}
+		if svc.Spec.Type == corev1.ServiceTypeExternalName {
+			// Its name resolves to whatever host the Service names, in or out of the
+			// cluster, so it would carry the private-range allowance anywhere.
+			return nil, &problem{hookgatev1alpha1.ReasonServiceExternalName, fmt.Sprintf(
+				"destination Service %q is of type ExternalName, an alias of another host, which a service destination may not reach; give that host as destination.url instead", s.Name)}
+		}
 		found := false
 		for _, p := range svc.Spec.Ports {
 			found = found || p.Port == s.Port
@@ -199,6 +208,11 @@ func resolveDestination(ctx context.Context, r client.Reader, pol Policy, e *hoo
 		}
 		dest.URL = fmt.Sprintf("http://%s.%s.svc:%d%s", s.Name, e.Namespace, s.Port, orDefault(s.Path, "/"))
 		dest.Service = true
+		addrs, err := serviceAddresses(ctx, r, &svc)
+		if err != nil {
+			return nil, err
+		}
+		dest.Addresses = addrs
 	}
 	dest.Name = d.NameOrDefault()
 	if rp := d.Retry; rp != nil {
@@ -223,6 +237,33 @@ func resolveDestination(ctx context.Context, r client.Reader, pol Policy, e *hoo
 		dest.SigningSecret = signing.Keys[0].Key
 	}
 	return dest, nil
+}
+
+// serviceAddresses are the addresses a Service's name resolves to in the cluster DNS:
+// its cluster IPs, or a headless Service's endpoints in its own EndpointSlices. The
+// receiver lets a service destination reach private addresses only among these, so that
+// the name cannot be made to point at another namespace's pods or the cluster's hosts.
+// Sorted, so that an unchanged Service leaves the table unchanged.
+func serviceAddresses(ctx context.Context, r client.Reader, svc *corev1.Service) ([]string, error) {
+	var out []string
+	for _, ip := range svc.Spec.ClusterIPs {
+		if ip != "" && ip != corev1.ClusterIPNone {
+			out = append(out, ip)
+		}
+	}
+	if len(out) == 0 {
+		var list discoveryv1.EndpointSliceList
+		if err := r.List(ctx, &list, client.InNamespace(svc.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
+			return nil, err
+		}
+		for _, sl := range list.Items {
+			for _, ep := range sl.Endpoints {
+				out = append(out, ep.Addresses...)
+			}
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out), nil
 }
 
 func secretValue(ctx context.Context, r client.Reader, pol Policy, namespace, name, key string) (string, error) {

@@ -9,6 +9,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -129,6 +130,8 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&hookgatev1alpha1.WebhookEndpoint{}, handler.EnqueueRequestsFromMapFunc(r.endpointsOnSamePath)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexEndpointSecrets))).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexEndpointService))).
+		// A headless Service's addresses are its endpoints: they change with its pods.
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.bySliceService)).
 		Watches(&hookgatev1alpha1.Partner{}, handler.EnqueueRequestsFromMapFunc(r.endpointsInNamespace)).
 		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(r.allEndpoints), builder.WithPredicates(receiverLeaseChanged())).
 		WatchesRawSource(source.Channel(r.Publisher.EndpointEvents, &handler.EnqueueRequestForObject{})).
@@ -153,6 +156,14 @@ func (r *WebhookEndpointReconciler) byIndex(index string) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
 		return r.list(ctx, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()})
 	}
+}
+
+func (r *WebhookEndpointReconciler) bySliceService(ctx context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil
+	}
+	return r.list(ctx, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexEndpointService: name})
 }
 
 func (r *WebhookEndpointReconciler) endpointsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {

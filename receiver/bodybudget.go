@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"math"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -16,6 +17,13 @@ import (
 // partner (schemes that authenticate from the body) may hold at most half of it, and one
 // client address at most an eighth. A partner identified by its API key before its body
 // is read is bounded by the whole budget and its own address's share only.
+//
+// The address's share bounds how much one client holds at once, not how large one body
+// may be: a client holding nothing may take one body larger than its share (an 8 MiB
+// share would otherwise refuse a 9 MiB body on an endpoint that accepts 32 MiB, for ever,
+// with 503 and a Retry-After that can never come true). A body that can never fit, larger
+// than the whole budget or than the unidentified half, is told so for good (413, see
+// most) instead.
 type bodyBudget struct {
 	max int64
 
@@ -36,7 +44,8 @@ func (b *bodyBudget) reserve(n int64, client netip.Addr, identified bool) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.used+n > b.max || b.byClient[client]+n > b.max/8 || (!identified && b.unidentified+n > b.max/2) {
+	held := b.byClient[client]
+	if b.used+n > b.max || (held > 0 && held+n > b.max/8) || (!identified && b.unidentified+n > b.max/2) {
 		return false
 	}
 	b.used += n
@@ -45,6 +54,17 @@ func (b *bodyBudget) reserve(n int64, client netip.Addr, identified bool) bool {
 		b.unidentified += n
 	}
 	return true
+}
+
+// most is the largest reservation that can ever succeed: past it, waiting does not help.
+func (b *bodyBudget) most(identified bool) int64 {
+	if b == nil || b.max <= 0 {
+		return math.MaxInt64
+	}
+	if identified {
+		return b.max
+	}
+	return b.max / 2
 }
 
 func (b *bodyBudget) release(n int64, client netip.Addr, identified bool) {
@@ -60,6 +80,17 @@ func (b *bodyBudget) release(n int64, client netip.Addr, identified bool) {
 	if !identified {
 		b.unidentified -= n
 	}
+}
+
+// tooLargeToHold answers a body that the budget could never hold, with the limit it is
+// over, and that a body sent without Content-Length counts as the endpoint's limit.
+func tooLargeToHold(most int64, declared bool) *rejection {
+	what := "the body"
+	if !declared {
+		what = "a body without Content-Length, counted at this endpoint's limit,"
+	}
+	return reject(http.StatusRequestEntityTooLarge, "body_too_large", "Payload too large",
+		what+" is larger than the receiver holds in memory for one request ("+formatBytes(most)+"); send at most "+formatBytes(most))
 }
 
 func busy() *rejection {

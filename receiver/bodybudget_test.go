@@ -2,7 +2,9 @@ package receiver
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -72,5 +74,66 @@ func TestBodyBudget(t *testing.T) {
 	h["X-Forwarded-For"] = "203.0.113.77"
 	if r := do(t, nil, newRequest(t, http.MethodPost, rcv.url+"/api/webhooks/stored", h, body)); r.status != http.StatusAccepted {
 		t.Fatalf("a partner's event while unauthenticated bodies fill their share: %d %s", r.status, r.raw)
+	}
+}
+
+// TestBodyOverTheClientShare: a body larger than one address's share of the budget (an
+// eighth) but within its endpoint's maxBodyBytes is served when the receiver has the
+// memory; one the budget could never hold is 413, naming the limit, not a 503 that no
+// retry would ever get past.
+func TestBodyOverTheClientShare(t *testing.T) {
+	const mib = 1 << 20
+	big := func(id string, size int) []byte {
+		prefix := `{"id":"` + id + `","type":"x","data":"`
+		return []byte(prefix + strings.Repeat("a", size-len(prefix)-2) + `"}`)
+	}
+	for _, tc := range []struct {
+		name     string
+		budget   int64
+		path     string
+		body     []byte
+		chunked  bool
+		want     int
+		wantText string
+	}{
+		{name: "9 MiB from a partner, 64 MiB budget", budget: 64 * mib, path: "/api/webhooks/stored", body: big("big-1", 9*mib), want: http.StatusAccepted},
+		{name: "31 MiB from a partner, 64 MiB budget", budget: 64 * mib, path: "/api/webhooks/stored", body: big("big-2", 31*mib), want: http.StatusAccepted},
+		{name: "9 MiB from a partner, 8 MiB budget", budget: 8 * mib, path: "/api/webhooks/stored", body: big("big-3", 9*mib),
+			want: http.StatusRequestEntityTooLarge, wantText: "(8 MiB)"},
+		{name: "9 MiB before authentication, 16 MiB budget", budget: 16 * mib, path: "/api/webhooks/github", body: big("big-4", 9*mib),
+			want: http.StatusRequestEntityTooLarge, wantText: "(8 MiB)"},
+		{name: "no Content-Length, counted at the endpoint's 32 MiB, 16 MiB budget", budget: 16 * mib, path: "/api/webhooks/stored", body: big("small", 1024), chunked: true,
+			want: http.StatusRequestEntityTooLarge, wantText: "without Content-Length"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			for i := range f.table.Endpoints {
+				f.table.Endpoints[i].MaxBodyBytes = 32 * mib
+			}
+			rcv := startTestReceiver(t, f.table, func(o *Options) { o.MaxInflightBodyBytes = tc.budget })
+			h := partnerHMACHeaders(acmeKey, acmeSecret, time.Now(), tc.body)
+			if tc.path == "/api/webhooks/github" {
+				h = map[string]string{"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + hexMAC(endpointSecret, string(tc.body)), "X-GitHub-Delivery": "gh-big", "X-GitHub-Event": "push"}
+			}
+			send := func() response {
+				req := newRequest(t, http.MethodPost, rcv.url+tc.path, h, tc.body)
+				if tc.chunked {
+					req.ContentLength, req.Body = -1, io.NopCloser(bytes.NewReader(tc.body))
+				}
+				return do(t, nil, req)
+			}
+			// Retried as a client would on 503: the answer must not stay 503.
+			r := send()
+			for i := 0; i < 2 && r.status == http.StatusServiceUnavailable; i++ {
+				time.Sleep(time.Second)
+				r = send()
+			}
+			if r.status != tc.want {
+				t.Fatalf("%d bytes: %d %.200s, want %d", len(tc.body), r.status, r.raw, tc.want)
+			}
+			if msg, _ := r.body["message"].(string); !strings.Contains(msg, tc.wantText) {
+				t.Errorf("message %q, want it to contain %q", msg, tc.wantText)
+			}
+		})
 	}
 }

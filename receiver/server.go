@@ -221,6 +221,9 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 		reserved = r.ContentLength
 	}
 	identified := partner != nil
+	if most := s.bodies.most(identified); reserved > most {
+		return tooLargeToHold(most, r.ContentLength >= 0)
+	}
 	if !s.bodies.reserve(reserved, rec.clientIP, identified) {
 		return busy()
 	}

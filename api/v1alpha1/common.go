@@ -23,6 +23,9 @@ const (
 	ReasonPartnerNotFound     = "PartnerNotFound"
 	ReasonServiceNotFound     = "ServiceNotFound"
 	ReasonServicePortNotFound = "ServicePortNotFound"
+	// ReasonServiceExternalName: the destination Service is of type ExternalName, an
+	// alias of a host elsewhere, which a service destination may not reach.
+	ReasonServiceExternalName = "ServiceExternalName"
 	ReasonCredentialsNotReady = "CredentialsNotReady"
 	ReasonCredentialsCreated  = "CredentialsCreated"
 	ReasonCredentialsFound    = "CredentialsFound"
@@ -30,6 +33,9 @@ const (
 	// ReasonPathNotPermitted: the path is outside /api/webhooks/<namespace>/ and the
 	// namespace may not serve shared paths.
 	ReasonPathNotPermitted = "PathNotPermitted"
+	// ReasonPathReserved: the path, usually the default one of a namespace named events,
+	// is one the receiver answers itself.
+	ReasonPathReserved = "PathReserved"
 	// ReasonSecretTooLarge: a secret value is over the operator's --max-secret-bytes.
 	ReasonSecretTooLarge = "SecretTooLarge"
 	// ReasonNamespaceTableBudgetExceeded: the namespace's entries would take more of the

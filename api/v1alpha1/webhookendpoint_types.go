@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -624,6 +626,18 @@ func (e *WebhookEndpoint) EffectivePath() string {
 		return e.Spec.Path
 	}
 	return "/api/webhooks/" + e.Namespace + "/" + e.Name
+}
+
+// ReservedPath reports whether the receiver answers path itself (the status and partner
+// APIs), so that no endpoint could take a POST there. The CRD refuses these as
+// spec.path, but a default path is made of the namespace's name: every endpoint of a
+// namespace named events would default to /api/webhooks/events/<name>.
+func ReservedPath(path string) bool {
+	switch path {
+	case "/api/webhooks/status", "/api/webhooks/me", "/api/webhooks/usage", "/api/webhooks/openapi.json":
+		return true
+	}
+	return strings.HasPrefix(path, "/api/webhooks/events/")
 }
 
 // SigningSecretName is the Secret holding the destination signing key.

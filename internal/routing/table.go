@@ -167,9 +167,13 @@ type Destination struct {
 	// Service: the URL names a Service in the endpoint's own namespace, which may resolve
 	// to the cluster's private addresses; a plain url destination may not (unless the
 	// receiver allows its range).
-	Service bool              `json:"service,omitempty"`
-	Timeout Duration          `json:"timeout"`
-	Headers map[string]string `json:"headers,omitempty"`
+	Service bool `json:"service,omitempty"`
+	// Addresses are the Service's own: its cluster IPs, or a headless Service's
+	// endpoints. A Service destination reaches no other private address. Empty in tables
+	// of operators from before it, whose Service destinations reach any private address.
+	Addresses []string          `json:"addrs,omitempty"`
+	Timeout   Duration          `json:"timeout"`
+	Headers   map[string]string `json:"headers,omitempty"`
 	// SigningSecret is the current whsec_ secret of Standard Webhooks signing (also in
 	// Signing), for receivers of the release before Signing.
 	SigningSecret SecretValue `json:"signingSecret,omitempty"`

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/hookgate/hookgate/internal/routing"
@@ -33,6 +34,17 @@ func (c clients) forDestination(d *routing.Destination) *http.Client {
 		return c.service
 	}
 	return c.url
+}
+
+// serviceAddrs parses a Service destination's addresses. One that does not parse stays
+// as the zero address, which matches nothing: a list of only such entries refuses every
+// address instead of falling back to any private one.
+func serviceAddrs(addrs []string) []netip.Addr {
+	out := make([]netip.Addr, len(addrs))
+	for i, s := range addrs {
+		out[i], _ = netip.ParseAddr(s)
+	}
+	return out
 }
 
 func newClient(guard *egress.Guard, kind egress.Kind) *http.Client {

@@ -479,7 +479,11 @@ func (d *Dispatcher) deliver(ctx context.Context, dl *store.Delivery, c *candida
 	// delivered again.
 	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := d.opts.Store.RecordAttempt(recordCtx, ev.UUID, attempt, outcome); err != nil {
+	if _, err := d.opts.Store.RecordAttempt(recordCtx, d.opts.Owner, ev.UUID, attempt, outcome); errors.Is(err, store.ErrClaimLost) {
+		// The lease ran out (a stalled renewal, a paused process) and another worker pool
+		// took the delivery over: its attempt is the one on record.
+		d.opts.Log.Info("a delivery attempt's result was not recorded: the delivery was claimed again meanwhile", "uuid", ev.UUID, "destination", dl.Destination, "attempt", number)
+	} else if err != nil {
 		d.opts.Log.Error(err, "recording a delivery attempt", "uuid", ev.UUID, "destination", dl.Destination)
 	}
 	d.opts.Metrics.observeAttempt(routing.Key(ep.Namespace, ep.Name), dl.Destination, outcome.Phase, took, ev.ReceivedAt, d.opts.Now())
@@ -492,6 +496,9 @@ func (d *Dispatcher) send(ctx context.Context, ev *store.Event, dest *routing.De
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if dest.Service && len(dest.Addresses) > 0 {
+		attemptCtx = egress.WithServiceAddrs(attemptCtx, serviceAddrs(dest.Addresses))
+	}
 	req, err := http.NewRequestWithContext(attemptCtx, http.MethodPost, dest.URL, bytes.NewReader(payload))
 	if err != nil {
 		return result{err: errInvalidDestination}

@@ -269,3 +269,40 @@ func TestRedactURL(t *testing.T) {
 		t.Errorf("redactError: %s", got)
 	}
 }
+
+// TestServiceDestinationReachesOnlyItsService: the operator publishes a Service
+// destination with its Service's own addresses; a delivery whose name resolves to any
+// other private address (another tenant's pod, say) fails at once, refused by the egress
+// policy, while one to the Service's address is let through to the network.
+func TestServiceDestinationReachesOnlyItsService(t *testing.T) {
+	// 10.255.255.1 is not routed here: an attempt let through ends in a timeout.
+	const target = "http://10.255.255.1:8080/hook"
+	for _, c := range []struct {
+		name    string
+		addrs   []string
+		refused bool
+	}{
+		{"another tenant's address", []string{"10.96.14.2"}, true},
+		{"an address that does not parse", []string{"billing.tenant-b"}, true},
+		{"the Service's own address", []string{"10.96.14.2", "10.255.255.1"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, target, oneAttempt, 300*time.Millisecond)
+			setDestination(h, func(d *routing.Destination) { d.Service, d.Addresses = true, c.addrs })
+			h.egress = egress.New(egress.Config{})
+			var logged *capturedLog
+			h.log, logged = captureLog(0)
+			final, attempts := h.run(t, h.ingest(t, `{"id":"evt_1"}`).UUID)
+			if len(attempts) != 1 {
+				t.Fatalf("%d attempts, want 1", len(attempts))
+			}
+			refused := final.LastError == "destination refused by egress policy"
+			if refused != c.refused {
+				t.Fatalf("phase %s, lastError %q; want refused by egress policy: %v", final.Phase, final.LastError, c.refused)
+			}
+			if c.refused && !strings.Contains(logged.String(), "not an address of the destination's Service") {
+				t.Errorf("the refusal's rule is not logged:\n%s", logged)
+			}
+		})
+	}
+}

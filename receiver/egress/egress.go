@@ -140,13 +140,37 @@ const (
 	ruleAPIServer   = "the API server's address"
 	ruleOwn         = "the receiver's own address"
 	rulePrivate     = "private range, open to service destinations only"
+	ruleNotService  = "not an address of the destination's Service"
 )
+
+type serviceAddrsKey struct{}
+
+// WithServiceAddrs carries the addresses of the Service a Service connection is for (its
+// cluster IPs, or a headless Service's endpoints, as the operator resolved them in the
+// endpoint's namespace): the dialer then lets it reach those and no other private or
+// public address, so that a Service name cannot be made to resolve elsewhere. Without
+// them (a table from an operator that did not send them) any private address passes.
+func WithServiceAddrs(ctx context.Context, addrs []netip.Addr) context.Context {
+	return context.WithValue(ctx, serviceAddrsKey{}, addrs)
+}
+
+func serviceAddrs(ctx context.Context) []netip.Addr {
+	addrs, _ := ctx.Value(serviceAddrsKey{}).([]netip.Addr)
+	return addrs
+}
 
 // Check says whether a connection of kind may go to addr: nil, or a *RefusedError.
 // In order: unspecified, reserved and multicast addresses never; the allow list always;
 // link-local only with AllowLinkLocal; loopback, the API server and the receiver's own
-// addresses never; private ranges for Service only; everything else (public) for all.
+// addresses never; for a Service whose own addresses are known (CheckService) those
+// only; private ranges for Service only; everything else (public) for all.
 func (g *Guard) Check(addr netip.Addr, kind Kind) error {
+	return g.CheckService(addr, kind, nil)
+}
+
+// CheckService is Check for a connection to one Service whose own addresses are known:
+// a Service connection to anything else that the allow list does not cover is refused.
+func (g *Guard) CheckService(addr netip.Addr, kind Kind, own []netip.Addr) error {
 	ip := addr.Unmap().WithZone("")
 	refuse := func(rule string) error { return &RefusedError{Addr: ip.String(), Kind: kind, Rule: rule} }
 	switch {
@@ -169,6 +193,13 @@ func (g *Guard) Check(addr netip.Addr, kind Kind) error {
 		return refuse(ruleAPIServer)
 	case g.own[ip]:
 		return refuse(ruleOwn)
+	case kind == Service && len(own) > 0:
+		for _, a := range own {
+			if a.Unmap().WithZone("") == ip {
+				return nil
+			}
+		}
+		return refuse(ruleNotService)
 	case inAny(privateRanges, ip):
 		if kind == Service {
 			return nil
@@ -199,10 +230,18 @@ func (g *Guard) Control(kind Kind) func(network, address string, c syscall.RawCo
 	}
 }
 
-// Dialer returns a dialer whose every connection for kind passes Check: each address a
-// name resolves to is checked as it is dialled.
+// Dialer returns a dialer whose every connection for kind passes Check (CheckService
+// with the addresses of WithServiceAddrs in the dial's context): each address a name
+// resolves to is checked as it is dialled.
 func (g *Guard) Dialer(kind Kind) *net.Dialer {
-	return &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: g.Control(kind)}
+	return &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second,
+		ControlContext: func(ctx context.Context, _, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return &RefusedError{Addr: address, Kind: kind, Rule: ruleInvalid}
+			}
+			return g.CheckService(ap.Addr(), kind, serviceAddrs(ctx))
+		}}
 }
 
 // DialContext is Dialer(kind).DialContext, for an http.Transport. Such a transport must

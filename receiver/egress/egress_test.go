@@ -167,3 +167,58 @@ func TestOwnAddrsIncludePodIP(t *testing.T) {
 		}
 	}
 }
+
+// A Service destination whose Service's addresses are known reaches those only: a name
+// made to resolve to another namespace's pod or a node (an ExternalName, hand-made
+// records) is refused, private or public; the fixed refusals and the allow list stay in
+// force above it, and without known addresses the private ranges stay open (tables of
+// older operators).
+func TestServiceOwnAddresses(t *testing.T) {
+	guard := New(Config{
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")},
+		APIServer:  []netip.Addr{netip.MustParseAddr("10.96.0.1")},
+	})
+	billing := []netip.Addr{netip.MustParseAddr("10.96.14.2"), netip.MustParseAddr("fd00:10::e")} // tenant-a/billing
+	const ok = ""
+	for _, c := range []struct {
+		name string
+		addr string
+		own  []netip.Addr
+		kind Kind
+		want string
+	}{
+		{"its cluster IP", "10.96.14.2", billing, Service, ok},
+		{"its IPv6 cluster IP", "fd00:10::e", billing, Service, ok},
+		{"its cluster IP, IPv4-mapped", "::ffff:10.96.14.2", billing, Service, ok},
+		{"tenant-b's pod", "10.244.3.9", billing, Service, ruleNotService},
+		{"a node", "192.168.0.10", billing, Service, ruleNotService},
+		{"a public host an ExternalName names", "93.184.216.34", billing, Service, ruleNotService},
+		{"the API server, even if listed", "10.96.0.1", []netip.Addr{netip.MustParseAddr("10.96.0.1")}, Service, ruleAPIServer},
+		{"loopback, even if listed", "127.0.0.1", []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Service, ruleLoopback},
+		{"the allow list", "10.20.1.1", billing, Service, ok},
+		{"any private address without known addresses", "10.244.3.9", nil, Service, ok},
+		{"a url is not a Service", "10.96.14.2", billing, URL, rulePrivate},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := guard.CheckService(netip.MustParseAddr(c.addr), c.kind, c.own)
+			var refused *RefusedError
+			switch {
+			case c.want == ok && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != ok && !errors.As(err, &refused):
+				t.Fatalf("allowed, want refused as %q (err %v)", c.want, err)
+			case c.want != ok && refused.Rule != c.want:
+				t.Fatalf("refused as %q, want %q", refused.Rule, c.want)
+			}
+		})
+	}
+	// The dialer takes the addresses from the dial's context, and refuses before
+	// connecting: 10.244.3.9 need not exist.
+	ctx, cancel := context.WithTimeout(WithServiceAddrs(context.Background(), billing), 5*time.Second)
+	defer cancel()
+	_, err := guard.DialContext(Service)(ctx, "tcp", "10.244.3.9:80")
+	var refused *RefusedError
+	if !errors.As(err, &refused) || refused.Rule != ruleNotService {
+		t.Fatalf("dialling another namespace's pod for tenant-a/billing: %v, want refused as %q", err, ruleNotService)
+	}
+}

@@ -567,7 +567,7 @@ func TestPermanentRefusalDoesNotStallOtherNamespaces(t *testing.T) {
 			// A later state of a refused event is tried (and refused) again; B's next
 			// states are written.
 			for _, id := range []string{idsA[0], idsB[0]} {
-				if _, err := f.st.RecordAttempt(ctx, id, store.Attempt{Number: 1, StartedAt: time.Now(), ResponseCode: 200},
+				if _, err := f.st.RecordAttempt(ctx, "", id, store.Attempt{Number: 1, StartedAt: time.Now(), ResponseCode: 200},
 					store.Outcome{Phase: store.PhaseDelivered}); err != nil {
 					t.Fatal(err)
 				}
@@ -607,7 +607,7 @@ func TestRefusedCreateOfExistingWebhookEventPatches(t *testing.T) {
 	eventually(t, 10*time.Second, "reflected before the quota", allReflected(ns, ids))
 	exhaustQuota(t, ns)
 	probeRefused(t, ns)
-	if _, err := f.st.RecordAttempt(ctx, ids[0], store.Attempt{Number: 1, StartedAt: time.Now(), ResponseCode: 200},
+	if _, err := f.st.RecordAttempt(ctx, "", ids[0], store.Attempt{Number: 1, StartedAt: time.Now(), ResponseCode: 200},
 		store.Outcome{Phase: store.PhaseDelivered}); err != nil {
 		t.Fatal(err)
 	}

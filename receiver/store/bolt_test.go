@@ -250,7 +250,7 @@ func TestEventFromBeforeFanOut(t *testing.T) {
 	if err != nil || len(ds) != 1 || ds[0].Destination != DefaultDestination || ds[0].State() == nil || ds[0].State().Attempts != 2 {
 		t.Fatalf("Claim = %+v (%v), want the old event's one default delivery with its 2 attempts", ds, err)
 	}
-	e, err := s.RecordAttempt(t.Context(), ds[0].UUID, Attempt{Number: 3, StartedAt: time.Now(), ResponseCode: 200}, Outcome{Phase: PhaseDelivered})
+	e, err := s.RecordAttempt(t.Context(), "w", ds[0].UUID, Attempt{Number: 3, StartedAt: time.Now(), ResponseCode: 200}, Outcome{Phase: PhaseDelivered})
 	if err != nil || e.Phase != PhaseDelivered || e.Attempts != 3 {
 		t.Fatalf("after the attempt: %+v (%v)", e, err)
 	}

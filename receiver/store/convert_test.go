@@ -39,7 +39,7 @@ func writePreviousRelease(t *testing.T, dir string) {
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("claim: %v (%v)", ds, err)
 	}
-	if _, err := s.RecordAttempt(ctx, ds[0].UUID, Attempt{Number: 1, StartedAt: time.Now(), ResponseCode: 200}, Outcome{Phase: PhaseDelivered}); err != nil {
+	if _, err := s.RecordAttempt(ctx, "w", ds[0].UUID, Attempt{Number: 1, StartedAt: time.Now(), ResponseCode: 200}, Outcome{Phase: PhaseDelivered}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetToken(ctx, "redeliver/ns/x", "v1"); err != nil {

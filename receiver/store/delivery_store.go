@@ -139,7 +139,7 @@ func migrateDueIndex(raw *bolt.Tx) error {
 }
 
 // RecordAttempt implements Store.
-func (s *Embedded) RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outcome) (*Event, error) {
+func (s *Embedded) RecordAttempt(ctx context.Context, owner, uuid string, a Attempt, o Outcome) (*Event, error) {
 	attempt, err := json.Marshal(&a)
 	if err != nil {
 		return nil, err
@@ -163,6 +163,10 @@ func (s *Embedded) RecordAttempt(ctx context.Context, uuid string, a Attempt, o 
 			// A redelivery raced with a late result; the finished state stands.
 			out = e
 			return nil
+		}
+		if holder, _, claimed := lease(tx, e, d.Destination); (claimed && holder != owner) || a.Number <= d.Attempts {
+			out = e
+			return ErrClaimLost
 		}
 		if err := unqueue(tx, e, d.Destination); err != nil {
 			return err

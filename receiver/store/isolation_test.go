@@ -95,7 +95,7 @@ func TestRedeliverFailedLeavesOtherTenantsIngestAlone(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			if _, err := s.RecordAttempt(ctx, id, Attempt{Number: e.Attempts + 1, StartedAt: time.Now(), ResponseCode: 410}, Outcome{Phase: PhaseFailed}); err != nil {
+			if _, err := s.RecordAttempt(ctx, "busy-worker", id, Attempt{Number: e.Attempts + 1, StartedAt: time.Now(), ResponseCode: 410}, Outcome{Phase: PhaseFailed}); err != nil {
 				t.Error(err)
 				return
 			}

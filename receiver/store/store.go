@@ -32,6 +32,11 @@ var ErrClosed = errors.New("store is closed")
 // was not stored.
 var ErrQuotaExceeded = errors.New("the partner's stored-bytes quota is exhausted")
 
+// ErrClaimLost is an attempt's result that came too late: its claim ran out and another
+// owner claimed the delivery, or a later attempt was recorded. It is not recorded, since
+// it would overwrite what the new holder did.
+var ErrClaimLost = errors.New("the delivery was claimed again since this attempt started")
+
 // Event is one stored event's record. The payload is kept apart (Store.Payload).
 type Event struct {
 	// UUID is time-ordered (v7): the store relies on it to prune oldest first.
@@ -204,9 +209,11 @@ type Store interface {
 	Release(ctx context.Context, owner string, deliveries []DeliveryRef) error
 	// QueueDepth counts the deliveries waiting, due or not, in every queue.
 	QueueDepth(ctx context.Context) (int, error)
-	// RecordAttempt stores an attempt of the delivery to a.Destination and its outcome,
-	// and ends the claim.
-	RecordAttempt(ctx context.Context, uuid string, a Attempt, o Outcome) (*Event, error)
+	// RecordAttempt stores owner's attempt of the delivery to a.Destination and its
+	// outcome, and ends the claim. While another owner holds the claim, or once an attempt
+	// of the same or a later number is recorded, it changes nothing and returns the event
+	// as it is with ErrClaimLost.
+	RecordAttempt(ctx context.Context, owner, uuid string, a Attempt, o Outcome) (*Event, error)
 	// Abandon finishes a delivery that will never be attempted (its destination or
 	// endpoint left the routing table) as Failed, with reason as its last error, and ends
 	// any claim on it. No attempt is recorded and its count stands, so the event is

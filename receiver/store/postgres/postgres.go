@@ -50,6 +50,24 @@ var (
 	_ store.Listener = (*Store)(nil)
 )
 
+// durableCommits makes a session's COMMIT return only once the transaction would survive
+// a failover, since ingest answers 202 right after it. off and local return before a
+// standby has the WAL, and remote_write once a standby has it in memory but not on disk:
+// a promoted standby, or one that crashed with the primary, loses events already
+// acknowledged. on waits for the standbys' flush (or the local one without synchronous
+// standbys) and remote_apply waits longer still, so only remote_apply is kept.
+func durableCommits(ctx context.Context, conn *pgx.Conn) error {
+	var mode string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&mode); err != nil {
+		return err
+	}
+	if mode == "on" || mode == "remote_apply" {
+		return nil
+	}
+	_, err := conn.Exec(ctx, "SET synchronous_commit TO on")
+	return err
+}
+
 // Open connects to databaseURL (a PostgreSQL URL or keyword/value string, as pgx
 // accepts), creates or migrates the schema in its search_path and returns the store.
 // A database migrated by a newer receiver is refused.
@@ -61,20 +79,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.MaxConns > 0 {
 		config.MaxConns = opts.MaxConns
 	}
-	// Ingest answers only once the event is durable: a server configured with
-	// synchronous_commit off would acknowledge events it could lose, so the store's
-	// sessions turn it back on (any other value is at least as durable and is kept).
-	config.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		var mode string
-		if err := conn.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&mode); err != nil {
-			return err
-		}
-		if mode == "off" {
-			_, err := conn.Exec(ctx, "SET synchronous_commit TO on")
-			return err
-		}
-		return nil
-	}
+	config.AfterConnect = durableCommits
 	pool, err := pgxpool.NewWithConfig(ctx, config)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the database: %w", err)
@@ -552,7 +557,7 @@ func (s *Store) QueueDepth(ctx context.Context) (int, error) {
 // ---------------------------------------------------------------------------- attempts
 
 // RecordAttempt implements store.Store.
-func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt, o store.Outcome) (*store.Event, error) {
+func (s *Store) RecordAttempt(ctx context.Context, owner, uuid string, a store.Attempt, o store.Outcome) (*store.Event, error) {
 	destination := a.Destination
 	if destination == "" {
 		destination = store.DefaultDestination
@@ -578,10 +583,21 @@ func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt,
 			out = e
 			return nil
 		}
+		queue := store.QueueKey(e.EndpointKey(), destination)
+		// The row is locked so that no claim slips in between this check and the delete;
+		// a claim under way is waited for and then seen.
+		var holder *string
+		err = tx.QueryRow(ctx, "SELECT claimed_by FROM deliveries WHERE uuid = $1 AND queue = $2 FOR UPDATE", uuid, queue).Scan(&holder)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if (holder != nil && *holder != owner) || a.Number <= d.Attempts {
+			out = e
+			return store.ErrClaimLost
+		}
 		if err := e.ApplyAttempt(d, a, o); err != nil {
 			return err
 		}
-		queue := store.QueueKey(e.EndpointKey(), destination)
 		if _, err := tx.Exec(ctx, "DELETE FROM deliveries WHERE uuid = $1 AND queue = $2", uuid, queue); err != nil {
 			return err
 		}
@@ -600,10 +616,10 @@ func (s *Store) RecordAttempt(ctx context.Context, uuid string, a store.Attempt,
 		out = e
 		return saveState(ctx, tx, e)
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrClaimLost) {
 		return nil, err
 	}
-	return out, nil
+	return out, err
 }
 
 // Abandon implements store.Store.

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -129,8 +130,8 @@ func (h *harness) testClaims(t *testing.T) {
 	t.Run("an attempt ends the claim", func(t *testing.T) {
 		s, ids := setup(t)
 		claimIDs(t, s, "a", now, lease, 2)
-		mustRecord(t, s, ids[0], attempt(1, now, time.Second, 503, "HTTP 503"), retrying(now.Add(5*time.Second)))
-		mustRecord(t, s, ids[1], attempt(1, now, time.Second, 200, ""), delivered)
+		mustRecordAs(t, s, "a", ids[0], attempt(1, now, time.Second, 503, "HTTP 503"), retrying(now.Add(5*time.Second)))
+		mustRecordAs(t, s, "a", ids[1], attempt(1, now, time.Second, 200, ""), delivered)
 		if got := claimIDs(t, s, "b", now.Add(5*time.Second), lease, 10); !slices.Equal(got, []string{ids[2], ids[0]}) {
 			t.Fatalf("b claimed %v; want the retry at its next attempt time (not the lease end) and the unclaimed one", got)
 		}
@@ -142,10 +143,50 @@ func (h *harness) testClaims(t *testing.T) {
 		}
 	})
 
+	t.Run("a late result from an expired lease changes nothing", func(t *testing.T) {
+		s, ids := setup(t)
+		id := ids[0]
+		claimIDs(t, s, "slow", now, lease, 3)
+		if got := claimIDs(t, s, "b", now.Add(lease), lease, 3); !slices.Equal(got, ids) {
+			t.Fatalf("after slow's lease ran out b claimed %v, want %v", got, ids)
+		}
+		late := func(what string, a store.Attempt, o store.Outcome) {
+			t.Helper()
+			e, err := s.RecordAttempt(t.Context(), "slow", id, a, o)
+			if !errors.Is(err, store.ErrClaimLost) {
+				t.Fatalf("%s: RecordAttempt by the expired owner: %v, want ErrClaimLost", what, err)
+			}
+			if e == nil || e.UUID != id {
+				t.Fatalf("%s: RecordAttempt returned %+v, want the event as it is", what, e)
+			}
+		}
+		late("while b holds the claim", attempt(1, now, time.Second, 200, ""), delivered)
+		if e := mustGet(t, s, id); e.Phase != store.PhaseQueued || e.Attempts != 0 {
+			t.Fatalf("the late result changed the event: phase %s, %d attempts", e.Phase, e.Attempts)
+		}
+		if lost, err := s.RenewLeases(t.Context(), "b", refs(id), now.Add(2*lease)); err != nil || len(lost) != 0 {
+			t.Fatalf("b's renewal after the late result: lost %v (%v), want its claim intact", lost, err)
+		}
+		mustRecordAs(t, s, "b", id, attempt(1, now.Add(lease), time.Second, 503, "HTTP 503"), retrying(now.Add(2*lease)))
+		// Unclaimed again, but attempt 1 is b's: the late one must not replace it.
+		late("after b recorded attempt 1", attempt(1, now, time.Second, 200, ""), delivered)
+		e := mustGet(t, s, id)
+		if e.Phase != store.PhaseRetrying || e.Attempts != 1 || e.LastResponseCode != 503 {
+			t.Fatalf("after the late result: phase %s, %d attempts, code %d; want b's Retrying, 1, 503", e.Phase, e.Attempts, e.LastResponseCode)
+		}
+		got, err := s.Attempts(t.Context(), id)
+		if err != nil || len(got) != 1 || got[0].ResponseCode != 503 {
+			t.Fatalf("Attempts = %+v (%v), want b's attempt alone", got, err)
+		}
+		if due := dueIDs(t, s, now.Add(2*lease), 10); !slices.Contains(due, id) {
+			t.Fatalf("due at b's retry time: %v, want %s", due, id)
+		}
+	})
+
 	t.Run("a requeued event is unclaimed", func(t *testing.T) {
 		s, ids := setup(t)
 		claimIDs(t, s, "a", now, lease, 1)
-		mustRecord(t, s, ids[0], attempt(1, now, time.Second, 400, "HTTP 400"), failed)
+		mustRecordAs(t, s, "a", ids[0], attempt(1, now, time.Second, 400, "HTTP 400"), failed)
 		if _, err := s.Requeue(t.Context(), ids[0], "", now); err != nil {
 			t.Fatal(err)
 		}

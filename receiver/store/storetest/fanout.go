@@ -25,7 +25,7 @@ func to(destination string, a store.Attempt) store.Attempt {
 
 func claimOne(t *testing.T, s store.Store, queue string, now time.Time) store.Delivery {
 	t.Helper()
-	ds, err := s.Claim(t.Context(), queue, "w", now, time.Minute, 10)
+	ds, err := s.Claim(t.Context(), queue, worker, now, time.Minute, 10)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("Claim(%s) = %d deliveries (%v), want 1", queue, len(ds), err)
 	}

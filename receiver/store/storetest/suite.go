@@ -207,11 +207,19 @@ var (
 	failed    = store.Outcome{Phase: store.PhaseFailed}
 )
 
+// worker is the owner of the tests' claims (claimOne) and attempts (mustRecord).
+const worker = "w"
+
 func mustRecord(t *testing.T, s store.Store, id string, a store.Attempt, o store.Outcome) store.Event {
 	t.Helper()
-	e, err := s.RecordAttempt(t.Context(), id, a, o)
+	return mustRecordAs(t, s, worker, id, a, o)
+}
+
+func mustRecordAs(t *testing.T, s store.Store, owner, id string, a store.Attempt, o store.Outcome) store.Event {
+	t.Helper()
+	e, err := s.RecordAttempt(t.Context(), owner, id, a, o)
 	if err != nil {
-		t.Fatalf("RecordAttempt(%s, #%d, %s): %v", id, a.Number, o.Phase, err)
+		t.Fatalf("RecordAttempt(%s, %s, #%d, %s): %v", owner, id, a.Number, o.Phase, err)
 	}
 	return *e
 }
@@ -890,7 +898,7 @@ func (h *harness) testRecordAttempt(t *testing.T) {
 				s := h.fresh(t)
 				id := add(t, s, newIngest(t0, "evt_1"))
 				before := mustGet(t, s, id)
-				if _, err := s.RecordAttempt(t.Context(), id, attempt(1, at(time.Second), time.Second, 200, ""), store.Outcome{Phase: phase, NextAttemptAt: at(time.Hour)}); err == nil {
+				if _, err := s.RecordAttempt(t.Context(), worker, id, attempt(1, at(time.Second), time.Second, 200, ""), store.Outcome{Phase: phase, NextAttemptAt: at(time.Hour)}); err == nil {
 					t.Fatalf("an attempt ending in %q was accepted", phase)
 				}
 				sameEvent(t, "the event after a refused attempt", mustGet(t, s, id), before)
@@ -906,7 +914,7 @@ func (h *harness) testRecordAttempt(t *testing.T) {
 
 	t.Run("unknown uuid", func(t *testing.T) {
 		s := h.fresh(t)
-		_, err := s.RecordAttempt(t.Context(), newID(t0), attempt(1, t0, time.Second, 200, ""), delivered)
+		_, err := s.RecordAttempt(t.Context(), worker, newID(t0), attempt(1, t0, time.Second, 200, ""), delivered)
 		wantNotFound(t, "RecordAttempt of an unknown uuid", err)
 	})
 }
@@ -1529,11 +1537,11 @@ func (h *harness) testConcurrency(t *testing.T) {
 					errs <- fmt.Errorf("ingest %d: %w", i, err)
 					return
 				}
-				if _, err := s.RecordAttempt(ctx, ids[i], attempt(1, at(time.Second), time.Second, 503, "503"), retrying(at(time.Minute))); err != nil {
+				if _, err := s.RecordAttempt(ctx, worker, ids[i], attempt(1, at(time.Second), time.Second, 503, "503"), retrying(at(time.Minute))); err != nil {
 					errs <- fmt.Errorf("attempt 1 of %d: %w", i, err)
 					return
 				}
-				e, err := s.RecordAttempt(ctx, ids[i], attempt(2, at(time.Minute), time.Second, 200, ""), delivered)
+				e, err := s.RecordAttempt(ctx, worker, ids[i], attempt(2, at(time.Minute), time.Second, 200, ""), delivered)
 				if err != nil {
 					errs <- fmt.Errorf("attempt 2 of %d: %w", i, err)
 					return
@@ -1605,7 +1613,7 @@ func (h *harness) testClose(t *testing.T) {
 	}{
 		{"Ingest", func() error { _, err := s.Ingest(ctx, newIngest(at(time.Second), "evt_2")); return err }},
 		{"RecordAttempt", func() error {
-			_, err := s.RecordAttempt(ctx, id, attempt(1, at(time.Second), time.Second, 200, ""), delivered)
+			_, err := s.RecordAttempt(ctx, worker, id, attempt(1, at(time.Second), time.Second, 200, ""), delivered)
 			return err
 		}},
 		{"Requeue", func() error { _, err := s.Requeue(ctx, id, "", at(time.Hour)); return err }},
