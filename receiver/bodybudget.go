@@ -82,6 +82,32 @@ func (b *bodyBudget) release(n int64, client netip.Addr, identified bool) {
 	}
 }
 
+// reserveDecoded takes n bytes for the values a destination filter decodes from a body
+// already held, or reports that the budget has no room for them now (the filter then
+// does not match). Only the whole budget bounds it: the partner is authenticated and
+// within its rate limit by then.
+func (b *bodyBudget) reserveDecoded(n int64) bool {
+	if b == nil || b.max <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.max {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *bodyBudget) releaseDecoded(n int64) {
+	if b == nil || b.max <= 0 || n == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
+}
+
 // tooLargeToHold answers a body that the budget could never hold, with the limit it is
 // over, and that a body sent without Content-Length counts as the endpoint's limit.
 func tooLargeToHold(most int64, declared bool) *rejection {

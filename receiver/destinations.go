@@ -1,10 +1,10 @@
 package receiver
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hookgate/hookgate/internal/filter"
 	"github.com/hookgate/hookgate/internal/routing"
@@ -30,6 +30,9 @@ const (
 type destinationFilter struct {
 	compiled *filter.Compiled
 	err      error
+	// failureLogged: the first evaluation failure of this routing table's filter is
+	// logged, the rest only counted.
+	failureLogged atomic.Bool
 }
 
 func compileDestinationFilter(f *routing.Filter) *destinationFilter {
@@ -64,10 +67,18 @@ func valueOf(src *routing.ValueSource, h http.Header, body jsonObject) string {
 	return body.value(src.JSONPath)
 }
 
+// filterFailures are told of filter expressions that could not be evaluated (counted by
+// endpoint and destination; the first of each routing table's filter logged).
+type filterFailures interface {
+	filterFailed(ep *routing.Endpoint, destination string, f *destinationFilter, err error)
+}
+
 // routeToDestinations queues the event for every destination of the endpoint whose
 // filter takes it, in spec order; when none does, the event is kept as Stored with the
-// reason. A filter this receiver cannot compile takes nothing.
-func routeToDestinations(rt *routes, ep *routing.Endpoint, ev *store.Event, h http.Header, body []byte) {
+// reason. A filter this receiver cannot compile takes nothing. The body is decoded once
+// for every expression that reads it, within memory that reserve grants (the in-flight
+// bound); release gives it back once the event is routed.
+func routeToDestinations(rt *routes, ep *routing.Endpoint, ev *store.Event, h http.Header, body []byte, reserve func(int64) bool, failures filterFailures) {
 	if ev.Phase != store.PhaseQueued {
 		return
 	}
@@ -83,10 +94,16 @@ func routeToDestinations(rt *routes, ep *routing.Endpoint, ev *store.Event, h ht
 				continue
 			}
 			if in == nil {
-				in = &filter.Event{Type: ev.Type, SubType: ev.SubType, Tenant: ev.Tenant, Partner: ev.Partner, ID: ev.EventID}
+				in = &filter.Event{Type: ev.Type, SubType: ev.SubType, Tenant: ev.Tenant, Partner: ev.Partner, ID: ev.EventID, Body: body, Reserve: reserve}
+				if anyNeedsHeaders(filters) {
+					in.Headers = lowerCaseHeaders(h)
+				}
 			}
-			f.fill(in, h, body)
-			if ok, _ := f.compiled.Match(in); !ok {
+			ok, err := f.compiled.Match(in)
+			if err != nil && failures != nil {
+				failures.filterFailed(ep, name, f, err)
+			}
+			if !ok {
 				continue
 			}
 		}
@@ -108,20 +125,38 @@ func filterAt(filters []*destinationFilter, i int) *destinationFilter {
 	return nil
 }
 
-// fill adds the body and headers to the filter input the first time a filter needs them:
-// decoding the whole body is the costly part, and only an expression reads it.
-func (f *destinationFilter) fill(in *filter.Event, h http.Header, body []byte) {
-	if f.compiled.NeedsData() && in.Data == nil {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		_ = dec.Decode(&in.Data) // parseEvent checked it is one object
+// anyNeedsHeaders reports whether an expression of the endpoint reads event.headers: the
+// filters' input is built once, for all of them.
+// filterFailed counts an expression that could not be evaluated (the event does not go to
+// that destination) and logs the first of each routing table's filter, naming the
+// endpoint and destination but no body byte.
+func (s *Server) filterFailed(ep *routing.Endpoint, destination string, f *destinationFilter, err error) {
+	reason := "evaluation"
+	if errors.Is(err, filter.ErrOverBudget) {
+		reason = "over_budget"
 	}
-	if f.compiled.NeedsHeaders() && in.Headers == nil {
-		in.Headers = make(map[string]string, len(h))
-		for k, v := range h {
-			if len(v) > 0 {
-				in.Headers[strings.ToLower(k)] = v[0]
-			}
+	s.metrics.observeFilterFailure(routing.Key(ep.Namespace, ep.Name), destination, reason)
+	if f.failureLogged.CompareAndSwap(false, true) {
+		s.log.Info("a destination filter could not be evaluated: the event does not go to that destination (further failures of this filter are only counted, hookgate_filter_failures_total)",
+			"endpoint", routing.Key(ep.Namespace, ep.Name), "destination", destination, "reason", reason, "error", err.Error())
+	}
+}
+
+func anyNeedsHeaders(filters []*destinationFilter) bool {
+	for _, f := range filters {
+		if f != nil && f.err == nil && f.compiled.NeedsHeaders() {
+			return true
 		}
 	}
+	return false
+}
+
+func lowerCaseHeaders(h http.Header) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if len(v) > 0 {
+			out[strings.ToLower(k)] = v[0]
+		}
+	}
+	return out
 }

@@ -16,6 +16,7 @@ type Metrics struct {
 	partnerBytes  *prometheus.GaugeVec
 	statusLeader  prometheus.Gauge
 	partnerEvents *prometheus.CounterVec
+	filterFails   *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the receiver's metrics.
@@ -45,12 +46,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		partnerEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookgate_partner_events_total", Help: "Events posted by each authenticated partner (namespace/name), by outcome (accepted, duplicate, rejected).",
 		}, []string{"partner", "outcome"}),
+		filterFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookgate_filter_failures_total", Help: "Destination filter expressions that could not be evaluated (the event did not go to that destination), by endpoint, destination and reason (evaluation, over_budget).",
+		}, []string{"endpoint", "destination", "reason"}),
 		statusLeader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hookgate_status_leader", Help: "1 while this replica holds the status Lease (writes WebhookEvents and prunes), else 0.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.commitLatency, m.commitBatch, m.tableSerial, m.partnerBytes, m.statusLeader, m.partnerEvents)
+	reg.MustRegister(m.requests, m.latency, m.commitLatency, m.commitBatch, m.tableSerial, m.partnerBytes, m.statusLeader, m.partnerEvents, m.filterFails)
 	return m
+}
+
+func (m *Metrics) observeFilterFailure(endpoint, destination, reason string) {
+	if m == nil {
+		return
+	}
+	m.filterFails.WithLabelValues(endpoint, destination, reason).Inc()
 }
 
 func (m *Metrics) observeRequest(route, outcome, reason string, code int, d time.Duration) {

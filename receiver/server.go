@@ -267,7 +267,15 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	// which ones it is queued for, or that it is only stored
 	in := newIngest(ep, partner, parsed, r.Header.Get("Content-Type"), body, now)
 	in.Event.SubType, in.Event.Tenant = subType, tenant
-	routeToDestinations(rt, ep, &in.Event, r.Header, parsed.body.raw)
+	var decoded int64
+	routeToDestinations(rt, ep, &in.Event, r.Header, parsed.body.raw, func(n int64) bool {
+		if !s.bodies.reserveDecoded(n) {
+			return false
+		}
+		decoded += n
+		return true
+	}, s)
+	s.bodies.releaseDecoded(decoded)
 	on, window := dedupOn(auth.scheme, ep, parsed, body)
 	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
 	in.QuotaBytes = s.quota(partner)

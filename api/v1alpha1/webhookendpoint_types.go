@@ -287,9 +287,11 @@ type DestinationFilter struct {
 	Tenants []string `json:"tenants,omitempty"`
 
 	// expression is a CEL expression over event.type, event.subType, event.tenant,
-	// event.partner, event.id, event.headers (lower-case names) and event.data (the
-	// parsed body), such as "event.data.amount > 100". The operator compiles it; a bad
-	// one makes the endpoint Ready=False, reason InvalidFilter, with the compiler's message.
+	// event.partner, event.id, event.headers (lower-case names), event.body (the parsed
+	// body) and event.data (the body's "data" member, as in {"id","type","data":{...}}
+	// envelopes, or the whole body when it has none), such as "event.data.amount > 100".
+	// The operator compiles it; a bad one makes the endpoint Ready=False, reason
+	// InvalidFilter, with the compiler's message.
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	Expression string `json:"expression,omitempty"`

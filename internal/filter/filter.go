@@ -20,9 +20,32 @@ type Event struct {
 	Type, SubType, Tenant, Partner, ID string
 	// Headers: the partner request's headers, lower-cased names, first values.
 	Headers map[string]string
-	// Data: the parsed JSON body.
-	Data map[string]any
+	// Body is the raw JSON body (one object). It is decoded once per event, for the first
+	// expression that reads it, and every destination's expression reads that one
+	// decoding: event.body is the whole body, event.data its "data" member (the seeds'
+	// envelopes: {"id", "type", "data": {...}}), or the whole body when it has none.
+	Body []byte
+	// Reserve, when set, is asked for the memory a decoding of the body takes before it is
+	// made (DecodedBytes); when it refuses, expressions do not match (ErrOverBudget).
+	Reserve func(n int64) bool
+
+	prepared   bool
+	activation map[string]any
+	prepareErr error
 }
+
+// DecodeFactor is how many bytes of memory the decoded values of one body byte take at
+// most, as measured for the densest JSON (arrays of one-digit numbers: 2 bytes of JSON, a
+// 16-byte interface and an 8-byte float each, plus the slice's growth); objects of short
+// strings stay under it.
+const DecodeFactor = 16
+
+// DecodedBytes is the memory Reserve is asked for to decode a body of n bytes.
+func DecodedBytes(n int) int64 { return int64(n) * DecodeFactor }
+
+// ErrOverBudget is a body whose decoding the memory budget did not allow: expressions
+// that read it do not match.
+var ErrOverBudget = errors.New("the body is larger than the memory budget lets a filter decode now")
 
 // Filter is a destination's filter; the zero value matches every event.
 type Filter struct {
@@ -34,12 +57,12 @@ type Filter struct {
 type Compiled struct {
 	types, subTypes, tenants []string
 	program                  cel.Program
-	headers                  bool
+	headers, body            bool
 }
 
-// NeedsData reports whether the filter has an expression, the only part that reads the
-// parsed body.
-func (c *Compiled) NeedsData() bool { return c != nil && c.program != nil }
+// NeedsBody reports whether the filter's expression may read the body (event.data or
+// event.body), the only part that decodes it.
+func (c *Compiled) NeedsBody() bool { return c != nil && c.program != nil && c.body }
 
 // NeedsHeaders reports whether the expression reads event.headers, so that callers copy
 // them only then.
@@ -64,7 +87,7 @@ func mustEnv() *cel.Env {
 }
 
 // fields are the names an expression may read of event.
-var fields = map[string]bool{"type": true, "subType": true, "tenant": true, "partner": true, "id": true, "headers": true, "data": true}
+var fields = map[string]bool{"type": true, "subType": true, "tenant": true, "partner": true, "id": true, "headers": true, "data": true, "body": true}
 
 // Compile checks f and prepares it. A bad expression's error is the compiler's message.
 func Compile(f Filter) (*Compiled, error) {
@@ -91,6 +114,7 @@ func Compile(f Filter) (*Compiled, error) {
 	}
 	c.program = prg
 	c.headers = strings.Contains(f.Expression, "headers")
+	c.body = strings.Contains(f.Expression, "data") || strings.Contains(f.Expression, "body")
 	return c, nil
 }
 
@@ -112,7 +136,7 @@ func checkFields(expr string) error {
 			end++
 		}
 		if name := expr[start:end]; !fields[name] {
-			return fmt.Errorf("event has no field %q (it has type, subType, tenant, partner, id, headers and data)", name)
+			return fmt.Errorf("event has no field %q (it has type, subType, tenant, partner, id, headers, data and body)", name)
 		}
 		i = end
 	}
@@ -143,7 +167,10 @@ func (c *Compiled) Match(e *Event) (bool, error) {
 	if c.program == nil {
 		return true, nil
 	}
-	out, _, err := c.program.Eval(map[string]any{"event": e.activation()})
+	if err := e.prepare(c.body); err != nil {
+		return false, err
+	}
+	out, _, err := c.program.Eval(map[string]any{"event": e.activation})
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrNoMatch, err)
 	}
@@ -151,42 +178,45 @@ func (c *Compiled) Match(e *Event) (bool, error) {
 	return ok && b, nil
 }
 
-func (e *Event) activation() map[string]any {
-	headers := make(map[string]any, len(e.Headers))
-	for k, v := range e.Headers {
-		headers[k] = v
+// prepare builds the expressions' input once per event; the body is decoded only when
+// an expression reads it, and then once for all of them. JSON numbers decode as the
+// doubles CEL compares.
+func (e *Event) prepare(needsBody bool) error {
+	if e.prepared && !needsBody {
+		return nil
 	}
-	data, _ := jsonNumbers(e.Data).(map[string]any)
-	if data == nil {
-		data = map[string]any{}
+	if e.prepared && e.activation["body"] != nil {
+		return e.prepareErr // decoded, or tried, for an earlier expression
 	}
-	return map[string]any{"type": e.Type, "subType": e.SubType, "tenant": e.Tenant, "partner": e.Partner, "id": e.ID, "headers": headers, "data": data}
-}
-
-// jsonNumbers turns the json.Numbers of a body decoded with UseNumber into the doubles
-// JSON means, which CEL compares; it copies only containers.
-func jsonNumbers(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		f, err := t.Float64()
-		if err != nil {
-			return t.String()
+	if !e.prepared {
+		headers := make(map[string]any, len(e.Headers))
+		for k, v := range e.Headers {
+			headers[k] = v
 		}
-		return f
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			out[k] = jsonNumbers(x)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, x := range t {
-			out[i] = jsonNumbers(x)
-		}
-		return out
+		e.activation = map[string]any{"type": e.Type, "subType": e.SubType, "tenant": e.Tenant, "partner": e.Partner, "id": e.ID,
+			"headers": headers, "data": map[string]any{}, "body": nil}
+		e.prepared = true
 	}
-	return v
+	if !needsBody {
+		return nil
+	}
+	empty := map[string]any{}
+	e.activation["body"] = empty // decoded at most once, whatever happens below
+	if e.Reserve != nil && !e.Reserve(DecodedBytes(len(e.Body))) {
+		e.prepareErr = ErrOverBudget
+		return e.prepareErr
+	}
+	var body map[string]any
+	if err := json.Unmarshal(e.Body, &body); err != nil || body == nil {
+		e.prepareErr = fmt.Errorf("%w: the body is not a JSON object a filter can read: %w", ErrNoMatch, err)
+		return e.prepareErr
+	}
+	e.activation["body"] = body
+	e.activation["data"] = body
+	if data, ok := body["data"]; ok {
+		e.activation["data"] = data
+	}
+	return nil
 }
 
 // MatchesPattern matches exact values and "prefix*" patterns (endpoint eventTypes use

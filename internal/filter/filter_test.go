@@ -1,22 +1,20 @@
 package filter
 
 import (
-	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
 
-func event(t testing.TB) *Event {
-	t.Helper()
-	var data map[string]any
-	dec := json.NewDecoder(strings.NewReader(`{"amount": 120.5, "count": 3, "currency": "EUR", "items": [{"sku": "adv-120"}]}`))
-	dec.UseNumber() // as the receiver decodes bodies
-	if err := dec.Decode(&data); err != nil {
-		t.Fatal(err)
-	}
+// flatBody has no "data" member: event.data is the whole body.
+const flatBody = `{"amount": 120.5, "count": 3, "currency": "EUR", "items": [{"sku": "adv-120"}]}`
+
+func eventWith(body string) *Event {
 	return &Event{Type: "orders/placed", SubType: "product:adv/adv-120", Tenant: "OU1243", Partner: "acme", ID: "evt_1",
-		Headers: map[string]string{"x-region": "eu"}, Data: data}
+		Headers: map[string]string{"x-region": "eu"}, Body: []byte(body)}
 }
+
+func event(testing.TB) *Event { return eventWith(flatBody) }
 
 func TestMatch(t *testing.T) {
 	for _, c := range []struct {
@@ -54,6 +52,68 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+// The seeds' events are envelopes: event.data is the envelope's data member, event.body
+// the whole body; a body without a data member is event.data whole.
+func TestEnvelopeData(t *testing.T) {
+	envelope := `{"id": "evt_1", "type": "orders/placed", "timestamp": "2024-05-01T10:00:00Z", "data": {"amount": 120, "currency": "EUR"}}`
+	for _, c := range []struct {
+		name, body, expr string
+		want             bool
+	}{
+		{"envelope data", envelope, "event.data.amount > 100", true},
+		{"envelope data, not over", envelope, "event.data.amount > 1000", false},
+		{"envelope body", envelope, `event.body.type == "orders/placed" && event.body.data.currency == "EUR"`, true},
+		{"envelope: the body's own fields are not data", envelope, `has(event.data.timestamp)`, false},
+		{"flat body is data", flatBody, "event.data.amount > 100", true},
+		{"flat body is body", flatBody, "event.body.amount > 100", true},
+		{"a data member that is not an object", `{"data": [1, 2, 3]}`, "size(event.data) == 3", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			compiled, err := Compile(Filter{Expression: c.expr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := compiled.Match(eventWith(c.body))
+			if got != c.want {
+				t.Fatalf("Match(%s) = %t (%v), want %t", c.expr, got, err, c.want)
+			}
+		})
+	}
+}
+
+// The body is decoded once per event, whatever the number of expressions that read it,
+// and only when the budget allows; over it, body expressions do not match and say why,
+// while those that do not read the body still do.
+func TestBodyDecodedOnceWithinBudget(t *testing.T) {
+	amount, err := Compile(Filter{Expression: "event.data.amount > 100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	region, err := Compile(Filter{Expression: `event.headers["x-region"] == "eu"`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked []int64
+	e := event(t)
+	e.Reserve = func(n int64) bool { asked = append(asked, n); return true }
+	for range 5 {
+		if ok, err := amount.Match(e); !ok || err != nil {
+			t.Fatalf("Match = %t, %v", ok, err)
+		}
+	}
+	if len(asked) != 1 || asked[0] != DecodedBytes(len(flatBody)) {
+		t.Fatalf("budget asked %v, want once for %d bytes", asked, DecodedBytes(len(flatBody)))
+	}
+	refused := event(t)
+	refused.Reserve = func(int64) bool { return false }
+	if ok, err := amount.Match(refused); ok || !errors.Is(err, ErrOverBudget) {
+		t.Fatalf("over the budget: Match = %t, %v; want no match, ErrOverBudget", ok, err)
+	}
+	if ok, err := region.Match(refused); !ok || err != nil {
+		t.Fatalf("a header expression over the budget: Match = %t, %v; want a match", ok, err)
+	}
+}
+
 // A bad expression is refused with the compiler's message, which names what is wrong.
 func TestCompileRefuses(t *testing.T) {
 	for _, c := range []struct{ expr, says string }{
@@ -77,12 +137,7 @@ func TestCostLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := event(t)
-	items := make([]any, 200)
-	for i := range items {
-		items[i] = map[string]any{"sku": "x"}
-	}
-	e.Data["items"] = items
+	e := eventWith(`{"items": [` + strings.TrimSuffix(strings.Repeat(`{"sku": "x"},`, 200), ",") + `]}`)
 	if ok, err := c.Match(e); ok || err == nil {
 		t.Fatalf("Match = %t, %v; want no match past the cost limit", ok, err)
 	}
