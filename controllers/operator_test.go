@@ -47,6 +47,7 @@ func TestOperator(t *testing.T) {
 	}
 	t.Run("partner Ready waits for a receiver", func(t *testing.T) { rcv = testReadyWaitsForReceiver(t) })
 	t.Run("credentials Secret", withReceiver(testCredentialsSecret))
+	t.Run("the rate column counts the receivers", withReceiver(testRateAcrossReceivers))
 	t.Run("user-made Secret is never modified", withReceiver(testUserSecretUntouched))
 	t.Run("rotation with grace period", withReceiver(testRotation))
 	t.Run("destination signing keys and their rotation", withReceiver(testDestinationSigning))
@@ -120,6 +121,40 @@ func testReadyWaitsForReceiver(t *testing.T) *receiver {
 	}
 	t.Logf("kubectl wait --for=condition=Ready partner/acme: %s", strings.TrimSpace(out))
 	return rcv
+}
+
+// testRateAcrossReceivers: each receiver keeps its own bucket, so the Partner's Rate
+// column (status.rateLimit) says what the partner may reach across the live receivers,
+// and follows a second receiver starting and stopping.
+func testRateAcrossReceivers(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "rates")
+	partner := &hookgatev1alpha1.Partner{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns},
+		Spec: hookgatev1alpha1.PartnerSpec{RateLimit: &hookgatev1alpha1.RateLimit{RequestsPerSecond: 50}}}
+	if err := cluster.Client.Create(ctx, partner); err != nil {
+		t.Fatal(err)
+	}
+	rate := func(want string) func() error {
+		return func() error {
+			var p hookgatev1alpha1.Partner
+			if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "acme"}, &p); err != nil {
+				return err
+			}
+			if p.Status.RateLimit != want {
+				return fmt.Errorf("status.rateLimit %q, want %q", p.Status.RateLimit, want)
+			}
+			return nil
+		}
+	}
+	eventually(t, 15*time.Second, "one receiver's rate", rate("50/s"))
+	second := startReceiverWith(t, "hookgate-receiver-rates", clientset)
+	eventually(t, 20*time.Second, "two receivers' rate", rate("50/s per receiver, 2 receivers: up to 100/s"))
+	out, err := cluster.RunKubectl(t, "get", "partner", "acme", "-n", ns)
+	if err != nil || !strings.Contains(out, "50/s per receiver, 2 receivers: up to 100/s") {
+		t.Fatalf("kubectl get partner: %v\n%s", err, out)
+	}
+	second.stop()
+	eventually(t, 20*time.Second, "one receiver's rate again", rate("50/s"))
 }
 
 func testCredentialsSecret(t *testing.T) {

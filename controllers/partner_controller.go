@@ -84,10 +84,30 @@ func (r *PartnerReconciler) reconcile(ctx context.Context, p *hookgatev1alpha1.P
 	if err != nil {
 		return result, err
 	}
+	replicas, err := r.Publisher.liveReceivers(ctx)
+	if err != nil {
+		return result, err
+	}
+	p.Status.RateLimit = effectiveRate(p, replicas)
 	r.setCondition(p, hookgatev1alpha1.ConditionReady, ready, reason, message)
 	// Leases expire without an event: look again once they could have.
 	result.RequeueAfter = minPositive(result.RequeueAfter, leaseRecheck)
 	return result, nil
+}
+
+// effectiveRate says what the receivers let the partner send: each replica keeps its own
+// bucket (sharing one would put a store round trip on every request), so the rate a
+// partner reaches is the per-replica rate times the live replicas its traffic is spread
+// over.
+func effectiveRate(p *hookgatev1alpha1.Partner, replicas int) string {
+	rate := int64(hookgatev1alpha1.DefaultRequestsPerSecond)
+	if p.Spec.RateLimit != nil {
+		rate = int64(p.Spec.RateLimit.RequestsPerSecond)
+	}
+	if replicas <= 1 {
+		return fmt.Sprintf("%d/s", rate)
+	}
+	return fmt.Sprintf("%d/s per receiver, %d receivers: up to %d/s", rate, replicas, rate*int64(replicas))
 }
 
 func (r *PartnerReconciler) setCondition(p *hookgatev1alpha1.Partner, typ string, ok bool, reason, message string) {

@@ -389,6 +389,21 @@ func (p *Publisher) notify(ctx context.Context, prev, t *routing.Table, all bool
 	}
 }
 
+// liveReceivers counts the receiver replicas whose Leases are live.
+func (p *Publisher) liveReceivers(ctx context.Context) (int, error) {
+	var leases coordinationv1.LeaseList
+	if err := p.Client.List(ctx, &leases, client.InNamespace(p.Namespace), client.MatchingLabels{routing.LabelRole: routing.RoleReceiver}); err != nil {
+		return 0, err
+	}
+	now, n := time.Now(), 0
+	for i := range leases.Items {
+		if routing.LeaseLive(&leases.Items[i], now) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // receiversPublicURL is the --public-url the live receivers report on their Leases.
 func (p *Publisher) receiversPublicURL(ctx context.Context) (string, error) {
 	var leases coordinationv1.LeaseList

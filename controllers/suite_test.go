@@ -211,6 +211,13 @@ const testPublicURL = "https://hooks.example.com"
 
 func startReceiver(t *testing.T, identity string) *receiver {
 	t.Helper()
+	return startReceiverWith(t, identity, receiverClientset)
+}
+
+// startReceiverWith starts a receiver that talks to the API server as cs (the generated
+// receiver role allows one Lease name only, so a second replica runs as the admin).
+func startReceiverWith(t *testing.T, identity string, cs kubernetes.Interface) *receiver {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	// The receiver may outlive the step that started it, so its cache is not in t.TempDir.
 	dir, err := os.MkdirTemp("", "hookgate-test-receiver-")
@@ -220,10 +227,10 @@ func startReceiver(t *testing.T, identity string) *receiver {
 	r := &receiver{holder: routing.NewHolder(), cancel: cancel, done: make(chan struct{}), dir: dir}
 	log := ctrl.Log.WithName("test-receiver").WithValues("identity", identity)
 	watcher := &routing.SecretWatcher{
-		Client: receiverClientset, Namespace: receiverNamespace, Name: routing.DefaultSecretName,
+		Client: cs, Namespace: receiverNamespace, Name: routing.DefaultSecretName,
 		Holder: r.holder, Cache: &routing.DiskCache{Path: filepath.Join(dir, "routing.json.gz")}, Log: log,
 	}
-	reporter := &routing.LeaseReporter{Client: receiverClientset, Namespace: receiverNamespace, Identity: identity, Holder: r.holder, PublicURL: testPublicURL, Log: log}
+	reporter := &routing.LeaseReporter{Client: cs, Namespace: receiverNamespace, Identity: identity, Holder: r.holder, PublicURL: testPublicURL, Log: log}
 	go func() { _ = watcher.Start(ctx) }()
 	go func() { defer close(r.done); _ = reporter.Start(ctx) }()
 	return r

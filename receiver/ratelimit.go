@@ -8,13 +8,14 @@ import (
 
 	"golang.org/x/time/rate"
 
+	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
 )
 
 // Defaults when a Partner sets no rate limit (docs/reference.md).
 const (
-	defaultRequestsPerSecond = 100
-	defaultBurst             = 200
+	defaultRequestsPerSecond = hookgatev1alpha1.DefaultRequestsPerSecond
+	defaultBurst             = hookgatev1alpha1.DefaultBurst
 )
 
 // rateLimiter keeps one token bucket per partner, following the partner's current limits.

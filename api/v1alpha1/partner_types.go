@@ -77,7 +77,14 @@ type PartnerLimits struct {
 	MaxStoredBytes *resource.Quantity `json:"maxStoredBytes,omitempty"`
 }
 
-// RateLimit is a token bucket.
+// The rate limit of a Partner that sets none: each receiver replica keeps its own
+// bucket, so a partner may send up to replicas × this (docs/scale-out.md).
+const (
+	DefaultRequestsPerSecond = 100
+	DefaultBurst             = 200
+)
+
+// RateLimit is a token bucket, kept by each receiver replica for itself.
 type RateLimit struct {
 	// requestsPerSecond is the sustained rate.
 	// +kubebuilder:validation:Minimum=1
@@ -118,6 +125,13 @@ type PartnerStatus struct {
 	// lastEventAt is when the partner's latest event was accepted (updated at most once a minute).
 	// +optional
 	LastEventAt *metav1.Time `json:"lastEventAt,omitempty"`
+
+	// rateLimit is the rate the partner may send at, as the receivers apply it: each live
+	// receiver replica keeps its own token bucket, so with N replicas behind a load
+	// balancer the partner may reach N times the per-replica rate, such as
+	// "100/s per receiver, 2 receivers: up to 200/s".
+	// +optional
+	RateLimit string `json:"rateLimit,omitempty"`
 }
 
 // Partner is an external system allowed to send webhook events.
@@ -126,7 +140,7 @@ type PartnerStatus struct {
 // +kubebuilder:resource:scope=Namespaced,categories=hookgate
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Key",type=string,JSONPath=`.status.apiKeyPrefix`
-// +kubebuilder:printcolumn:name="Rate",type=integer,JSONPath=`.spec.rateLimit.requestsPerSecond`
+// +kubebuilder:printcolumn:name="Rate",type=string,JSONPath=`.status.rateLimit`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Partner struct {
 	metav1.TypeMeta   `json:",inline"`
