@@ -204,7 +204,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	if rej := checkContentType(r); rej != nil {
 		return rej
 	}
-	partner, rej := identify(rt, auth, r.Header, now)
+	partner, cred, rej := identify(rt, auth, r.Header, now)
 	if rej != nil {
 		return rej
 	}
@@ -223,7 +223,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	}
 
 	// 3. authenticate
-	partner, rej = s.authenticate(r.Context(), rt, ep, auth, partner, r.Header, body, now)
+	partner, rej = s.authenticate(r.Context(), rt, ep, auth, partner, cred, r.Header, body, now)
 	if partner != nil {
 		rec.partner = routing.Key(partner.Namespace, partner.Name)
 	}
