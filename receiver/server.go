@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
@@ -372,6 +373,10 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, rec *audit
 	id := r.URL.Query().Get("eventId")
 	if id == "" || len(id) > maxEventIDLength {
 		return reject(http.StatusBadRequest, "missing_event_id", "Bad request", "pass the event's id or uuid as ?eventId=")
+	}
+	// No stored id is other than UTF-8, and PostgreSQL refuses to compare with one.
+	if !utf8.ValidString(id) {
+		return reject(http.StatusBadRequest, "missing_event_id", "Bad request", "the eventId query parameter is not valid UTF-8")
 	}
 	ev, err := s.findEvent(r.Context(), rec.partner, id)
 	if errors.Is(err, store.ErrNotFound) {
