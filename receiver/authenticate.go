@@ -10,21 +10,23 @@ import (
 	"github.com/hookgate/hookgate/receiver/verify"
 )
 
-// identify finds, from the headers alone, the partner a request names by its API key,
-// for the schemes that authenticate with partner credentials; it is nil for the others.
-// An unknown or missing key is a 401 before the body is read.
-func identify(rt *routes, auth *endpointAuth, h http.Header, now time.Time) (*routing.Partner, *rejection) {
+// identify finds, from the headers alone, the partner a request names by its API key and
+// which of its credentials the key is, for the schemes that authenticate with partner
+// credentials; both are nil for the others. An unknown or missing key is a 401 before
+// the body is read.
+func identify(rt *routes, auth *endpointAuth, h http.Header, now time.Time) (*routing.Partner, *routing.Credential, *rejection) {
 	if auth == nil || auth.scheme.Credentials != verify.PartnerCredentials {
-		return nil, nil
+		return nil, nil, nil
 	}
-	partner, _, rej := partnerByAPIKey(rt, h.Get(verify.HeaderAPIKey), now)
-	return partner, rej
+	return partnerByAPIKey(rt, h.Get(verify.HeaderAPIKey), now)
 }
 
 // authenticate runs the endpoint's verification scheme and returns the partner the
-// request speaks for: the one identify found, or the endpoint's own. Every failure is a
+// request speaks for: the one identify found, or the endpoint's own. A signature is
+// checked only against the secret of the credential identify found: a key and a secret
+// of two different credentials of one partner do not make a pair. Every failure is a
 // 401.
-func (s *Server) authenticate(ctx context.Context, rt *routes, ep *routing.Endpoint, auth *endpointAuth, identified *routing.Partner, h http.Header, body []byte, now time.Time) (*routing.Partner, *rejection) {
+func (s *Server) authenticate(ctx context.Context, rt *routes, ep *routing.Endpoint, auth *endpointAuth, identified *routing.Partner, cred *routing.Credential, h http.Header, body []byte, now time.Time) (*routing.Partner, *rejection) {
 	if auth == nil {
 		return nil, reject(http.StatusUnauthorized, "unsupported_verification", "Unauthorized", "this endpoint's verification type is not supported by this receiver")
 	}
@@ -32,10 +34,10 @@ func (s *Server) authenticate(ctx context.Context, rt *routes, ep *routing.Endpo
 	partner := identified
 	switch auth.scheme.Credentials {
 	case verify.PartnerCredentials:
-		if partner == nil {
+		if partner == nil || cred == nil {
 			return nil, reject(http.StatusUnauthorized, verify.ReasonUnknownKey, "Unauthorized", "the API key is not valid")
 		}
-		req.PartnerSecrets = partner.SigningSecrets(now)
+		req.PartnerSecret = string(cred.SigningSecret)
 	case verify.EndpointSecret:
 		if partner = endpointPartner(rt, ep); partner == nil {
 			return nil, reject(http.StatusServiceUnavailable, "partner_unavailable", "Service unavailable", "this endpoint's partner is not loaded yet; retry later")

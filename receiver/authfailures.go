@@ -16,6 +16,10 @@ import (
 // requests get 429 with Retry-After until its bucket refills. Requests that authenticate
 // take nothing from the bucket. Behind a load balancer, set --trusted-proxies, or every
 // client shares the balancer's address.
+//
+// An IPv6 client is counted by its /64: a single host is usually given a whole /64 and
+// can pick a fresh address in it for every request, so counting addresses would give it
+// 2^64 buckets. IPv4 clients are counted by address.
 const (
 	authFailureRate  = 20
 	authFailureBurst = 200
@@ -25,17 +29,33 @@ const (
 
 type authFailureLimiter struct {
 	mu      sync.Mutex
-	buckets map[netip.Addr]*rate.Limiter
+	buckets map[netip.Prefix]*rate.Limiter
 }
 
 func newAuthFailureLimiter() *authFailureLimiter {
-	return &authFailureLimiter{buckets: map[netip.Addr]*rate.Limiter{}}
+	return &authFailureLimiter{buckets: map[netip.Prefix]*rate.Limiter{}}
+}
+
+// failureBucket is the bucket a client address counts against: its /64 for IPv6, the
+// address itself for IPv4 (an IPv4-mapped IPv6 address is the IPv4 address).
+func failureBucket(ip netip.Addr) netip.Prefix {
+	ip = ip.Unmap()
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	p, err := ip.Prefix(bits)
+	if err != nil {
+		// No address (an unreadable peer): one bucket for all of them, as before.
+		return netip.Prefix{}
+	}
+	return p
 }
 
 // check refuses a client that has used up its failures.
 func (l *authFailureLimiter) check(ip netip.Addr, now time.Time) *rejection {
 	l.mu.Lock()
-	b := l.buckets[ip]
+	b := l.buckets[failureBucket(ip)]
 	l.mu.Unlock()
 	if b == nil || b.TokensAt(now) >= 1 {
 		return nil
@@ -51,13 +71,14 @@ func (l *authFailureLimiter) check(ip netip.Addr, now time.Time) *rejection {
 func (l *authFailureLimiter) failed(ip netip.Addr, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[ip]
+	key := failureBucket(ip)
+	b := l.buckets[key]
 	if b == nil {
 		if len(l.buckets) >= maxTrackedClients {
 			l.sweep(now)
 		}
 		b = rate.NewLimiter(authFailureRate, authFailureBurst)
-		l.buckets[ip] = b
+		l.buckets[key] = b
 	}
 	b.AllowN(now, 1)
 }
@@ -65,15 +86,15 @@ func (l *authFailureLimiter) failed(ip netip.Addr, now time.Time) {
 // sweep forgets clients whose buckets are full again, and, if that is not enough, any
 // half of them: a client forgotten early only gets its burst back.
 func (l *authFailureLimiter) sweep(now time.Time) {
-	for ip, b := range l.buckets {
+	for key, b := range l.buckets {
 		if b.TokensAt(now) >= authFailureBurst {
-			delete(l.buckets, ip)
+			delete(l.buckets, key)
 		}
 	}
-	for ip := range l.buckets {
+	for key := range l.buckets {
 		if len(l.buckets) < maxTrackedClients/2 {
 			break
 		}
-		delete(l.buckets, ip)
+		delete(l.buckets, key)
 	}
 }

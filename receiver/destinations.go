@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/hookgate/hookgate/internal/filter"
 	"github.com/hookgate/hookgate/internal/routing"
@@ -44,27 +45,35 @@ func compileDestinationFilter(f *routing.Filter) *destinationFilter {
 // X-Pps-Sub-Topic header and the partner's tenant id.
 func routingValues(ep *routing.Endpoint, p *routing.Partner, h http.Header, body jsonObject) (subType, tenant string, rej *rejection) {
 	subType = h.Get(defaultSubTypeHeader)
+	subTypeUTF8 := utf8.ValidString(subType)
 	if src := ep.SubType; src != nil {
-		subType = valueOf(src, h, body)
+		subType, subTypeUTF8 = valueOf(src, h, body)
 	}
-	tenant = p.TenantID
+	tenant, tenantUTF8 := p.TenantID, true
 	if src := ep.Tenant; src != nil {
-		tenant = valueOf(src, h, body)
+		tenant, tenantUTF8 = valueOf(src, h, body)
 	}
-	for _, v := range [...]struct{ name, value string }{{"sub-topic", subType}, {"tenant", tenant}} {
-		if len(v.value) > maxRoutingValueLength || hasControl(v.value) {
+	for _, v := range [...]struct {
+		name, value string
+		utf8        bool
+	}{{"sub-topic", subType, subTypeUTF8}, {"tenant", tenant, tenantUTF8}} {
+		// Stored with the event, as the id is: see parseEvent for why UTF-8.
+		if len(v.value) > maxRoutingValueLength || hasControl(v.value) || !v.utf8 {
 			return "", "", reject(http.StatusBadRequest, "invalid_"+strings.ReplaceAll(v.name, "-", "_"), "Bad request",
-				"the event's "+v.name+" must be at most "+itoa(maxRoutingValueLength)+" bytes without control characters")
+				"the event's "+v.name+" must be at most "+itoa(maxRoutingValueLength)+" bytes of UTF-8 without control characters")
 		}
 	}
 	return subType, tenant, nil
 }
 
-func valueOf(src *routing.ValueSource, h http.Header, body jsonObject) string {
+// valueOf is the value at src and whether it was valid UTF-8 as sent.
+func valueOf(src *routing.ValueSource, h http.Header, body jsonObject) (string, bool) {
 	if src.Header != "" {
-		return h.Get(src.Header)
+		v := h.Get(src.Header)
+		return v, utf8.ValidString(v)
 	}
-	return body.value(src.JSONPath)
+	tok := body.token(src.JSONPath)
+	return renderScalar(tok), validUTF8Token(tok)
 }
 
 // filterFailures are told of filter expressions that could not be evaluated (counted by

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/filter"
@@ -16,6 +17,8 @@ func FuzzParseEvent(f *testing.F) {
 	f.Add([]byte(`{"id":"evt_1","type":"order.created","event":{"type":"x"}}`), "evt")
 	f.Add([]byte(`[1,2]`), "")
 	f.Add([]byte(`{"id":12345678901234567890}{}`), "")
+	f.Add([]byte(`{"id":"evt_\ud83d\ude00","type":"order.\udc00","data":{"id":"\ud800\u0041"}}`), "order.\xff")
+	f.Add([]byte("{\"id\":\"\xff\",\"data\":{\"id\":\"\xc3\"}}"), "order.ok")
 	f.Fuzz(func(t *testing.T, body []byte, header string) {
 		for _, typ := range hookgatev1alpha1.VerificationTypes {
 			scheme, _ := verify.Lookup(typ)
@@ -24,7 +27,7 @@ func FuzzParseEvent(f *testing.F) {
 			h := http.Header{}
 			h.Set("X-Pps-Topic", header)
 			ev, rej := parseEvent(ep, scheme, h, body)
-			if rej == nil && (len(ev.id) > maxEventIDLength || !filter.MatchesPattern(ep.EventTypes, ev.typ)) {
+			if rej == nil && (len(ev.id) > maxEventIDLength || !filter.MatchesPattern(ep.EventTypes, ev.typ) || !utf8.ValidString(ev.id) || !utf8.ValidString(ev.typ)) {
 				t.Fatalf("accepted id %q type %q", ev.id, ev.typ)
 			}
 		}

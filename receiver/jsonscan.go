@@ -46,14 +46,18 @@ func scanObject(body []byte) (jsonObject, bool) {
 // a scalar: a string unescaped, a number as written, anything else "". As for a decoded
 // map, the last of duplicate keys wins. The first part is looked up in the index; an
 // object on the way is scanned for its members only when a path goes into it.
-func (o jsonObject) value(path string) string {
+func (o jsonObject) value(path string) string { return renderScalar(o.token(path)) }
+
+// token is the raw JSON token of the value at a dotted path, as value finds it; nil when
+// there is none.
+func (o jsonObject) token(path string) []byte {
 	path = strings.TrimPrefix(strings.TrimPrefix(path, "$"), ".")
 	members := o.members
 	start, end := 0, 0
 	for part := range strings.SplitSeq(path, ".") {
 		if members == nil {
 			if o.raw[start] != '{' {
-				return ""
+				return nil
 			}
 			scanObjectAt(o.raw, start, 1, &members) // valid: the whole body was scanned
 		}
@@ -64,11 +68,11 @@ func (o jsonObject) value(path string) string {
 			}
 		}
 		if !found {
-			return ""
+			return nil
 		}
 		members = nil
 	}
-	return renderScalar(o.raw[start:end])
+	return o.raw[start:end]
 }
 
 func renderScalar(v []byte) string {
@@ -89,6 +93,67 @@ func renderScalar(v []byte) string {
 }
 
 // keyEquals compares a JSON string token with key, unescaping only when it must.
+// validUTF8Token reports whether a token is valid UTF-8 once unescaped: a string's raw
+// bytes are UTF-8 and its \u escapes pair their surrogates. Decoding replaces what is not
+// with U+FFFD, which would make different values equal. Other tokens are ASCII.
+func validUTF8Token(tok []byte) bool {
+	if len(tok) < 2 || tok[0] != '"' {
+		return true
+	}
+	raw := tok[1 : len(tok)-1]
+	if !utf8.Valid(raw) {
+		return false
+	}
+	for i := bytes.IndexByte(raw, '\\'); i >= 0 && i < len(raw); {
+		if raw[i] != '\\' {
+			i++
+			continue
+		}
+		if i+1 >= len(raw) {
+			return false // not from a scanned body
+		}
+		if raw[i+1] != 'u' {
+			i += 2
+			continue
+		}
+		if i+6 > len(raw) {
+			return false
+		}
+		r := hexRune(raw[i+2 : i+6])
+		i += 6
+		switch {
+		case r >= 0xdc00 && r <= 0xdfff:
+			return false // a low surrogate without a high one before it
+		case r >= 0xd800 && r <= 0xdbff:
+			if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+				return false
+			}
+			if lo := hexRune(raw[i+2 : i+6]); lo < 0xdc00 || lo > 0xdfff {
+				return false
+			}
+			i += 6
+		}
+	}
+	return true
+}
+
+// hexRune reads four hex digits (the scan checked them).
+func hexRune(h []byte) rune {
+	var r rune
+	for _, c := range h {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
 func keyEquals(tok []byte, key string) bool {
 	raw := tok[1 : len(tok)-1]
 	if !strings.Contains(string(raw), `\`) {

@@ -3,6 +3,8 @@ package receiver
 import (
 	"net/http"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/hookgate/hookgate/internal/filter"
 	"github.com/hookgate/hookgate/internal/routing"
@@ -27,8 +29,8 @@ func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body
 	if !ok {
 		return parsedEvent{}, reject(http.StatusBadRequest, "invalid_json", "Bad request", "the body must be one JSON object")
 	}
-	id, idSource := eventID(ep, scheme, h, doc)
-	typ, _ := firstValue(scheme.EventType, h, doc)
+	id, idSource, idUTF8 := eventID(ep, scheme, h, doc)
+	typ, typSource, typUTF8 := firstValue(scheme.EventType, h, doc)
 	ev := parsedEvent{id: id, typ: typ, idFromHeader: idSource.Header != "", body: doc}
 	if len(ev.id) > maxEventIDLength {
 		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id is longer than "+itoa(maxEventIDLength)+" bytes")
@@ -38,11 +40,19 @@ func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body
 	if hasControl(ev.id) {
 		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id contains control characters")
 	}
+	// A store may refuse text that is not UTF-8 (PostgreSQL does, at every retry), and
+	// decoding would replace the bad bytes, so that two different ids became one.
+	if !idUTF8 {
+		return ev, reject(http.StatusBadRequest, "invalid_event_id", "Bad request", "the event id ("+describeSource(idSource)+") is not valid UTF-8")
+	}
 	if len(ev.typ) > maxEventTypeLength {
 		return ev, reject(http.StatusUnprocessableEntity, "event_type_too_long", "Unprocessable event", "the event type is longer than "+itoa(maxEventTypeLength)+" bytes")
 	}
 	if hasControl(ev.typ) {
 		return ev, reject(http.StatusBadRequest, "invalid_event_type", "Bad request", "the event type contains control characters")
+	}
+	if !typUTF8 {
+		return ev, reject(http.StatusBadRequest, "invalid_event_type", "Bad request", "the event type ("+describeSource(typSource)+") is not valid UTF-8")
 	}
 	if len(ep.EventTypes) > 0 && !filter.MatchesPattern(ep.EventTypes, ev.typ) {
 		if ev.typ == "" {
@@ -53,30 +63,41 @@ func parseEvent(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, body
 	return ev, nil
 }
 
-func eventID(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, doc jsonObject) (string, verify.Source) {
+func eventID(ep *routing.Endpoint, scheme *verify.Scheme, h http.Header, doc jsonObject) (string, verify.Source, bool) {
 	switch {
 	case ep.Idempotency.Header != "":
-		return h.Get(ep.Idempotency.Header), verify.FromHeader(ep.Idempotency.Header)
+		return firstValue([]verify.Source{verify.FromHeader(ep.Idempotency.Header)}, h, doc)
 	case ep.Idempotency.JSONPath != "":
-		return doc.value(ep.Idempotency.JSONPath), verify.FromBody(ep.Idempotency.JSONPath)
+		return firstValue([]verify.Source{verify.FromBody(ep.Idempotency.JSONPath)}, h, doc)
 	}
 	return firstValue(scheme.EventID, h, doc)
 }
 
-// firstValue is the first of sources that has a value, and that source.
-func firstValue(sources []verify.Source, h http.Header, doc jsonObject) (string, verify.Source) {
+// firstValue is the first of sources that has a value, that source, and whether the
+// value was valid UTF-8 as sent (a body string's escapes included).
+func firstValue(sources []verify.Source, h http.Header, doc jsonObject) (string, verify.Source, bool) {
 	for _, src := range sources {
-		var v string
 		if src.Header != "" {
-			v = h.Get(src.Header)
-		} else {
-			v = doc.value(src.JSONPath)
+			if v := h.Get(src.Header); v != "" {
+				return v, src, utf8.ValidString(v)
+			}
+			continue
 		}
-		if v != "" {
-			return v, src
+		tok := doc.token(src.JSONPath)
+		if v := renderScalar(tok); v != "" {
+			return v, src, validUTF8Token(tok)
 		}
 	}
-	return "", verify.Source{}
+	return "", verify.Source{}, true
+}
+
+// describeSource names where a value was found, for the sender: a header name or a
+// body path, both from the endpoint or its scheme, never from the request.
+func describeSource(src verify.Source) string {
+	if src.Header != "" {
+		return "header " + src.Header
+	}
+	return "body field " + strings.TrimPrefix(strings.TrimPrefix(src.JSONPath, "$"), ".")
 }
 
 // hasControl reports whether s holds an ASCII control character (DEL included).

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver/store"
@@ -304,6 +305,10 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request, rec *au
 	}
 	if len(q.Type) > maxEventTypeLength || len(q.Before) > maxEventIDLength {
 		return reject(http.StatusBadRequest, "invalid_query", "Bad request", "type or cursor is too long")
+	}
+	// No stored type is other than UTF-8, and PostgreSQL refuses to compare with one.
+	if !utf8.ValidString(q.Type) || !utf8.ValidString(q.Before) {
+		return reject(http.StatusBadRequest, "invalid_query", "Bad request", "type or cursor is not valid UTF-8")
 	}
 	if since := v.Get("since"); since != "" {
 		t, err := time.Parse(time.RFC3339, since)

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"net/netip"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hookgate/hookgate/internal/routing"
@@ -72,11 +73,17 @@ func compileRoutes(t *routing.Table, env verify.Env) *routes {
 }
 
 // routeCache recompiles routes when the holder's table changes. Requests read it without
-// a lock; two that see a new table at once may both compile it, and either result is right.
+// a lock while the table is unchanged. When it changes, one request compiles it and the
+// others in flight wait for that one result: compiling prepares every endpoint's
+// verifier and filters, and a swap under load would otherwise have every request in
+// flight compile the same table at once.
 type routeCache struct {
 	holder *routing.Holder
 	env    verify.Env
 	cur    atomic.Pointer[routes]
+	mu     sync.Mutex // held while compiling
+	// onCompile, when set, is called before each compile (tests count them).
+	onCompile func(*routing.Table)
 }
 
 func (c *routeCache) get() *routes {
@@ -86,6 +93,17 @@ func (c *routeCache) get() *routes {
 	}
 	if r := c.cur.Load(); r != nil && r.table == t {
 		return r
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The table may have changed again while this request waited: compile the latest,
+	// so that a request holding an older one never replaces newer routes with it.
+	t = c.holder.Current()
+	if r := c.cur.Load(); r != nil && r.table == t {
+		return r
+	}
+	if c.onCompile != nil {
+		c.onCompile(t)
 	}
 	r := compileRoutes(t, c.env)
 	c.cur.Store(r)

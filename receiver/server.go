@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
@@ -212,7 +213,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	if rej := checkContentType(r); rej != nil {
 		return rej
 	}
-	partner, rej := identify(rt, auth, r.Header, now)
+	partner, cred, rej := identify(rt, auth, r.Header, now)
 	if rej != nil {
 		return rej
 	}
@@ -234,7 +235,7 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	}
 
 	// 3. authenticate
-	partner, rej = s.authenticate(r.Context(), rt, ep, auth, partner, r.Header, body, now)
+	partner, rej = s.authenticate(r.Context(), rt, ep, auth, partner, cred, r.Header, body, now)
 	if partner != nil {
 		rec.partner = routing.Key(partner.Namespace, partner.Name)
 	}
@@ -391,6 +392,10 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, rec *audit
 	id := r.URL.Query().Get("eventId")
 	if id == "" || len(id) > maxEventIDLength {
 		return reject(http.StatusBadRequest, "missing_event_id", "Bad request", "pass the event's id or uuid as ?eventId=")
+	}
+	// No stored id is other than UTF-8, and PostgreSQL refuses to compare with one.
+	if !utf8.ValidString(id) {
+		return reject(http.StatusBadRequest, "missing_event_id", "Bad request", "the eventId query parameter is not valid UTF-8")
 	}
 	ev, err := s.findEvent(r.Context(), rec.partner, id)
 	if errors.Is(err, store.ErrNotFound) {

@@ -81,17 +81,6 @@ func (t *Table) PartnerByAPIKey(apiKey string, now time.Time) (*Partner, *Creden
 // ValidAt reports whether the credential is usable at a time.
 func (c *Credential) ValidAt(now time.Time) bool { return c.NotAfter == nil || now.Before(*c.NotAfter) }
 
-// SigningSecrets returns the partner's signing secrets valid at a time, current first.
-func (p *Partner) SigningSecrets(now time.Time) []string {
-	out := make([]string, 0, len(p.Credentials))
-	for i := range p.Credentials {
-		if p.Credentials[i].ValidAt(now) {
-			out = append(out, string(p.Credentials[i].SigningSecret))
-		}
-	}
-	return out
-}
-
 // Endpoint finds an endpoint by namespace and name.
 func (t *Table) Endpoint(namespace, name string) (*Endpoint, bool) {
 	e, ok := t.idx().byEndpoint[Key(namespace, name)]

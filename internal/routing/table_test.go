@@ -161,9 +161,10 @@ func TestLookups(t *testing.T) {
 			t.Errorf("key %q: found %v, want %v", key, ok, want)
 		}
 	}
-	p, _ := table.Partner("n", "p")
-	if got := p.SigningSecrets(now); len(got) != 2 || got[0] != "s-current" || got[1] != "s-grace" {
-		t.Errorf("signing secrets = %v", got)
+	for key, want := range map[string]string{"current": "s-current", "grace": "s-grace"} {
+		if _, cred, _ := table.PartnerByAPIKey(key, now); cred == nil || string(cred.SigningSecret) != want {
+			t.Errorf("key %q: not paired with signing secret %q", key, want)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,11 +42,24 @@ const (
 	maxJWKSBytes   = 1 << 20
 	maxTokenBytes  = 16 << 10
 	jwksMinRefresh = 30 * time.Second
+	// A key set is kept as long as its Cache-Control max-age says, within these bounds:
+	// a partner that removes a key from its set can count on it being refused after at
+	// most jwksMaxLifetime, and a max-age of 0 cannot make every request a fetch.
+	jwksDefaultLifetime = 10 * time.Minute
+	jwksMinLifetime     = 30 * time.Second
+	jwksMaxLifetime     = 24 * time.Hour
+	// jwksMaxStale is how long past its lifetime a set still verifies while every refetch
+	// fails (the issuer's server down): long enough to ride out an outage, not forever.
+	jwksMaxStale = 24 * time.Hour
 )
 
-// JWKSCache caches key sets by URL. A token with a key id the cached set does not hold
-// triggers a refetch, at most once every MinRefresh per URL, so that a stream of forged
-// key ids cannot turn the receiver into a load generator against the JWKS server.
+// JWKSCache caches key sets by URL, each for the lifetime its Cache-Control max-age
+// gives. A set past its lifetime keeps verifying while one request refetches it in the
+// background; a key the new set lacks is refused from then on. A token with a key id the
+// cached set does not hold triggers a refetch, at most once every MinRefresh per URL, so
+// that a stream of forged key ids cannot turn the receiver into a load generator against
+// the JWKS server. No lock is held during a fetch: a slow JWKS server delays only the
+// requests that need its answer, and concurrent fetches of one URL are one fetch.
 type JWKSCache struct {
 	Client     *http.Client
 	MinRefresh time.Duration
@@ -55,9 +69,17 @@ type JWKSCache struct {
 }
 
 type jwksEntry struct {
-	mu          sync.Mutex
-	keys        jose.JSONWebKeySet
+	mu   sync.Mutex
+	keys jose.JSONWebKeySet
+	// fetchedAt is when the set in keys was fetched (zero: never); it is fresh until
+	// expires, usable until expires + jwksMaxStale.
+	fetchedAt, expires time.Time
+	// refreshAt is when a background refetch may start: expires, or MinRefresh after a
+	// failed refetch.
+	refreshAt   time.Time
 	lastAttempt time.Time
+	lastErr     error         // of the latest fetch, nil once one succeeded
+	fetching    chan struct{} // while a fetch runs; closed when it has updated the entry
 	fetches     int
 }
 
@@ -110,28 +132,75 @@ func (c *JWKSCache) entry(url string) *jwksEntry {
 	return e
 }
 
-// Key returns the key with kid from the set at url, fetching it when needed.
+// Key returns the key with kid from the set at url, fetching the set when needed.
 func (c *JWKSCache) Key(ctx context.Context, url, kid string, now time.Time) (*jose.JSONWebKey, error) {
 	e := c.entry(url)
 	e.mu.Lock()
+	usable := !e.fetchedAt.IsZero() && now.Before(e.expires.Add(jwksMaxStale))
+	if usable && !now.Before(e.refreshAt) && e.fetching == nil {
+		c.startFetch(url, e, now) // in the background: the cached set answers meanwhile
+	}
+	if usable {
+		if k := findKey(e.keys, kid); k != nil {
+			e.mu.Unlock()
+			return k, nil
+		}
+	}
+	// The set lacks kid, or there is none to use: wait for a fetch, the one running or a
+	// new one, unless one started too recently.
+	done := e.fetching
+	if done == nil {
+		if !e.lastAttempt.IsZero() && now.Sub(e.lastAttempt) < c.MinRefresh {
+			err := e.lastErr
+			e.mu.Unlock()
+			if !usable && err != nil {
+				return nil, fail(ReasonKeyUnavailable, "%s", jwksFetchMessage(err))
+			}
+			return nil, fail(ReasonUnknownKey, "the token's key id is not in the issuer's key set")
+		}
+		done = c.startFetch(url, e, now)
+	}
+	e.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, fail(ReasonKeyUnavailable, "the issuer's key set could not be fetched; try again later")
+	}
+	e.mu.Lock()
 	defer e.mu.Unlock()
-	if k := findKey(e.keys, kid); k != nil {
-		return k, nil
+	if e.fetchedAt.IsZero() || !now.Before(e.expires.Add(jwksMaxStale)) {
+		return nil, fail(ReasonKeyUnavailable, "%s", jwksFetchMessage(e.lastErr))
 	}
-	if !e.lastAttempt.IsZero() && now.Sub(e.lastAttempt) < c.MinRefresh {
-		return nil, fail(ReasonUnknownKey, "the token's key id is not in the issuer's key set")
-	}
-	e.lastAttempt = now
-	e.fetches++
-	set, err := c.fetch(ctx, url)
-	if err != nil {
-		return nil, fail(ReasonKeyUnavailable, "%s", jwksFetchMessage(err))
-	}
-	e.keys = set
 	if k := findKey(e.keys, kid); k != nil {
 		return k, nil
 	}
 	return nil, fail(ReasonUnknownKey, "the token's key id is not in the issuer's key set")
+}
+
+// startFetch fetches url's set for e in a goroutine of its own, which updates e and then
+// closes the channel it returns. The fetch is not tied to the request that started it:
+// other requests may be waiting for it. e.mu must be held.
+func (c *JWKSCache) startFetch(url string, e *jwksEntry, now time.Time) chan struct{} {
+	done := make(chan struct{})
+	e.fetching = done
+	e.lastAttempt = now
+	e.fetches++
+	go func() {
+		set, lifetime, err := c.fetch(context.Background(), url)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if err == nil {
+			e.keys, e.fetchedAt, e.expires, e.refreshAt = set, now, now.Add(lifetime), now.Add(lifetime)
+		} else {
+			// Keep the set there is, and try again after MinRefresh rather than at every
+			// request while the issuer's server fails.
+			e.refreshAt = now.Add(c.MinRefresh)
+		}
+		e.lastErr = err
+		e.fetching = nil
+		close(done)
+	}()
+	return done
 }
 
 func findKey(set jose.JSONWebKeySet, kid string) *jose.JSONWebKey {
@@ -144,29 +213,64 @@ func findKey(set jose.JSONWebKeySet, kid string) *jose.JSONWebKey {
 	return nil
 }
 
-func (c *JWKSCache) fetch(ctx context.Context, url string) (jose.JSONWebKeySet, error) {
+func (c *JWKSCache) fetch(ctx context.Context, url string) (jose.JSONWebKeySet, time.Duration, error) {
 	var set jose.JSONWebKeySet
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return set, err
+		return set, 0, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.Client.Do(req)
 	if err != nil {
-		return set, err
+		return set, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return set, fmt.Errorf("JWKS answered %d", resp.StatusCode)
+		return set, 0, fmt.Errorf("JWKS answered %d", resp.StatusCode)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes))
 	if err != nil {
-		return set, err
+		return set, 0, err
 	}
-	err = json.Unmarshal(data, &set)
-	return set, err
+	if err := json.Unmarshal(data, &set); err != nil {
+		return set, 0, err
+	}
+	return set, jwksLifetime(resp.Header.Values("Cache-Control")), nil
+}
+
+// jwksLifetime is how long a key set is fresh: its Cache-Control max-age within
+// [jwksMinLifetime, jwksMaxLifetime]; no-store or no-cache the minimum; without a
+// readable max-age, jwksDefaultLifetime.
+func jwksLifetime(cacheControl []string) time.Duration {
+	lifetime, found := jwksDefaultLifetime, false
+	for _, v := range cacheControl {
+		for _, directive := range strings.Split(v, ",") {
+			name, value, _ := strings.Cut(strings.TrimSpace(directive), "=")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "no-store", "no-cache":
+				return jwksMinLifetime
+			case "max-age":
+				if found {
+					continue // the first max-age wins, as in HTTP caches
+				}
+				secs, err := strconv.ParseInt(strings.Trim(strings.TrimSpace(value), `"`), 10, 64)
+				if errors.Is(err, strconv.ErrRange) && secs > 0 {
+					err = nil // more seconds than an int64 holds: the longest lifetime
+				}
+				if err != nil || secs < 0 {
+					continue
+				}
+				found = true
+				lifetime = jwksMaxLifetime
+				if secs < int64(jwksMaxLifetime/time.Second) {
+					lifetime = time.Duration(secs) * time.Second
+				}
+			}
+		}
+	}
+	return min(max(lifetime, jwksMinLifetime), jwksMaxLifetime)
 }
 
 // jwksFetchMessage tells the sender why the key set is missing, without the URL or address.

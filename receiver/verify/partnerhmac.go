@@ -19,7 +19,7 @@ var _ = register(Scheme{
 	Prepare: func(ep *routing.Endpoint, _ Env) (Verifier, error) {
 		tolerance := ep.Verification.Tolerance.Std()
 		return VerifierFunc(func(_ context.Context, r *Request) error {
-			return PartnerHMAC(r.PartnerSecrets, r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), r.Body, r.Now, tolerance)
+			return PartnerHMAC(r.PartnerSecret, r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), r.Body, r.Now, tolerance)
 		}), nil
 	},
 })
@@ -52,9 +52,9 @@ func ParsePartnerSignature(value string) ([]byte, error) {
 }
 
 // PartnerHMAC checks x-timestamp and x-webhook-signature: HMAC-SHA256 keyed with the
-// signing secret string's bytes over timestamp + "." + body. Any of secrets may match
-// (credentials in their rotation grace period).
-func PartnerHMAC(secrets []string, timestamp, signature string, body []byte, now time.Time, tolerance time.Duration) error {
+// signing secret string's bytes over timestamp + "." + body. secret is the one paired
+// with the request's API key; an empty one matches nothing.
+func PartnerHMAC(secret string, timestamp, signature string, body []byte, now time.Time, tolerance time.Duration) error {
 	if _, err := CheckTimestamp("x-timestamp", timestamp, now, tolerance); err != nil {
 		return err
 	}
@@ -63,10 +63,8 @@ func PartnerHMAC(secrets []string, timestamp, signature string, body []byte, now
 		return err
 	}
 	ts := []byte(strings.TrimSpace(timestamp))
-	for _, secret := range secrets {
-		if hmac.Equal(mac, hmacSHA256([]byte(secret), ts, []byte("."), body)) {
-			return nil
-		}
+	if secret != "" && hmac.Equal(mac, hmacSHA256([]byte(secret), ts, []byte("."), body)) {
+		return nil
 	}
 	return fail(ReasonInvalidSignature, "x-webhook-signature does not match: sign timestamp + \".\" + the exact body with your signing secret")
 }

@@ -75,9 +75,10 @@ type Request struct {
 	Header http.Header
 	Body   []byte
 	Now    time.Time
-	// PartnerSecrets are the signing secrets of the partner the API key named (current
-	// first, then those in their rotation grace period); only for PartnerCredentials.
-	PartnerSecrets []string
+	// PartnerSecret is the signing secret of the credential the API key is, only for
+	// PartnerCredentials. Only that one: during a rotation each key signs with its own
+	// secret, so a leaked previous secret is no use with the new key, nor the reverse.
+	PartnerSecret string
 }
 
 // Verifier authenticates requests to one endpoint. Its errors are *Error.

@@ -38,28 +38,27 @@ func TestPartnerHMAC(t *testing.T) {
 	good := "sha256=" + hex.EncodeToString(mac("whsec_new", ts, ".", string(body)))
 	cases := []struct {
 		name      string
-		secrets   []string
+		secret    string
 		ts, sig   string
 		body      []byte
 		wantError string
 	}{
-		{"valid", []string{"whsec_new"}, ts, good, body, ""},
-		{"valid with the previous secret", []string{"whsec_other", "whsec_new"}, ts, good, body, ""},
-		{"upper-case hex", []string{"whsec_new"}, ts, "sha256=" + hex.EncodeToString(mac("whsec_new", ts, ".", string(body)))[:0] + upperHex(mac("whsec_new", ts, ".", string(body))), body, ""},
-		{"wrong secret", []string{"whsec_old"}, ts, good, body, ReasonInvalidSignature},
-		{"tampered body", []string{"whsec_new"}, ts, good, []byte(`{"id":"evt_2"}`), ReasonInvalidSignature},
-		{"no prefix", []string{"whsec_new"}, ts, good[len("sha256="):], body, ReasonMalformedHeader},
-		{"short mac", []string{"whsec_new"}, ts, "sha256=abc123", body, ReasonMalformedHeader},
-		{"missing signature", []string{"whsec_new"}, ts, "", body, ReasonMissingHeader},
-		{"missing timestamp", []string{"whsec_new"}, "", good, body, ReasonMissingHeader},
-		{"timestamp not a number", []string{"whsec_new"}, "yesterday", good, body, ReasonMalformedHeader},
-		{"stale", []string{"whsec_new"}, strconv.FormatInt(now.Add(-301*time.Second).Unix(), 10), good, body, ReasonStaleTimestamp},
-		{"future", []string{"whsec_new"}, strconv.FormatInt(now.Add(301*time.Second).Unix(), 10), good, body, ReasonStaleTimestamp},
-		{"no secrets", nil, ts, good, body, ReasonInvalidSignature},
+		{"valid", "whsec_new", ts, good, body, ""},
+		{"upper-case hex", "whsec_new", ts, "sha256=" + hex.EncodeToString(mac("whsec_new", ts, ".", string(body)))[:0] + upperHex(mac("whsec_new", ts, ".", string(body))), body, ""},
+		{"wrong secret", "whsec_old", ts, good, body, ReasonInvalidSignature},
+		{"tampered body", "whsec_new", ts, good, []byte(`{"id":"evt_2"}`), ReasonInvalidSignature},
+		{"no prefix", "whsec_new", ts, good[len("sha256="):], body, ReasonMalformedHeader},
+		{"short mac", "whsec_new", ts, "sha256=abc123", body, ReasonMalformedHeader},
+		{"missing signature", "whsec_new", ts, "", body, ReasonMissingHeader},
+		{"missing timestamp", "whsec_new", "", good, body, ReasonMissingHeader},
+		{"timestamp not a number", "whsec_new", "yesterday", good, body, ReasonMalformedHeader},
+		{"stale", "whsec_new", strconv.FormatInt(now.Add(-301*time.Second).Unix(), 10), good, body, ReasonStaleTimestamp},
+		{"future", "whsec_new", strconv.FormatInt(now.Add(301*time.Second).Unix(), 10), good, body, ReasonStaleTimestamp},
+		{"no secret", "", ts, good, body, ReasonInvalidSignature},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := reasonOf(PartnerHMAC(c.secrets, c.ts, c.sig, c.body, now, 5*time.Minute)); got != c.wantError {
+			if got := reasonOf(PartnerHMAC(c.secret, c.ts, c.sig, c.body, now, 5*time.Minute)); got != c.wantError {
 				t.Fatalf("reason %q, want %q", got, c.wantError)
 			}
 		})
