@@ -404,13 +404,15 @@ func (p *Publisher) liveReceivers(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// receiversPublicURL is the --public-url the live receivers report on their Leases.
-func (p *Publisher) receiversPublicURL(ctx context.Context) (string, error) {
+// receiverReports is what the live receivers report on their Leases: their --public-url
+// and their destination filters' first failures.
+func (p *Publisher) receiverReports(ctx context.Context) (publicURL string, filterFailures map[string]string, err error) {
 	var leases coordinationv1.LeaseList
 	if err := p.Client.List(ctx, &leases, client.InNamespace(p.Namespace), client.MatchingLabels{routing.LabelRole: routing.RoleReceiver}); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return routing.LivePublicURL(leases.Items, time.Now()), nil
+	now := time.Now()
+	return routing.LivePublicURL(leases.Items, now), routing.LiveFilterFailures(leases.Items, now), nil
 }
 
 // readiness says whether every live receiver serves a table with the entry at rev.

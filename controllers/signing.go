@@ -235,14 +235,11 @@ func (r *WebhookEndpointReconciler) ensureSlot(e *hookgatev1alpha1.WebhookEndpoi
 // and, for RSA keys, the public keys as PEM into the ConfigMap <name>-signing-public.
 func (r *WebhookEndpointReconciler) publishSigning(ctx context.Context, e *hookgatev1alpha1.WebhookEndpoint, secret *corev1.Secret) error {
 	e.Status.Destinations = nil
-	var issuer string
-	if e.Spec.HasJWTDestination() {
-		publicURL, err := r.Publisher.receiversPublicURL(ctx)
-		if err != nil {
-			return err
-		}
-		issuer = signing.IssuerURL(publicURL, e.Namespace)
+	publicURL, filterFailures, err := r.Publisher.receiverReports(ctx)
+	if err != nil {
+		return err
 	}
+	issuer := signing.IssuerURL(publicURL, e.Namespace)
 	pems := map[string]string{}
 	for _, d := range e.Spec.AllDestinations() {
 		sl := slotOf(d.NameOrDefault())
@@ -271,6 +268,9 @@ func (r *WebhookEndpointReconciler) publishSigning(ctx context.Context, e *hookg
 		}
 		if st.Signing == hookgatev1alpha1.SigningJWT {
 			st.Issuer = issuer
+		}
+		if d.Filter != nil && d.Filter.Expression != "" {
+			st.FilterError = filterFailures[e.Namespace+"/"+e.Name+"/"+sl.destination]
 		}
 		e.Status.Destinations = append(e.Status.Destinations, st)
 	}

@@ -240,6 +240,27 @@ func testDestinationFilter(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A receiver whose filter failed to evaluate says so on its Lease; the endpoint's
+	// status shows it for that destination, and drops it when the receiver goes.
+	const failure = "the filter expression could not be evaluated: no such key: amount"
+	reporting := startReceiverWith(t, "hookgate-receiver-filters", clientset)
+	reporting.setReport(map[string]string{routing.AnnotationFilterFailures: `{"` + ns + `/big-orders/default":"` + failure + `"}`})
+	filterError := func(want string) func() error {
+		return func() error {
+			st, err := destinationStatus(t, ns, "big-orders")
+			if err != nil {
+				return err
+			}
+			if st.FilterError != want {
+				return fmt.Errorf("filterError %q, want %q", st.FilterError, want)
+			}
+			return nil
+		}
+	}
+	eventually(t, 30*time.Second, "the filter failure in the status", filterError(failure))
+	reporting.stop()
+	eventually(t, 30*time.Second, "no filter failure once the receiver is gone", filterError(""))
 }
 
 // testSigningPerDestination: each destination of spec.destinations has its own key in the

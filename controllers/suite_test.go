@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.uber.org/zap/zapcore"
@@ -204,6 +205,15 @@ type receiver struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	dir    string
+
+	mu     sync.Mutex
+	report map[string]string // extra Lease annotations, as a receiver's Report gives them
+}
+
+func (r *receiver) setReport(annotations map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.report = annotations
 }
 
 // testPublicURL is the --public-url the test receivers report on their Leases.
@@ -230,7 +240,12 @@ func startReceiverWith(t *testing.T, identity string, cs kubernetes.Interface) *
 		Client: cs, Namespace: receiverNamespace, Name: routing.DefaultSecretName,
 		Holder: r.holder, Cache: &routing.DiskCache{Path: filepath.Join(dir, "routing.json.gz")}, Log: log,
 	}
-	reporter := &routing.LeaseReporter{Client: cs, Namespace: receiverNamespace, Identity: identity, Holder: r.holder, PublicURL: testPublicURL, Log: log}
+	reporter := &routing.LeaseReporter{Client: cs, Namespace: receiverNamespace, Identity: identity, Holder: r.holder, PublicURL: testPublicURL, Log: log,
+		Report: func(*routing.Table) map[string]string {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.report
+		}}
 	go func() { _ = watcher.Start(ctx) }()
 	go func() { defer close(r.done); _ = reporter.Start(ctx) }()
 	return r

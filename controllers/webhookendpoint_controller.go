@@ -175,7 +175,8 @@ func (r *WebhookEndpointReconciler) allEndpoints(ctx context.Context, _ client.O
 }
 
 // receiverLeaseChanged passes receiver Lease events that change what a receiver serves:
-// one appearing or going, a new serial, or a new public URL (the JWT issuers' base).
+// one appearing or going, a new serial, a new public URL (the JWT issuers' base) or new
+// filter failures.
 // Renewals alone do not pass.
 func receiverLeaseChanged() predicate.Predicate {
 	isReceiver := func(o client.Object) bool { return o.GetLabels()[routing.LabelRole] == routing.RoleReceiver }
@@ -185,7 +186,7 @@ func receiverLeaseChanged() predicate.Predicate {
 		GenericFunc: func(event.GenericEvent) bool { return false },
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			changed := func(key string) bool { return e.ObjectOld.GetAnnotations()[key] != e.ObjectNew.GetAnnotations()[key] }
-			return isReceiver(e.ObjectNew) && (changed(routing.AnnotationSerial) || changed(routing.AnnotationPublicURL))
+			return isReceiver(e.ObjectNew) && (changed(routing.AnnotationSerial) || changed(routing.AnnotationPublicURL) || changed(routing.AnnotationFilterFailures))
 		},
 	}
 }

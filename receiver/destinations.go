@@ -146,6 +146,9 @@ func (s *Server) filterFailed(ep *routing.Endpoint, destination string, f *desti
 	}
 	s.metrics.observeFilterFailure(routing.Key(ep.Namespace, ep.Name), destination, reason)
 	if f.failureLogged.CompareAndSwap(false, true) {
+		if t := s.routes.holder.Current(); t != nil {
+			s.filterFailures.record(t.Serial, ep, destination, err.Error())
+		}
 		s.log.Info("a destination filter could not be evaluated: the event does not go to that destination (further failures of this filter are only counted, hookgate_filter_failures_total)",
 			"endpoint", routing.Key(ep.Namespace, ep.Name), "destination", destination, "reason", reason, "error", err.Error())
 	}

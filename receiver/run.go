@@ -66,6 +66,7 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}()
 	}
+	filterFailures := newFilterFailureLog()
 	if opts.RoutingFile != "" {
 		fw := &routing.FileWatcher{Path: opts.RoutingFile, Holder: holder, Log: opts.Log.WithName("routing"), OnLoad: onLoad}
 		if err := fw.Load(); err != nil {
@@ -82,7 +83,7 @@ func Run(ctx context.Context, opts Options) error {
 			Client: client, Namespace: opts.Namespace, Name: opts.RoutingSecret, Holder: holder, Log: log,
 			Cache: &routing.DiskCache{Path: filepath.Join(opts.DataDir, "routing-table.json.gz")}, OnLoad: onLoad,
 		}
-		reporter := &routing.LeaseReporter{Client: client, Namespace: opts.Namespace, Identity: replicaIdentity(opts), Holder: holder, PublicURL: strings.TrimSuffix(opts.PublicURL, "/"), Log: log}
+		reporter := &routing.LeaseReporter{Client: client, Namespace: opts.Namespace, Identity: replicaIdentity(opts), Holder: holder, PublicURL: strings.TrimSuffix(opts.PublicURL, "/"), Report: filterFailures.annotations, Log: log}
 		goBackground("routing-secret", watcher.Start)
 		goBackground("lease", reporter.Start)
 	}
@@ -103,7 +104,7 @@ func Run(ctx context.Context, opts Options) error {
 	})
 	srv := NewServer(Config{
 		Store: st, Holder: holder, TrustedProxies: opts.TrustedProxies, AuditLog: opts.AuditLog,
-		Metrics: metrics, Gatherer: opts.Registry, Log: opts.Log, OnStored: dispatcher.Wake, Egress: guard,
+		Metrics: metrics, Gatherer: opts.Registry, Log: opts.Log, OnStored: dispatcher.Wake, Egress: guard, FilterFailures: filterFailures,
 		MaxInflightBodyBytes: opts.MaxInflightBodyBytes, DefaultPartnerQuota: opts.MaxStoredBytesPerPartner, PublicURL: opts.PublicURL,
 	})
 	goBackground("delivery", dispatcher.Start)

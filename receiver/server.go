@@ -54,6 +54,7 @@ type Server struct {
 	onStored          func()
 	publicURL         string
 	jwks              jwksCache
+	filterFailures    *filterFailureLog
 	usage             *dailyUsage
 }
 
@@ -78,9 +79,12 @@ type Config struct {
 	MaxInflightBodyBytes int64
 	// DefaultPartnerQuota is the stored-bytes quota of partners that set none (0: none).
 	DefaultPartnerQuota int64
-	// PublicURL is the receiver's URL as destinations reach it: the issuer of JWT-signed
-	// deliveries, whose keys it serves under /.well-known/ (empty: none served).
+	// PublicURL is the receiver's URL as destinations reach it: the base of the JWT
+	// issuers, one per namespace (empty: none served).
 	PublicURL string
+	// FilterFailures keeps the first failure of each destination filter for the Lease
+	// (nil: not reported).
+	FilterFailures *filterFailureLog
 }
 
 // NewServer builds a server.
@@ -105,7 +109,7 @@ func NewServer(cfg Config) *Server {
 		routes:            &routeCache{holder: cfg.Holder, env: verify.Env{JWKS: verify.NewJWKSCache(cfg.JWKSClient)}},
 		store:             cfg.Store, trustedProxies: cfg.TrustedProxies, limiter: newRateLimiter(), bodies: newBodyBudget(cfg.MaxInflightBodyBytes), authFailures: newAuthFailureLimiter(), defaultQuota: cfg.DefaultPartnerQuota,
 		auditLog: cfg.AuditLog, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, now: cfg.Now, onStored: cfg.OnStored,
-		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), usage: newDailyUsage(),
+		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), usage: newDailyUsage(), filterFailures: cfg.FilterFailures,
 	}
 }
 

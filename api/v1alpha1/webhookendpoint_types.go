@@ -599,6 +599,12 @@ type DestinationStatus struct {
 	// Empty until a receiver with a --public-url has reported it.
 	// +optional
 	Issuer string `json:"issuer,omitempty"`
+	// filterError is the first failure to evaluate this destination's filter expression
+	// that a receiver saw under the routing table it serves (such as a missing key: use
+	// has()); such an event does not go to this destination. Cleared when the table
+	// changes. Every failure is counted in hookgate_filter_failures_total.
+	// +optional
+	FilterError string `json:"filterError,omitempty"`
 	// rotatedAt is when the signing key last changed.
 	// +optional
 	RotatedAt *metav1.Time `json:"rotatedAt,omitempty"`

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"time"
 
@@ -23,6 +24,10 @@ const (
 	// operator writes the issuer receivers actually sign with into each JWT
 	// destination's status, without a second copy of the setting.
 	AnnotationPublicURL = "hookgate.io/public-url"
+	// AnnotationFilterFailures holds, as a JSON object, the first evaluation failure of
+	// each destination filter under the table the receiver serves ("<namespace>/<endpoint>/
+	// <destination>": message), so that the operator shows it in the endpoint's status.
+	AnnotationFilterFailures = "hookgate.io/filter-failures"
 )
 
 // Identity is the receiver replica's name: POD_NAME, else the hostname.
@@ -47,7 +52,9 @@ type LeaseReporter struct {
 	Holder    *Holder
 	// PublicURL is reported as AnnotationPublicURL (empty: none).
 	PublicURL string
-	Log       logr.Logger
+	// Report, when set, adds annotations to each renewal (an empty value removes one).
+	Report func(*Table) map[string]string
+	Log    logr.Logger
 }
 
 // Start reports until ctx ends, then deletes the Lease so that the operator stops waiting
@@ -77,6 +84,11 @@ func (r *LeaseReporter) report(ctx context.Context, t *Table) error {
 	leases := r.Client.CoordinationV1().Leases(r.Namespace)
 	now := metav1.NewMicroTime(time.Now())
 	annotations := map[string]string{AnnotationSerial: SerialString(t.Serial), AnnotationHash: t.Hash, AnnotationPublicURL: r.PublicURL}
+	if r.Report != nil {
+		for k, v := range r.Report(t) {
+			annotations[k] = v
+		}
+	}
 	lease, err := leases.Get(ctx, r.Identity, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = leases.Create(ctx, &coordinationv1.Lease{
@@ -156,4 +168,27 @@ func LivePublicURL(leases []coordinationv1.Lease, now time.Time) string {
 		}
 	}
 	return url
+}
+
+// LiveFilterFailures merges the filter failures the live receiver Leases report:
+// "<namespace>/<endpoint>/<destination>" to the first message seen.
+func LiveFilterFailures(leases []coordinationv1.Lease, now time.Time) map[string]string {
+	out := map[string]string{}
+	for i := range leases {
+		l := &leases[i]
+		raw := l.Annotations[AnnotationFilterFailures]
+		if !LeaseLive(l, now) || raw == "" {
+			continue
+		}
+		var m map[string]string
+		if json.Unmarshal([]byte(raw), &m) != nil {
+			continue
+		}
+		for k, v := range m {
+			if _, ok := out[k]; !ok {
+				out[k] = v
+			}
+		}
+	}
+	return out
 }
