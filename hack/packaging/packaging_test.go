@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -364,6 +365,23 @@ func TestHelmChart(t *testing.T) {
 						t.Errorf("ServiceMonitor endpoints %+v", sm.Spec.Endpoints)
 					}
 					continue
+				case "Ingress":
+					// Partners' paths, and the namespaces' JWT issuers where the
+					// deliveries' verifiers fetch the keys.
+					var ing networkingv1.Ingress
+					mustConvert(t, o, &ing)
+					paths := map[string]networkingv1.PathType{}
+					for _, rule := range ing.Spec.Rules {
+						for _, p := range rule.HTTP.Paths {
+							paths[p.Path] = *p.PathType
+						}
+					}
+					for path, typ := range map[string]networkingv1.PathType{"/api/webhooks": networkingv1.PathTypePrefix, "/portal": networkingv1.PathTypePrefix,
+						"/issuers": networkingv1.PathTypePrefix, "/api/health": networkingv1.PathTypeExact} {
+						if paths[path] != typ {
+							t.Errorf("Ingress path %s: %q, want %s", path, paths[path], typ)
+						}
+					}
 				case "HorizontalPodAutoscaler":
 					var hpa autoscalingv2.HorizontalPodAutoscaler
 					mustConvert(t, o, &hpa)
