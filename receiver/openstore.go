@@ -36,7 +36,8 @@ func openStore(ctx context.Context, opts Options, observe store.CommitObserver) 
 	if err != nil {
 		return nil, "", err
 	}
-	st, err := postgres.Open(ctx, dsn, postgres.Options{Observe: observe})
+	st, err := postgres.Open(ctx, dsn, postgres.Options{Observe: observe,
+		MaxConns: int32(opts.DatabaseMaxConns), StatementTimeout: opts.DatabaseStatementTimeout}) //nolint:gosec // validated: at most 1000
 	if err != nil {
 		if errors.Is(err, postgres.ErrSchemaTooNew) {
 			return nil, "", err

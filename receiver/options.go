@@ -20,6 +20,7 @@ import (
 	"github.com/hookgate/hookgate/receiver/delivery"
 	"github.com/hookgate/hookgate/receiver/eventstatus"
 	"github.com/hookgate/hookgate/receiver/store"
+	"github.com/hookgate/hookgate/receiver/store/postgres"
 )
 
 // Options configure `hookgate receiver` (docs/reference.md lists the flags). Start from
@@ -56,6 +57,10 @@ type Options struct {
 	// may come from DatabasePasswordFile instead (a mounted Secret key).
 	DatabaseURL          string
 	DatabasePasswordFile string
+	// DatabaseMaxConns sizes the connection pool (0: postgres.DefaultMaxConns, or the
+	// URL's pool_max_conns); DatabaseStatementTimeout bounds each statement.
+	DatabaseMaxConns         int
+	DatabaseStatementTimeout time.Duration
 	// EmbeddedEngine is the embedded store's engine (store.EnginePebble or EngineBolt);
 	// MinFreeDiskBytes the free space it keeps on the data directory's filesystem.
 	EmbeddedEngine   string
@@ -100,6 +105,7 @@ func DefaultOptions() Options {
 		MaxEventsPerNamespace:    eventstatus.DefaultMaxPerNamespace,
 		DeliveryWorkers:          delivery.DefaultWorkers,
 		RemovedDestinationGrace:  delivery.DefaultRemovedGrace,
+		DatabaseStatementTimeout: postgres.DefaultStatementTimeout,
 		ShutdownTimeout:          25 * time.Second,
 		MaxInflightBodyBytes:     64 << 20,
 		MaxStoredBytesPerPartner: 1 << 30,
@@ -122,6 +128,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PublicURL, "public-url", o.PublicURL, "the receiver's URL as partners and destinations reach it, such as https://hooks.example.com: the base of the JWT-signed deliveries' issuers, one per namespace at <public-url>/issuers/<namespace>, each serving its namespace's keys at <issuer>/.well-known/jwks.json")
 	fs.StringVar(&o.StatusLease, "status-lease", o.StatusLease, "Lease (in --namespace) electing the one replica of a PostgreSQL store that writes WebhookEvents and prunes")
 	fs.StringVar(&o.DatabasePasswordFile, "database-password-file", o.DatabasePasswordFile, "file holding the database password, such as a mounted Secret key")
+	fs.IntVar(&o.DatabaseMaxConns, "database-max-conns", o.DatabaseMaxConns, fmt.Sprintf("with --database-url: connections this replica's pool opens at most (0: %d, or the URL's pool_max_conns); one partner's requests hold at most a %dth of them at once", postgres.DefaultMaxConns, postgres.PartnerShareDivisor))
+	fs.DurationVar(&o.DatabaseStatementTimeout, "database-statement-timeout", o.DatabaseStatementTimeout, "with --database-url: the longest one statement may run (migrations excepted); a request whose statement is cut off answers 503")
 	cidrListVar(fs, &o.TrustedProxies, "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.DurationVar(&o.EventRetention, "event-retention", o.EventRetention, "how long WebhookEvent resources are kept")
 	fs.DurationVar(&o.StoreRetention, "store-retention", o.StoreRetention, "how long finished events are kept in the store (at least the longest dedup window)")
@@ -176,6 +184,12 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxInflightBodyBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("--max-inflight-body-bytes must be at least 1 MiB, got %d", o.MaxInflightBodyBytes))
+	}
+	if o.DatabaseMaxConns < 0 || o.DatabaseMaxConns > 1000 {
+		errs = append(errs, fmt.Errorf("--database-max-conns must be between 0 and 1000, got %d", o.DatabaseMaxConns))
+	}
+	if o.DatabaseStatementTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--database-statement-timeout must be at least 1s, got %s", o.DatabaseStatementTimeout))
 	}
 	if o.DatabasePasswordFile != "" && o.DatabaseURL == "" {
 		errs = append(errs, errors.New("--database-password-file needs --database-url"))

@@ -286,6 +286,9 @@ type eventsPage struct {
 	Events []eventSummary `json:"events"`
 	// Cursor, when set, fetches the next (older) page as ?cursor=.
 	Cursor string `json:"cursor,omitempty"`
+	// StoppedEarly: the page ended at the scan bound (store.MaxListScan events looked
+	// at), not at its limit; older events may still match, from Cursor on.
+	StoppedEarly bool `json:"stoppedEarly,omitempty"`
 }
 
 // eventSummary is one event of the log with its deliveries' summary.
@@ -329,7 +332,7 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request, rec *au
 		s.log.Error(err, "listing a partner's events")
 		return storeUnavailable("the events could not be read; retry after the time in Retry-After")
 	}
-	page := eventsPage{Events: make([]eventSummary, 0, len(evs)), Cursor: cursor}
+	page := eventsPage{Events: make([]eventSummary, 0, len(evs)), Cursor: cursor, StoppedEarly: store.ListStoppedEarly(q, len(evs), cursor)}
 	for i := range evs {
 		e := &evs[i]
 		page.Events = append(page.Events, statusOf(e))

@@ -21,13 +21,20 @@ type ListQuery struct {
 	Limit int
 }
 
-// MaxListLimit bounds a page; maxListScan bounds the index entries one call looks at, so
-// that a selective filter over a large history costs a bounded read and hands back a
-// cursor to go on from.
+// MaxListLimit bounds a page; MaxListScan bounds the events one call looks at, on every
+// store, so that a selective filter over a large history costs a bounded read and hands
+// back a cursor to go on from: a page shorter than its limit with a cursor stopped
+// there (ListStoppedEarly).
 const (
 	MaxListLimit = 200
-	maxListScan  = 5000
+	MaxListScan  = 5000
 )
+
+// ListStoppedEarly reports whether a page of ListEvents ended at the scan bound rather
+// than at the end of the partner's events or at the page's limit.
+func ListStoppedEarly(q ListQuery, events int, next string) bool {
+	return next != "" && events < q.Limit
+}
 
 // Matches reports whether e passes the query's filters (not the cursor).
 func (q ListQuery) Matches(e *Event) bool {
@@ -60,12 +67,14 @@ func (s *Embedded) ListEvents(_ context.Context, partnerKey string, q ListQuery)
 		} else {
 			k, _ = c.Prev()
 		}
+		last := ""
 		for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
 			uuid := string(k[len(prefix):])
-			if scanned++; scanned > maxListScan {
-				next = uuid
+			if scanned++; scanned > MaxListScan {
+				next = last // the cursor is exclusive: the next page starts at uuid
 				return nil
 			}
+			last = uuid
 			e, err := getEvent(tx, uuid)
 			if err != nil {
 				continue // pruned while indexed: nothing to show

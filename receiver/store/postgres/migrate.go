@@ -99,6 +99,16 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) (err error) {
 		return err
 	}
 	defer conn.Release()
+	// A migration (an index built over a large table) may take longer than the
+	// statements of a request; its session has no statement timeout while it runs.
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0"); err != nil {
+		return err
+	}
+	defer func() {
+		if _, rerr := conn.Exec(context.WithoutCancel(ctx), "RESET statement_timeout"); rerr != nil {
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
 		return fmt.Errorf("taking the migration lock: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,11 +22,29 @@ import (
 	"github.com/hookgate/hookgate/receiver/store"
 )
 
+// DefaultMaxConns is each replica's pool size unless --database-max-conns (or the URL's
+// pool_max_conns) says otherwise: room for ingest, claims, attempt records, the LISTEN
+// connection and maintenance at once, and three replicas within PostgreSQL's default 100
+// connections.
+const DefaultMaxConns = 16
+
+// DefaultStatementTimeout bounds every statement of the receiver's sessions unless
+// --database-statement-timeout says otherwise: a partner-facing request answers 503
+// instead of holding a connection behind a slow statement. Migrations run without it.
+const DefaultStatementTimeout = 10 * time.Second
+
+// PartnerShareDivisor sets one partner's share of the pool: at most MaxConns /
+// PartnerShareDivisor (and at least one) of its requests use a connection at once.
+const PartnerShareDivisor = 4
+
 // Options tunes the store. The zero value is usable.
 type Options struct {
-	// MaxConns bounds the connection pool; zero keeps pgxpool's default (the greater of
-	// 4 and the number of CPUs) or the pool_max_conns of the database URL.
+	// MaxConns bounds the connection pool; zero means DefaultMaxConns, unless the
+	// database URL sets pool_max_conns.
 	MaxConns int32
+	// StatementTimeout bounds each statement (zero: DefaultStatementTimeout; negative:
+	// none).
+	StatementTimeout time.Duration
 	// Observe, when set, receives each write transaction's duration, commit included
 	// (batch is always 1: PostgreSQL groups commits itself).
 	Observe store.CommitObserver
@@ -38,6 +58,7 @@ type Store struct {
 	connConfig *pgx.ConnConfig
 	observe    store.CommitObserver
 	closed     atomic.Bool
+	slots      *partnerSlots
 
 	notify        chan struct{}
 	stopNotifier  context.CancelFunc
@@ -76,8 +97,18 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("parsing the database URL: %w", err)
 	}
-	if opts.MaxConns > 0 {
+	switch {
+	case opts.MaxConns > 0:
 		config.MaxConns = opts.MaxConns
+	case !strings.Contains(databaseURL, "pool_max_conns"):
+		config.MaxConns = DefaultMaxConns
+	}
+	timeout := opts.StatementTimeout
+	if timeout == 0 {
+		timeout = DefaultStatementTimeout
+	}
+	if timeout > 0 {
+		config.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(timeout.Milliseconds(), 10)
 	}
 	config.AfterConnect = durableCommits
 	pool, err := pgxpool.NewWithConfig(ctx, config)
@@ -97,7 +128,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	}
 	notifyCtx, stopNotifier := context.WithCancel(context.Background())
 	s := &Store{
-		pool: pool, connConfig: config.ConnConfig, observe: observe,
+		pool: pool, connConfig: config.ConnConfig, observe: observe, slots: newPartnerSlots(int(config.MaxConns) / PartnerShareDivisor),
 		notify: make(chan struct{}, 1), stopNotifier: stopNotifier, notifierDone: make(chan struct{}),
 		onListenError: opts.OnListenError,
 	}
@@ -307,6 +338,11 @@ func markChanged(ctx context.Context, tx pgx.Tx, e *store.Event) error {
 // expired key, is taken over under its row lock, which serialises takeovers the same way.
 func (s *Store) Ingest(ctx context.Context, in store.Ingest) (store.IngestResult, error) {
 	var result store.IngestResult
+	release, err := s.partnerSlot(ctx, in.Event.PartnerKey())
+	if err != nil {
+		return result, err
+	}
+	defer release()
 	payload := in.Payload
 	if payload == nil {
 		payload = []byte{} // NULL is not an empty body

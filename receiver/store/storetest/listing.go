@@ -3,6 +3,7 @@ package storetest
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,5 +85,79 @@ func (h *harness) testListEvents(t *testing.T) {
 	}
 	if got, _ := list(store.ListQuery{Limit: 100}); !slices.Equal(got, []string{acme[6], acme[4], acme[2], acme[0]}) {
 		t.Fatalf("after pruning = %v", got)
+	}
+}
+
+// testListScanBound: a page looks at no more than store.MaxListScan of the partner's
+// events, however selective its filter; it then says so (a cursor on a short page) and
+// the next page goes on from where it stopped, so the one rare event far back is found,
+// once, and no event is skipped at the bound.
+func (h *harness) testListScanBound(t *testing.T) {
+	s := h.fresh(t)
+	rare := newIngest(at(0), "rare")
+	rare.Event.Type = "order.refunded"
+	rareID := add(t, s, rare)
+	// The event just past the bound, counted from the newest: the first page's scan stops
+	// right before it, the second page's starts with it.
+	edge := newIngest(at(time.Second), "edge")
+	edge.Event.Type = "order.refunded"
+	edgeID := add(t, s, edge)
+	common := store.MaxListScan
+	ins := make([]store.Ingest, 0, common)
+	for i := range common {
+		ins = append(ins, newIngest(at(time.Duration(i+2)*time.Second), fmt.Sprintf("c%d", i)))
+	}
+	mustIngestAll(t, s, ins)
+	q := store.ListQuery{Limit: 10, Type: "order.refunded"}
+	var found []string
+	pages := 0
+	for cursor := ""; pages < 10; pages++ {
+		q.Before = cursor
+		evs, next, err := s.ListEvents(t.Context(), "ns/acme", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			found = append(found, e.UUID)
+		}
+		if pages == 0 && (!store.ListStoppedEarly(q, len(evs), next) || len(evs) != 0) {
+			t.Fatalf("first page: %d events, cursor %q; want none and a cursor (stopped at the scan bound)", len(evs), next)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if !slices.Equal(found, []string{edgeID, rareID}) {
+		t.Fatalf("found %v over %d pages, want the edge and the rare event once each", found, pages+1)
+	}
+}
+
+// mustIngestAll ingests many events, 16 at a time, so that large fixtures stay quick on
+// a store whose ingest is a round trip.
+func mustIngestAll(t *testing.T, s store.Store, ins []store.Ingest) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(ins))
+	work := make(chan store.Ingest)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for in := range work {
+				if _, err := s.Ingest(t.Context(), in); err != nil {
+					errs <- fmt.Errorf("ingesting %s: %w", in.Event.EventID, err)
+				}
+			}
+		}()
+	}
+	for _, in := range ins {
+		work <- in
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

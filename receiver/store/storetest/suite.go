@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Claims", h.testClaims)
 	t.Run("FanOut", h.testFanOut)
 	t.Run("ListEvents", h.testListEvents)
+	t.Run("ListScanBound", h.testListScanBound)
 	t.Run("DailyCounts", h.testDailyCounts)
 	t.Run("RecordAttempt", h.testRecordAttempt)
 	t.Run("Attempts", h.testAttempts)
