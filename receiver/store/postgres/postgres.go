@@ -33,8 +33,9 @@ const DefaultMaxConns = 16
 // instead of holding a connection behind a slow statement. Migrations run without it.
 const DefaultStatementTimeout = 10 * time.Second
 
-// PartnerShareDivisor sets one partner's share of the pool: at most MaxConns /
-// PartnerShareDivisor (and at least one) of its requests use a connection at once.
+// PartnerShareDivisor sets one partner's share of the pool for the calls that take a
+// connection each (the event list): at most MaxConns / PartnerShareDivisor (and at least
+// one) of them at once. Ingest takes none of its own (ingestbatch.go).
 const PartnerShareDivisor = 4
 
 // Options tunes the store. The zero value is usable.
@@ -59,6 +60,7 @@ type Store struct {
 	observe    store.CommitObserver
 	closed     atomic.Bool
 	slots      *partnerSlots
+	ingestQ    *ingestQueue
 
 	notify        chan struct{}
 	stopNotifier  context.CancelFunc
@@ -133,6 +135,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		onListenError: opts.OnListenError,
 	}
 	go s.notifyLoop(notifyCtx)
+	s.startIngestCommitters()
 	return s, nil
 }
 
@@ -337,12 +340,9 @@ func markChanged(ctx context.Context, tx pgx.Tx, e *store.Event) error {
 // rolls back (then one of them inserts). A live key naming an event that is gone, or an
 // expired key, is taken over under its row lock, which serialises takeovers the same way.
 func (s *Store) Ingest(ctx context.Context, in store.Ingest) (store.IngestResult, error) {
-	var result store.IngestResult
-	release, err := s.partnerSlot(ctx, in.Event.PartnerKey())
-	if err != nil {
-		return result, err
+	if s.closed.Load() {
+		return store.IngestResult{}, store.ErrClosed
 	}
-	defer release()
 	payload := in.Payload
 	if payload == nil {
 		payload = []byte{} // NULL is not an empty body
@@ -356,101 +356,7 @@ func (s *Store) Ingest(ctx context.Context, in store.Ingest) (store.IngestResult
 	if err != nil {
 		return store.IngestResult{}, err
 	}
-	err = s.write(ctx, func(tx pgx.Tx) error {
-		result = store.IngestResult{}
-		if in.DedupKey != "" {
-			original, err := claimDedupKey(ctx, tx, in, ev)
-			if err != nil {
-				return err
-			}
-			if original != nil {
-				result = store.IngestResult{Event: *original, Duplicate: true}
-				return nil
-			}
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO events (uuid, partner_key, endpoint_key, event_id, type,
-			partner_namespace, partner, endpoint_namespace, endpoint, received_at, payload_sha256, size_bytes,
-			content_type, phase, attempts, last_attempt_at, next_attempt_at, last_response_code, last_error,
-			delivered_at, attempt_base, version, payload_bytes, sub_type, tenant, reason, deliveries)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`,
-			ev.UUID, ev.PartnerKey(), ev.EndpointKey(), ev.EventID, ev.Type,
-			ev.PartnerNamespace, ev.Partner, ev.EndpointNamespace, ev.Endpoint, ev.ReceivedAt, ev.PayloadSHA256, ev.SizeBytes,
-			ev.ContentType, ev.Phase, ev.Attempts, ev.LastAttemptAt, ev.NextAttemptAt, ev.LastResponseCode, ev.LastError,
-			ev.DeliveredAt, ev.AttemptBase, int64(ev.Version), int64(len(payload)), ev.SubType, ev.Tenant, ev.Reason, deliveries); err != nil { //nolint:gosec // version 1
-			return err
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO payloads (uuid, body) VALUES ($1, $2)", ev.UUID, payload); err != nil {
-			return err
-		}
-		if err := markChanged(ctx, tx, &ev); err != nil {
-			return err
-		}
-		for i := range ev.Deliveries {
-			if d := &ev.Deliveries[i]; d.Phase == store.PhaseQueued {
-				if err := enqueue(ctx, tx, &ev, d.Destination, ev.DueAt(d)); err != nil {
-					return err
-				}
-			}
-		}
-		// The usage row last: it is the one row every ingest of the partner locks, so
-		// it is held only from here to COMMIT. Over the quota, the whole transaction
-		// rolls back: a refused event writes nothing, not even its dedup key.
-		var used int64
-		if err := tx.QueryRow(ctx, `INSERT INTO usage (partner_key, bytes) VALUES ($1, $2)
-			ON CONFLICT (partner_key) DO UPDATE SET bytes = usage.bytes + EXCLUDED.bytes
-			RETURNING bytes`, ev.PartnerKey(), int64(len(payload))).Scan(&used); err != nil {
-			return err
-		}
-		if in.QuotaBytes > 0 && used > in.QuotaBytes {
-			return store.ErrQuotaExceeded
-		}
-		result = store.IngestResult{Event: ev}
-		return nil
-	})
-	if err != nil {
-		return store.IngestResult{}, err
-	}
-	if !result.Duplicate && result.Event.Phase == store.PhaseQueued {
-		s.queued()
-	}
-	return result, nil
-}
-
-// claimDedupKey makes the key name the new event, or returns the original it duplicates.
-func claimDedupKey(ctx context.Context, tx pgx.Tx, in store.Ingest, ev store.Event) (*store.Event, error) {
-	key := []byte(in.DedupKey)
-	expires := micro(ev.ReceivedAt.Add(in.DedupWindow))
-	tag, err := tx.Exec(ctx, `INSERT INTO dedup (key, expires_at, uuid) VALUES ($1, $2, $3)
-		ON CONFLICT (key) DO NOTHING`, key, expires, ev.UUID)
-	if err != nil {
-		return nil, err
-	}
-	if tag.RowsAffected() == 1 {
-		return nil, nil // a new key: ours until COMMIT, others wait for it
-	}
-	var liveUntil time.Time
-	var originalID string
-	if err := tx.QueryRow(ctx, "SELECT expires_at, uuid FROM dedup WHERE key = $1 FOR UPDATE", key).
-		Scan(&liveUntil, &originalID); err != nil {
-		// The key cannot vanish between the two statements but for a Prune of an
-		// expired key; the retry of a serialization failure covers that.
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, &pgconn.PgError{Code: "40001", Message: "dedup key removed while claiming it"}
-		}
-		return nil, err
-	}
-	if liveUntil.After(ev.ReceivedAt) {
-		original, err := getEvent(ctx, tx, originalID, false)
-		if err == nil {
-			return original, nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		// The original was pruned while its key is live: the resend is new.
-	}
-	_, err = tx.Exec(ctx, "UPDATE dedup SET expires_at = $2, uuid = $3 WHERE key = $1", key, expires, ev.UUID)
-	return nil, err
+	return s.submit(ctx, &ingestOp{in: in, ev: ev, payload: payload, deliveries: deliveries, done: make(chan struct{})})
 }
 
 // ---------------------------------------------------------------------------- reads
@@ -978,6 +884,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.stopIngestCommitters()
 	s.stopNotifier()
 	<-s.notifierDone
 	s.pool.Close()

@@ -72,7 +72,8 @@ func (p *partnerSlots) releaseLocked(partner string) {
 	}
 }
 
-// partnerSlot takes one of the partner's connection slots for a partner-facing call.
+// partnerSlot takes one of the partner's connection slots for a partner-facing call that
+// holds a connection of its own (the event list).
 func (s *Store) partnerSlot(ctx context.Context, partner string) (func(), error) {
 	return s.slots.acquire(ctx, partner)
 }
