@@ -3,6 +3,8 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"slices"
 	"sync"
 	"time"
@@ -52,7 +54,7 @@ func (s *Store) startIngestCommitters() {
 	s.ingestQ = &ingestQueue{ops: make(chan *ingestOp, 4*maxIngestBatch), stop: make(chan struct{})}
 	for range ingestCommitters {
 		s.ingestQ.wg.Add(1)
-		go s.commitIngests()
+		go s.commitIngests(usageWriter())
 	}
 }
 
@@ -102,7 +104,7 @@ func (s *Store) submit(ctx context.Context, op *ingestOp) (store.IngestResult, e
 	}
 }
 
-func (s *Store) commitIngests() {
+func (s *Store) commitIngests(writer string) {
 	q := s.ingestQ
 	defer q.wg.Done()
 	for {
@@ -122,20 +124,28 @@ func (s *Store) commitIngests() {
 				break gather
 			}
 		}
-		s.commitBatch(batch)
+		s.commitBatch(writer, batch)
 	}
+}
+
+// usageWriter names a committer's usage shard: unique per committer of every process,
+// so that no two transactions update one shard row.
+func usageWriter() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // commitBatch writes a batch and answers its callers. A batch that fails for another
 // reason than a closed store is written again one event at a time, so that one event's
 // failure is its own and not its batch's.
-func (s *Store) commitBatch(batch []*ingestOp) {
+func (s *Store) commitBatch(writer string, batch []*ingestOp) {
 	ctx, cancel := context.WithTimeout(context.Background(), ingestBatchTimeout)
 	defer cancel()
 	started := time.Now()
 	var err error
 	for range maxTxRetries {
-		if err = s.runTx(ctx, func(tx pgx.Tx) error { return ingestBatch(ctx, tx, batch) }); !retryable(err) {
+		if err = s.runTx(ctx, func(tx pgx.Tx) error { return ingestBatch(ctx, tx, writer, batch) }); !retryable(err) {
 			break
 		}
 	}
@@ -144,7 +154,7 @@ func (s *Store) commitBatch(batch []*ingestOp) {
 		s.observe(time.Since(started), len(batch))
 	case len(batch) > 1 && !s.closed.Load():
 		for _, op := range batch {
-			s.commitBatch([]*ingestOp{op})
+			s.commitBatch(writer, []*ingestOp{op})
 		}
 		return
 	default:
@@ -178,7 +188,7 @@ func (s *Store) commitBatch(batch []*ingestOp) {
 //
 // A key another transaction claims meanwhile (step 3 finds it taken) reruns the batch
 // as a serialization failure: the next run finds that key in step 1.
-func ingestBatch(ctx context.Context, tx pgx.Tx, batch []*ingestOp) error {
+func ingestBatch(ctx context.Context, tx pgx.Tx, writer string, batch []*ingestOp) error {
 	for _, op := range batch {
 		op.result, op.err = store.IngestResult{}, nil
 	}
@@ -272,7 +282,7 @@ func ingestBatch(ctx context.Context, tx pgx.Tx, batch []*ingestOp) error {
 	if len(accepted) == 0 {
 		return nil
 	}
-	return writeAccepted(ctx, tx, accepted, acceptedBy, stored, reclaimed)
+	return writeAccepted(ctx, tx, writer, accepted, acceptedBy, stored, reclaimed)
 }
 
 // storedKey is a dedup key as the database holds it.
@@ -289,7 +299,10 @@ func readUsage(ctx context.Context, tx pgx.Tx, partners map[string]bool) (map[st
 		keys = append(keys, p)
 	}
 	used := make(map[string]int64, len(keys))
-	rows, err := tx.Query(ctx, "SELECT partner_key, bytes FROM usage WHERE partner_key = ANY($1)", keys)
+	rows, err := tx.Query(ctx, `SELECT partner_key, sum(bytes)::bigint FROM (
+			SELECT partner_key, bytes FROM usage WHERE partner_key = ANY($1)
+			UNION ALL SELECT partner_key, bytes FROM usage_shards WHERE partner_key = ANY($1)) u
+		GROUP BY partner_key`, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +319,7 @@ func readUsage(ctx context.Context, tx pgx.Tx, partners map[string]bool) (map[st
 }
 
 // writeAccepted writes step 3 of ingestBatch.
-func writeAccepted(ctx context.Context, tx pgx.Tx, accepted []*ingestOp, acceptedBy map[string]*ingestOp, stored map[string]storedKey, reclaimed []*ingestOp) error {
+func writeAccepted(ctx context.Context, tx pgx.Tx, writer string, accepted []*ingestOp, acceptedBy map[string]*ingestOp, stored map[string]storedKey, reclaimed []*ingestOp) error {
 	// Dedup keys: new ones inserted, in key order; stored ones (expired, or their event
 	// pruned) pointed at the new event.
 	var newKeys [][]byte
@@ -385,8 +398,9 @@ func writeAccepted(ctx context.Context, tx pgx.Tx, accepted []*ingestOp, accepte
 			return err
 		}
 	}
-	// Each partner's usage once for the batch, in key order: the row is locked from
-	// here to COMMIT, once per batch rather than once per event.
+	// Each partner's usage once for the batch, in key order, in this committer's own
+	// shard: no other transaction writes that row, so no batch waits for another's
+	// COMMIT here.
 	partners := make([]string, 0, len(delta))
 	for p := range delta {
 		partners = append(partners, p)
@@ -396,8 +410,8 @@ func writeAccepted(ctx context.Context, tx pgx.Tx, accepted []*ingestOp, accepte
 	for i, p := range partners {
 		sums[i] = delta[p]
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO usage (partner_key, bytes)
-		SELECT p, b FROM unnest($1::text[], $2::bigint[]) AS t (p, b) ORDER BY p
-		ON CONFLICT (partner_key) DO UPDATE SET bytes = usage.bytes + EXCLUDED.bytes`, partners, sums)
+	_, err := tx.Exec(ctx, `INSERT INTO usage_shards (partner_key, writer, bytes)
+		SELECT p, $3, b FROM unnest($1::text[], $2::bigint[]) AS t (p, b) ORDER BY p
+		ON CONFLICT (partner_key, writer) DO UPDATE SET bytes = usage_shards.bytes + EXCLUDED.bytes`, partners, sums, writer)
 	return err
 }

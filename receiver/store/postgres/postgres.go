@@ -410,7 +410,9 @@ func (s *Store) Usage(ctx context.Context) (map[string]int64, error) {
 	if err := s.read(); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, "SELECT partner_key, bytes FROM usage")
+	rows, err := s.pool.Query(ctx, `SELECT partner_key, sum(bytes)::bigint FROM (
+		SELECT partner_key, bytes FROM usage UNION ALL SELECT partner_key, bytes FROM usage_shards) u
+		GROUP BY partner_key HAVING sum(bytes) > 0`)
 	if err != nil {
 		return nil, s.errClosed(err)
 	}
@@ -753,6 +755,26 @@ func (s *Store) SetToken(ctx context.Context, name, value string) error {
 
 // ---------------------------------------------------------------------------- Prune
 
+// foldUsage moves the usage shards into their partners' usage rows, so that the shards
+// of committers long gone (replicas restarted since) do not pile up; the sum a quota
+// check reads is the same before and after. Rows are locked in key order, as the
+// committers lock theirs, so that no fold and batch wait for each other in a cycle.
+func (s *Store) foldUsage(ctx context.Context) error {
+	return s.write(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `WITH moved AS (
+				DELETE FROM usage_shards WHERE (partner_key, writer) IN (
+					SELECT partner_key, writer FROM usage_shards ORDER BY partner_key, writer FOR UPDATE)
+				RETURNING partner_key, bytes),
+			summed AS (SELECT partner_key, sum(bytes)::bigint AS bytes FROM moved GROUP BY partner_key)
+			INSERT INTO usage (partner_key, bytes) SELECT partner_key, bytes FROM summed ORDER BY partner_key
+			ON CONFLICT (partner_key) DO UPDATE SET bytes = usage.bytes + EXCLUDED.bytes`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "DELETE FROM usage WHERE bytes <= 0")
+		return err
+	})
+}
+
 // pruneBatch bounds the rows one Prune transaction removes, so that no ingest waits
 // long behind it.
 const pruneBatch = 256
@@ -761,6 +783,9 @@ const pruneBatch = 256
 // receipt order, each batch in a transaction of its own that also gives the removed
 // payload bytes back to their partners.
 func (s *Store) Prune(ctx context.Context, cutoff store.Cutoff, now time.Time) (int, error) {
+	if err := s.foldUsage(ctx); err != nil {
+		return 0, err
+	}
 	for {
 		var n int64
 		err := s.write(ctx, func(tx pgx.Tx) error {
@@ -833,17 +858,17 @@ func (s *Store) Prune(ctx context.Context, cutoff store.Cutoff, now time.Time) (
 			}); err != nil {
 				return err
 			}
-			// Partners in key order, so that concurrent prunes lock usage rows alike.
+			// The bytes go back under the prune shard, partners in key order, so that
+			// concurrent prunes lock its rows alike; the sum of a partner's rows is exact
+			// whether or not its ingest shards were folded yet.
 			partners := make([]string, 0, len(freed))
 			for k := range freed {
 				partners = append(partners, k)
 			}
 			slices.Sort(partners)
 			for _, k := range partners {
-				if _, err := tx.Exec(ctx, "UPDATE usage SET bytes = bytes - $2 WHERE partner_key = $1", k, freed[k]); err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, "DELETE FROM usage WHERE partner_key = $1 AND bytes <= 0", k); err != nil {
+				if _, err := tx.Exec(ctx, `INSERT INTO usage_shards (partner_key, writer, bytes) VALUES ($1, 'prune', $2)
+					ON CONFLICT (partner_key, writer) DO UPDATE SET bytes = usage_shards.bytes + EXCLUDED.bytes`, k, -freed[k]); err != nil {
 					return err
 				}
 			}
