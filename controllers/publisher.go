@@ -389,15 +389,22 @@ func (p *Publisher) notify(ctx context.Context, prev, t *routing.Table, all bool
 	}
 }
 
+// receiverLeases lists the receivers' Leases (from the cache).
+func (p *Publisher) receiverLeases(ctx context.Context) ([]coordinationv1.Lease, error) {
+	var leases coordinationv1.LeaseList
+	err := p.Client.List(ctx, &leases, client.InNamespace(p.Namespace), client.MatchingLabels{routing.LabelRole: routing.RoleReceiver})
+	return leases.Items, err
+}
+
 // liveReceivers counts the receiver replicas whose Leases are live.
 func (p *Publisher) liveReceivers(ctx context.Context) (int, error) {
-	var leases coordinationv1.LeaseList
-	if err := p.Client.List(ctx, &leases, client.InNamespace(p.Namespace), client.MatchingLabels{routing.LabelRole: routing.RoleReceiver}); err != nil {
+	leases, err := p.receiverLeases(ctx)
+	if err != nil {
 		return 0, err
 	}
 	now, n := time.Now(), 0
-	for i := range leases.Items {
-		if routing.LeaseLive(&leases.Items[i], now) {
+	for i := range leases {
+		if routing.LeaseLive(&leases[i], now) {
 			n++
 		}
 	}
@@ -407,24 +414,24 @@ func (p *Publisher) liveReceivers(ctx context.Context) (int, error) {
 // receiverReports is what the live receivers report on their Leases: their --public-url
 // and their destination filters' first failures.
 func (p *Publisher) receiverReports(ctx context.Context) (publicURL string, filterFailures map[string]string, err error) {
-	var leases coordinationv1.LeaseList
-	if err := p.Client.List(ctx, &leases, client.InNamespace(p.Namespace), client.MatchingLabels{routing.LabelRole: routing.RoleReceiver}); err != nil {
+	leases, err := p.receiverLeases(ctx)
+	if err != nil {
 		return "", nil, err
 	}
 	now := time.Now()
-	return routing.LivePublicURL(leases.Items, now), routing.LiveFilterFailures(leases.Items, now), nil
+	return routing.LivePublicURL(leases, now), routing.LiveFilterFailures(leases, now), nil
 }
 
 // readiness says whether every live receiver serves a table with the entry at rev.
 func (p *Publisher) readiness(ctx context.Context, rev uint64) (bool, string, string, error) {
-	var leases coordinationv1.LeaseList
-	if err := p.Client.List(ctx, &leases, client.InNamespace(p.Namespace), client.MatchingLabels{routing.LabelRole: routing.RoleReceiver}); err != nil {
+	leases, err := p.receiverLeases(ctx)
+	if err != nil {
 		return false, "", "", err
 	}
 	now := time.Now()
 	live := 0
-	for i := range leases.Items {
-		l := &leases.Items[i]
+	for i := range leases {
+		l := &leases[i]
 		if !routing.LeaseLive(l, now) {
 			continue
 		}

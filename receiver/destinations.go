@@ -86,10 +86,10 @@ type filterFailures interface {
 // filter takes it, in spec order; when none does, the event is kept as Stored with the
 // reason. A filter this receiver cannot compile takes nothing. The body is decoded once
 // for every expression that reads it, within memory that reserve grants (the in-flight
-// bound); release gives it back once the event is routed.
-func routeToDestinations(rt *routes, ep *routing.Endpoint, ev *store.Event, h http.Header, body []byte, reserve func(int64) bool, failures filterFailures) {
+// bound); it returns the bytes reserve granted, for the caller to give back.
+func routeToDestinations(rt *routes, ep *routing.Endpoint, ev *store.Event, h http.Header, body []byte, reserve func(int64) bool, failures filterFailures) (reserved int64) {
 	if ev.Phase != store.PhaseQueued {
-		return
+		return 0
 	}
 	var in *filter.Event // built once, for the first destination with a filter
 	unusable := false
@@ -125,6 +125,10 @@ func routeToDestinations(rt *routes, ep *routing.Endpoint, ev *store.Event, h ht
 			ev.Reason = reasonFilterUnusable
 		}
 	}
+	if in != nil {
+		return in.Reserved
+	}
+	return 0
 }
 
 func filterAt(filters []*destinationFilter, i int) *destinationFilter {

@@ -55,7 +55,9 @@ type Server struct {
 	publicURL         string
 	jwks              jwksCache
 	filterFailures    *filterFailureLog
-	usage             *dailyUsage
+	// decodeReserve is s.bodies.reserveDecoded, bound once.
+	decodeReserve func(int64) bool
+	usage         *dailyUsage
 }
 
 // Config is what a Server needs.
@@ -104,13 +106,15 @@ func NewServer(cfg Config) *Server {
 		cfg.JWKSClient = verify.NewJWKSClient(guard.DialContext(egress.URL))
 	}
 	_, storeBoundsIngest := cfg.Store.(store.BoundedIngest)
-	return &Server{
+	s := &Server{
 		storeBoundsIngest: storeBoundsIngest,
 		routes:            &routeCache{holder: cfg.Holder, env: verify.Env{JWKS: verify.NewJWKSCache(cfg.JWKSClient)}},
 		store:             cfg.Store, trustedProxies: cfg.TrustedProxies, limiter: newRateLimiter(), bodies: newBodyBudget(cfg.MaxInflightBodyBytes), authFailures: newAuthFailureLimiter(), defaultQuota: cfg.DefaultPartnerQuota,
 		auditLog: cfg.AuditLog, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, now: cfg.Now, onStored: cfg.OnStored,
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), usage: newDailyUsage(), filterFailures: cfg.FilterFailures,
 	}
+	s.decodeReserve = s.bodies.reserveDecoded
+	return s
 }
 
 // Handler serves the webhook port.
@@ -272,15 +276,8 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, rec *auditR
 	// which ones it is queued for, or that it is only stored
 	in := newIngest(ep, partner, parsed, r.Header.Get("Content-Type"), body, now)
 	in.Event.SubType, in.Event.Tenant = subType, tenant
-	var decoded int64
-	routeToDestinations(rt, ep, &in.Event, r.Header, parsed.body.raw, func(n int64) bool {
-		if !s.bodies.reserveDecoded(n) {
-			return false
-		}
-		decoded += n
-		return true
-	}, s)
-	s.bodies.releaseDecoded(decoded)
+	// The method value is made once per server (decodeReserve), not per request.
+	s.bodies.releaseDecoded(routeToDestinations(rt, ep, &in.Event, r.Header, parsed.body.raw, s.decodeReserve, s))
 	on, window := dedupOn(auth.scheme, ep, parsed, body)
 	in.DedupKey, in.DedupWindow = dedupKey(partner, ep, on), window
 	in.QuotaBytes = s.quota(partner)

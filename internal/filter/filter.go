@@ -27,11 +27,13 @@ type Event struct {
 	Body []byte
 	// Reserve, when set, is asked for the memory a decoding of the body takes before it is
 	// made (DecodedBytes); when it refuses, expressions do not match (ErrOverBudget).
-	Reserve func(n int64) bool
+	// Reserved is what it granted, for the caller to give back once the event is routed.
+	Reserve  func(n int64) bool
+	Reserved int64
 
-	prepared   bool
-	activation map[string]any
-	prepareErr error
+	activation map[string]any // built by the first expression, shared by the others
+	bodyTried  bool           // the body was decoded, or that failed (bodyErr)
+	bodyErr    error
 }
 
 // DecodeFactor is how many bytes of memory the decoded values of one body byte take at
@@ -182,34 +184,32 @@ func (c *Compiled) Match(e *Event) (bool, error) {
 // an expression reads it, and then once for all of them. JSON numbers decode as the
 // doubles CEL compares.
 func (e *Event) prepare(needsBody bool) error {
-	if e.prepared && !needsBody {
-		return nil
-	}
-	if e.prepared && e.activation["body"] != nil {
-		return e.prepareErr // decoded, or tried, for an earlier expression
-	}
-	if !e.prepared {
+	if e.activation == nil {
 		headers := make(map[string]any, len(e.Headers))
 		for k, v := range e.Headers {
 			headers[k] = v
 		}
 		e.activation = map[string]any{"type": e.Type, "subType": e.SubType, "tenant": e.Tenant, "partner": e.Partner, "id": e.ID,
-			"headers": headers, "data": map[string]any{}, "body": nil}
-		e.prepared = true
+			"headers": headers, "data": map[string]any{}, "body": map[string]any{}}
 	}
-	if !needsBody {
+	if !needsBody || e.bodyTried {
+		if needsBody {
+			return e.bodyErr
+		}
 		return nil
 	}
-	empty := map[string]any{}
-	e.activation["body"] = empty // decoded at most once, whatever happens below
-	if e.Reserve != nil && !e.Reserve(DecodedBytes(len(e.Body))) {
-		e.prepareErr = ErrOverBudget
-		return e.prepareErr
+	e.bodyTried = true
+	if n := DecodedBytes(len(e.Body)); e.Reserve != nil {
+		if !e.Reserve(n) {
+			e.bodyErr = ErrOverBudget
+			return e.bodyErr
+		}
+		e.Reserved += n
 	}
 	var body map[string]any
 	if err := json.Unmarshal(e.Body, &body); err != nil || body == nil {
-		e.prepareErr = fmt.Errorf("%w: the body is not a JSON object a filter can read: %w", ErrNoMatch, err)
-		return e.prepareErr
+		e.bodyErr = fmt.Errorf("%w: the body is not a JSON object a filter can read: %w", ErrNoMatch, err)
+		return e.bodyErr
 	}
 	e.activation["body"] = body
 	e.activation["data"] = body
