@@ -40,6 +40,10 @@ const (
 	secret = "whsec_bench"
 )
 
+// postgresReplicas are the receiver counts of the PostgreSQL rows: whether a replica
+// adds capacity is what those rows are for.
+var postgresReplicas = []int{1, 2, 3}
+
 // receiverStderr is --receiver-stderr: where the receivers' logs go ("" discards them).
 var receiverStderr string
 
@@ -55,9 +59,12 @@ type ingestRow struct {
 	P99Ms             float64 `json:"p99Ms"`
 	PeakRssMiB        float64 `json:"peakRssMiB"`
 	CPUSecondsPer1000 float64 `json:"cpuSecondsPer1000"`
-	BaselinePerSec    float64 `json:"baselinePerSec"`
-	Ratio             float64 `json:"ratio"`
-	Errors            int64   `json:"errors"`
+	// DatabaseCPUSecondsPer1000 is the PostgreSQL server's CPU (all its processes on this
+	// machine) per 1,000 events; -1 where it cannot be read (a server elsewhere).
+	DatabaseCPUSecondsPer1000 float64 `json:"databaseCpuSecondsPer1000,omitempty"`
+	BaselinePerSec            float64 `json:"baselinePerSec"`
+	Ratio                     float64 `json:"ratio"`
+	Errors                    int64   `json:"errors"`
 }
 
 type deliveryRow struct {
@@ -69,7 +76,12 @@ type deliveryRow struct {
 	P50Ms           float64 `json:"p50Ms"`
 	P99Ms           float64 `json:"p99Ms"`
 	PeakRssMiB      float64 `json:"peakRssMiB,omitempty"`
-	Errors          int64   `json:"errors"`
+	// CPUSecondsPer1000 is the receivers' CPU per 1,000 events delivered, from the first
+	// POST to the last delivery; DatabaseCPUSecondsPer1000 the PostgreSQL server's (-1:
+	// not readable here).
+	CPUSecondsPer1000         float64 `json:"cpuSecondsPer1000,omitempty"`
+	DatabaseCPUSecondsPer1000 float64 `json:"databaseCpuSecondsPer1000,omitempty"`
+	Errors                    int64   `json:"errors"`
 }
 
 type results struct {
@@ -104,9 +116,21 @@ func main() {
 	headlineOnly := flag.Bool("headline-only", false, "measure only instructionsPerEvent and ingest of 1 KiB at concurrency 64 (quick, for a change in progress)")
 	flag.StringVar(&receiverStderr, "receiver-stderr", "", "append the receivers' standard error (their logs; GODEBUG=gctrace=1 prints there) to this file")
 	commit := flag.String("commit", "", "the commit the measured binary was built from (default: this tree's HEAD)")
+	flag.Func("postgres-replicas", "receiver counts of the PostgreSQL rows, comma-separated (default 1,2,3)", func(v string) error {
+		postgresReplicas = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("%q is not a receiver count", f)
+			}
+			postgresReplicas = append(postgresReplicas, n)
+		}
+		return nil
+	})
+	postgresOnly := flag.Bool("postgres-only", false, "measure only the PostgreSQL rows (ingest of 1 KiB at concurrency 64 beside its baseline, and delivery; 1, 2 and 3 receivers)")
 	flag.Parse()
 	cfg := config{hookgate: *hookgate, duration: *duration, out: *out, partners: *partners, system: *system, databaseURL: *databaseURL,
-		callgrindEvents: *callgrindEvents, callgrindOnly: *callgrindOnly, headlineOnly: *headlineOnly, commit: *commit}
+		callgrindEvents: *callgrindEvents, callgrindOnly: *callgrindOnly, headlineOnly: *headlineOnly, postgresOnly: *postgresOnly, commit: *commit}
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -122,6 +146,7 @@ type config struct {
 	callgrindEvents            int
 	callgrindOnly              bool
 	headlineOnly               bool
+	postgresOnly               bool
 	commit                     string
 }
 
@@ -159,8 +184,11 @@ func run(cfg config) error {
 		headline             bool
 	}
 	settings := []setting{{1 << 10, 64, true}, {64 << 10, 64, true}, {1 << 10, 256, false}}
-	if cfg.headlineOnly {
+	if cfg.headlineOnly || cfg.postgresOnly {
 		settings = settings[:1]
+	}
+	if cfg.postgresOnly && databaseURL == "" {
+		return errors.New("--postgres-only needs --database-url (or HOOKGATE_TEST_DATABASE_URL)")
 	}
 	for _, s := range settings {
 		name := fmt.Sprintf("%d KiB, concurrency %d", s.payload>>10, s.concurrency)
@@ -169,15 +197,17 @@ func run(cfg config) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "ingest %s: hookgate...\n", name)
-		row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, defaultStore)
-		if err != nil {
-			return err
+		if !cfg.postgresOnly {
+			fmt.Fprintf(os.Stderr, "ingest %s: hookgate...\n", name)
+			row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, defaultStore)
+			if err != nil {
+				return err
+			}
+			row.Name, row.Headline = name, s.headline
+			res.Ingest = append(res.Ingest, withBaseline(row, baseline))
 		}
-		row.Name, row.Headline = name, s.headline
-		res.Ingest = append(res.Ingest, withBaseline(row, baseline))
 		for _, st := range otherStores {
-			if !s.headline {
+			if !s.headline || cfg.postgresOnly {
 				break
 			}
 			fmt.Fprintf(os.Stderr, "ingest %s: hookgate on the %s engine...\n", name, st.engine)
@@ -191,7 +221,7 @@ func run(cfg config) error {
 		if databaseURL == "" || s.concurrency != 64 {
 			continue
 		}
-		for _, replicas := range []int{1, 2} {
+		for _, replicas := range postgresReplicas {
 			fmt.Fprintf(os.Stderr, "ingest %s: hookgate on PostgreSQL, %d receiver(s)...\n", name, replicas)
 			row, err := measureIngest(hookgate, work, partners, s.payload, s.concurrency, duration, store{databaseURL: databaseURL, replicas: replicas})
 			if err != nil {
@@ -205,6 +235,9 @@ func run(cfg config) error {
 		return finish(res, out, started)
 	}
 	for _, payload := range []int{1 << 10, 64 << 10} {
+		if cfg.postgresOnly {
+			break
+		}
 		fmt.Fprintf(os.Stderr, "delivery %d KiB...\n", payload>>10)
 		row, err := measureDelivery(hookgate, work, partners, payload, 64, duration, store{})
 		if err != nil {
@@ -213,7 +246,7 @@ func run(cfg config) error {
 		res.Delivery = append(res.Delivery, row)
 	}
 	if databaseURL != "" {
-		for _, replicas := range []int{1, 2} {
+		for _, replicas := range postgresReplicas {
 			fmt.Fprintf(os.Stderr, "delivery 1 KiB on PostgreSQL, %d receiver(s)...\n", replicas)
 			row, err := measureDelivery(hookgate, work, partners, 1<<10, 64, duration, store{databaseURL: databaseURL, replicas: replicas})
 			if err != nil {
@@ -224,7 +257,7 @@ func run(cfg config) error {
 	} else {
 		fmt.Fprintln(os.Stderr, "no --database-url (HOOKGATE_TEST_DATABASE_URL): no PostgreSQL rows")
 	}
-	if system {
+	if system && !cfg.postgresOnly {
 		fmt.Fprintln(os.Stderr, "whole system (control plane, operator, receiver with status reflection)...")
 		row, err := measureSystem(hookgate, work, 1<<10, 64, duration)
 		if err != nil {
@@ -570,7 +603,9 @@ func measureIngest(hookgate, work string, partners, payload, concurrency int, du
 	for _, p := range procs {
 		cpu0 += cpuSeconds(p.cmd.Process.Pid)
 	}
+	dbCPU := databaseCPU(st)
 	r := generateAll(procs, payload, concurrency, duration, nil)
+	dbPer1000 := dbCPU(r.ok)
 	cpu, rss := -cpu0, 0.0
 	for _, p := range procs {
 		cpu += cpuSeconds(p.cmd.Process.Pid)
@@ -578,7 +613,7 @@ func measureIngest(hookgate, work string, partners, payload, concurrency int, du
 	}
 	row := ingestRow{Store: st.name(), PayloadBytes: payload, Concurrency: concurrency, AcceptedPerSec: float64(r.ok) / r.elapsed.Seconds(),
 		P50Ms: percentileMs(r.latencies, .50), P95Ms: percentileMs(r.latencies, .95), P99Ms: percentileMs(r.latencies, .99),
-		PeakRssMiB: rss, Errors: r.errors}
+		PeakRssMiB: rss, Errors: r.errors, DatabaseCPUSecondsPer1000: dbPer1000}
 	if r.ok > 0 {
 		row.CPUSecondsPer1000 = cpu / float64(r.ok) * 1000
 	}
@@ -663,6 +698,11 @@ func measureDelivery(hookgate, work string, partners, payload, concurrency int, 
 		return deliveryRow{}, err
 	}
 	defer stop()
+	cpu0 := 0.0
+	for _, p := range procs {
+		cpu0 += cpuSeconds(p.cmd.Process.Pid)
+	}
+	dbCPU := databaseCPU(st)
 	r := generateAll(procs, payload, concurrency, duration, s.sentAt)
 	name := fmt.Sprintf("receiver standalone, %d KiB, concurrency %d", payload>>10, concurrency)
 	if st.databaseURL != "" {
@@ -670,8 +710,15 @@ func measureDelivery(hookgate, work string, partners, payload, concurrency int, 
 	}
 	row := deliveryFrom(name, payload, r, s)
 	row.Store = st.name()
+	delivered := s.count.Load()
+	row.DatabaseCPUSecondsPer1000 = dbCPU(delivered)
+	cpu := -cpu0
 	for _, p := range procs {
+		cpu += cpuSeconds(p.cmd.Process.Pid)
 		row.PeakRssMiB = max(row.PeakRssMiB, peakRSSMiB(p.cmd.Process.Pid))
+	}
+	if delivered > 0 {
+		row.CPUSecondsPer1000 = cpu / float64(delivered) * 1000
 	}
 	return row, nil
 }
@@ -809,18 +856,30 @@ func machine() string {
 	return fmt.Sprintf("%d cores, %s, %s/%s, %s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH, runtime.Version())
 }
 
+// dbCell is a database CPU figure as printed: blank for the embedded store, n/a where
+// the server's processes are not on this machine.
+func dbCell(v float64) string {
+	switch {
+	case v == 0:
+		return "-"
+	case v < 0:
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', 3, 64)
+}
+
 func printTables(r results) {
 	fmt.Printf("\nhookgate bench, commit %s, %s, %s per run\n", r.Commit, r.Machine, r.Duration)
 	if len(r.Ingest) > 0 {
 		fmt.Println("\nIngest (PartnerHMAC, every event fsync'd before its 202; baseline: bare net/http answering 202)")
-		fmt.Printf("%-33s %10s %8s %8s %8s %9s %10s %11s %7s %6s\n", "setting", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "RSS MiB", "CPU s/1k", "baseline/s", "ratio", "errors")
+		fmt.Printf("%-33s %10s %8s %8s %8s %9s %10s %9s %11s %7s %6s\n", "setting", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "RSS MiB", "CPU s/1k", "DB s/1k", "baseline/s", "ratio", "errors")
 		for _, row := range r.Ingest {
 			mark := " "
 			if row.Headline {
 				mark = "*"
 			}
-			fmt.Printf("%s%-32s %10.0f %8.2f %8.2f %8.2f %9.1f %10.3f %11.0f %7.2f %6d\n", mark, row.Name, row.AcceptedPerSec, row.P50Ms, row.P95Ms, row.P99Ms,
-				row.PeakRssMiB, row.CPUSecondsPer1000, row.BaselinePerSec, row.Ratio, row.Errors)
+			fmt.Printf("%s%-32s %10.0f %8.2f %8.2f %8.2f %9.1f %10.3f %9s %11.0f %7.2f %6d\n", mark, row.Name, row.AcceptedPerSec, row.P50Ms, row.P95Ms, row.P99Ms,
+				row.PeakRssMiB, row.CPUSecondsPer1000, dbCell(row.DatabaseCPUSecondsPer1000), row.BaselinePerSec, row.Ratio, row.Errors)
 		}
 		fmt.Println("(* headline rows)")
 	}
@@ -832,9 +891,11 @@ func printTables(r results) {
 	}
 	if len(r.Delivery) > 0 {
 		fmt.Println("\nDelivery (sink answering 200; latency from POST to the sink)")
-		fmt.Printf("%-48s %10s %11s %8s %8s %8s %6s\n", "setting", "accepted/s", "delivered/s", "p50 ms", "p99 ms", "RSS MiB", "errors")
+		fmt.Printf("%-48s %10s %11s %8s %8s %8s %9s %9s %6s\n", "setting", "accepted/s", "delivered/s", "p50 ms", "p99 ms", "RSS MiB", "CPU s/1k", "DB s/1k", "errors")
 		for _, row := range r.Delivery {
-			fmt.Printf("%-48s %10.0f %11.0f %8.2f %8.2f %8.1f %6d\n", row.Name, row.AcceptedPerSec, row.DeliveredPerSec, row.P50Ms, row.P99Ms, row.PeakRssMiB, row.Errors)
+			fmt.Printf("%-48s %10.0f %11.0f %8.2f %8.2f %8.1f %9.3f %9s %6d\n", row.Name, row.AcceptedPerSec, row.DeliveredPerSec, row.P50Ms, row.P99Ms, row.PeakRssMiB,
+				row.CPUSecondsPer1000, dbCell(row.DatabaseCPUSecondsPer1000), row.Errors)
 		}
+		fmt.Println("(CPU s/1k: the receivers' CPU per 1,000 events delivered; DB s/1k: the PostgreSQL server's, where it runs on this machine)")
 	}
 }

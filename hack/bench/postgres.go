@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,4 +46,45 @@ func freshSchema(databaseURL string) (string, func(), error) {
 		}
 	}
 	return u.String(), drop, nil
+}
+
+// databaseCPUSeconds is the CPU time of the PostgreSQL server's processes on this
+// machine (the postmaster and every backend, each a process named postgres), and false
+// when there are none to read (the server runs elsewhere). A backend's time is lost when
+// it exits, so it is read while the receivers' pools still hold their connections.
+func databaseCPUSeconds() (float64, bool) {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, false
+	}
+	total, found := 0.0, false
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+			continue
+		}
+		total += cpuSeconds(pid)
+		found = true
+	}
+	return total, found
+}
+
+// databaseCPU measures the server's CPU over a span: stop returns its seconds per 1,000
+// of events, or -1 when the server's processes are not on this machine.
+func databaseCPU(st store) (stop func(events int64) float64) {
+	if st.databaseURL == "" {
+		return func(int64) float64 { return 0 }
+	}
+	before, ok := databaseCPUSeconds()
+	return func(events int64) float64 {
+		after, ok2 := databaseCPUSeconds()
+		if !ok || !ok2 || events == 0 {
+			return -1
+		}
+		return (after - before) / float64(events) * 1000
+	}
 }

@@ -454,7 +454,10 @@ func (d *Dispatcher) deliver(ctx context.Context, dl *store.Delivery, c *candida
 		d.releaseClaims(ctx, []store.DeliveryRef{dl.Ref()})
 		return
 	}
-	payload, err := d.opts.Store.Payload(ctx, ev.UUID)
+	payload, err := dl.Payload, error(nil)
+	if !dl.HasPayload {
+		payload, err = d.opts.Store.Payload(ctx, ev.UUID)
+	}
 	if err != nil {
 		d.opts.Log.Error(err, "reading a payload to deliver", "uuid", ev.UUID)
 		d.circuits.abandon(queue)

@@ -36,6 +36,10 @@ func (d *DeliveryState) Finished() bool {
 type Delivery struct {
 	Event
 	Destination string
+	// Payload is the event's body when the claim read it too (HasPayload), as the
+	// PostgreSQL store does to spare a round trip per delivery; else the worker reads it.
+	Payload    []byte
+	HasPayload bool
 }
 
 // Ref names the delivery.

@@ -16,10 +16,13 @@ func (s *Store) Claim(ctx context.Context, queue, owner string, now time.Time, l
 	if limit <= 0 {
 		return nil, nil
 	}
-	var out []store.Event
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		var err error
-		out, err = queryEvents(ctx, tx, `WITH picked AS (
+	_, _, destination, err := store.ParseQueueKey(queue)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Delivery
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `WITH picked AS (
 				SELECT uuid, queue FROM deliveries WHERE queue = $1 AND due_at <= $2
 				ORDER BY due_at, uuid LIMIT $3 FOR UPDATE SKIP LOCKED
 			), claimed AS (
@@ -29,14 +32,29 @@ func (s *Store) Claim(ctx context.Context, queue, owner string, now time.Time, l
 				FROM picked WHERE d.uuid = picked.uuid AND d.queue = picked.queue
 				RETURNING d.uuid, d.ready_at
 			)
-			SELECT `+eventColumns+` FROM claimed JOIN events e ON e.uuid = claimed.uuid
+			-- Each delivery carries its payload, so that a worker makes no read of its own.
+			SELECT `+eventColumns+`, p.body FROM claimed JOIN events e ON e.uuid = claimed.uuid
+			LEFT JOIN payloads p ON p.uuid = e.uuid
 			ORDER BY claimed.ready_at, e.uuid`, queue, micro(now), limit, owner, micro(now.Add(lease)))
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Delivery, error) {
+			var body []byte
+			e, err := scanEvent(row, &body)
+			if err != nil {
+				return store.Delivery{}, err
+			}
+			// A payload that is gone (its event pruned meanwhile) is left to the worker's
+			// own read, which says so.
+			return store.Delivery{Event: e, Destination: destination, Payload: body, HasPayload: body != nil}, nil
+		})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return asDeliveries(queue, out)
+	return out, nil
 }
 
 // refArrays are the uuids and destinations of deliveries, for unnest.

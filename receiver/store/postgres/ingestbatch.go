@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,89 +41,34 @@ type ingestOp struct {
 	done   chan struct{}
 }
 
-// ingestQueue is the committers' queue and their lifecycle.
-type ingestQueue struct {
-	ops  chan *ingestOp
-	mu   sync.RWMutex // held for reading by each send; Close takes it to stop them
-	stop chan struct{}
-	wg   sync.WaitGroup
-}
-
 func (s *Store) startIngestCommitters() {
-	s.ingestQ = &ingestQueue{ops: make(chan *ingestOp, 4*maxIngestBatch), stop: make(chan struct{})}
-	for range ingestCommitters {
-		s.ingestQ.wg.Add(1)
-		go s.commitIngests(usageWriter())
-	}
+	s.ingestQ = newBatchQueue(ingestCommitters, maxIngestBatch, func() func([]*ingestOp) {
+		writer := usageWriter()
+		return func(batch []*ingestOp) { s.commitBatch(writer, batch) }
+	})
 }
 
 // stopIngestCommitters lets the committers finish their batch, answers what is still
 // queued with ErrClosed and waits for them.
 func (s *Store) stopIngestCommitters() {
-	q := s.ingestQ
-	q.mu.Lock()
-	close(q.stop)
-	q.mu.Unlock()
-	q.wg.Wait()
-	for {
-		select {
-		case op := <-q.ops:
-			op.err = store.ErrClosed
-			close(op.done)
-		default:
-			return
-		}
-	}
+	s.ingestQ.stop(func(op *ingestOp) {
+		op.err = store.ErrClosed
+		close(op.done)
+	})
 }
 
 // submit queues op for a batch and waits for its outcome, or for ctx: a caller that gives
 // up is told so, though its event may still be committed with its batch (a resend is
 // then answered as its duplicate).
 func (s *Store) submit(ctx context.Context, op *ingestOp) (store.IngestResult, error) {
-	q := s.ingestQ
-	q.mu.RLock()
-	select {
-	case <-q.stop:
-		q.mu.RUnlock()
-		return store.IngestResult{}, store.ErrClosed
-	default:
+	if err := s.ingestQ.send(ctx, op); err != nil {
+		return store.IngestResult{}, err
 	}
-	select {
-	case q.ops <- op:
-	case <-ctx.Done():
-		q.mu.RUnlock()
-		return store.IngestResult{}, ctx.Err()
-	}
-	q.mu.RUnlock()
 	select {
 	case <-op.done:
 		return op.result, op.err
 	case <-ctx.Done():
 		return store.IngestResult{}, ctx.Err()
-	}
-}
-
-func (s *Store) commitIngests(writer string) {
-	q := s.ingestQ
-	defer q.wg.Done()
-	for {
-		var first *ingestOp
-		select {
-		case first = <-q.ops:
-		case <-q.stop:
-			return
-		}
-		batch := []*ingestOp{first}
-	gather:
-		for len(batch) < maxIngestBatch {
-			select {
-			case op := <-q.ops:
-				batch = append(batch, op)
-			default:
-				break gather
-			}
-		}
-		s.commitBatch(writer, batch)
 	}
 }
 
@@ -143,12 +87,7 @@ func (s *Store) commitBatch(writer string, batch []*ingestOp) {
 	ctx, cancel := context.WithTimeout(context.Background(), ingestBatchTimeout)
 	defer cancel()
 	started := time.Now()
-	var err error
-	for range maxTxRetries {
-		if err = s.runTx(ctx, func(tx pgx.Tx) error { return ingestBatch(ctx, tx, writer, batch) }); !retryable(err) {
-			break
-		}
-	}
+	err := s.retryTx(ctx, func(tx pgx.Tx) error { return ingestBatch(ctx, tx, writer, batch) })
 	switch {
 	case err == nil:
 		s.observe(time.Since(started), len(batch))

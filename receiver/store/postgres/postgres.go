@@ -60,7 +60,8 @@ type Store struct {
 	observe    store.CommitObserver
 	closed     atomic.Bool
 	slots      *partnerSlots
-	ingestQ    *ingestQueue
+	ingestQ    *batchQueue[*ingestOp]
+	attemptQ   *batchQueue[*attemptOp]
 
 	notify        chan struct{}
 	stopNotifier  context.CancelFunc
@@ -136,6 +137,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	}
 	go s.notifyLoop(notifyCtx)
 	s.startIngestCommitters()
+	s.startAttemptCommitters()
 	return s, nil
 }
 
@@ -165,16 +167,22 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return store.ErrClosed
 	}
 	started := time.Now()
+	err := s.retryTx(ctx, fn)
+	if err == nil {
+		s.observe(time.Since(started), 1)
+	}
+	return s.errClosed(err)
+}
+
+// retryTx runs fn in a transaction, again after a deadlock or a serialization failure.
+func (s *Store) retryTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	var err error
 	for range maxTxRetries {
 		if err = s.runTx(ctx, fn); !retryable(err) {
 			break
 		}
 	}
-	if err == nil {
-		s.observe(time.Since(started), 1)
-	}
-	return s.errClosed(err)
+	return err
 }
 
 // runTx runs fn in a transaction. The work follows ctx, but COMMIT does not: a caller
@@ -212,14 +220,16 @@ const eventColumns = `e.uuid, e.event_id, e.type, e.partner_namespace, e.partner
 	e.next_attempt_at, e.last_response_code, e.last_error, e.delivered_at, e.attempt_base, e.version,
 	e.sub_type, e.tenant, e.reason, e.deliveries`
 
-func scanEvent(row pgx.Row) (store.Event, error) {
+// scanEvent reads eventColumns, and then into extra the columns a query selects after
+// them.
+func scanEvent(row pgx.Row, extra ...any) (store.Event, error) {
 	var e store.Event
 	var version int64
 	var deliveries []byte
-	err := row.Scan(&e.UUID, &e.EventID, &e.Type, &e.PartnerNamespace, &e.Partner, &e.EndpointNamespace, &e.Endpoint,
+	err := row.Scan(append([]any{&e.UUID, &e.EventID, &e.Type, &e.PartnerNamespace, &e.Partner, &e.EndpointNamespace, &e.Endpoint,
 		&e.ReceivedAt, &e.PayloadSHA256, &e.SizeBytes, &e.ContentType, &e.Phase, &e.Attempts, &e.LastAttemptAt,
 		&e.NextAttemptAt, &e.LastResponseCode, &e.LastError, &e.DeliveredAt, &e.AttemptBase, &version,
-		&e.SubType, &e.Tenant, &e.Reason, &deliveries)
+		&e.SubType, &e.Tenant, &e.Reason, &deliveries}, extra...)...)
 	if err != nil {
 		return e, err
 	}
@@ -499,72 +509,6 @@ func (s *Store) QueueDepth(ctx context.Context) (int, error) {
 }
 
 // ---------------------------------------------------------------------------- attempts
-
-// RecordAttempt implements store.Store.
-func (s *Store) RecordAttempt(ctx context.Context, owner, uuid string, a store.Attempt, o store.Outcome) (*store.Event, error) {
-	destination := a.Destination
-	if destination == "" {
-		destination = store.DefaultDestination
-	}
-	a.Destination = destination
-	var out *store.Event
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		out = nil
-		e, err := getEvent(ctx, tx, uuid, true)
-		if err != nil {
-			return err
-		}
-		d := e.Delivery(destination)
-		if d == nil && len(e.Deliveries) == 0 {
-			out = e // Stored: no delivery to record an attempt of
-			return nil
-		}
-		if d == nil {
-			return fmt.Errorf("event %s has no delivery to destination %q: %w", uuid, destination, store.ErrNotFound)
-		}
-		if d.Finished() {
-			// A redelivery raced with a late result; the finished state stands.
-			out = e
-			return nil
-		}
-		queue := store.QueueKey(e.EndpointKey(), destination)
-		// The row is locked so that no claim slips in between this check and the delete;
-		// a claim under way is waited for and then seen.
-		var holder *string
-		err = tx.QueryRow(ctx, "SELECT claimed_by FROM deliveries WHERE uuid = $1 AND queue = $2 FOR UPDATE", uuid, queue).Scan(&holder)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		if (holder != nil && *holder != owner) || a.Number <= d.Attempts {
-			out = e
-			return store.ErrClaimLost
-		}
-		if err := e.ApplyAttempt(d, a, o); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "DELETE FROM deliveries WHERE uuid = $1 AND queue = $2", uuid, queue); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO attempts (uuid, queue, number, started_at, duration_ns, response_code, error)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
-			ON CONFLICT (uuid, queue, number) DO UPDATE SET started_at = EXCLUDED.started_at,
-				duration_ns = EXCLUDED.duration_ns, response_code = EXCLUDED.response_code, error = EXCLUDED.error`,
-			uuid, queue, a.Number, a.StartedAt, int64(a.Duration), a.ResponseCode, a.Error); err != nil {
-			return err
-		}
-		if d.Phase == store.PhaseRetrying {
-			if err := enqueue(ctx, tx, e, destination, *d.NextAttemptAt); err != nil {
-				return err
-			}
-		}
-		out = e
-		return saveState(ctx, tx, e)
-	})
-	if err != nil && !errors.Is(err, store.ErrClaimLost) {
-		return nil, err
-	}
-	return out, err
-}
 
 // Abandon implements store.Store.
 func (s *Store) Abandon(ctx context.Context, uuid, destination, reason string) (*store.Event, error) {
@@ -910,6 +854,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.stopIngestCommitters()
+	s.stopAttemptCommitters()
 	s.stopNotifier()
 	<-s.notifierDone
 	s.pool.Close()
