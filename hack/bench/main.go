@@ -482,6 +482,15 @@ func cpuSeconds(pid int) float64 {
 	return (utime + stime) / 100 // USER_HZ
 }
 
+// receiversCPU is the receivers' CPU seconds together.
+func receiversCPU(procs []*receiverProc) float64 {
+	total := 0.0
+	for _, p := range procs {
+		total += cpuSeconds(p.cmd.Process.Pid)
+	}
+	return total
+}
+
 // peakRSSMiB reads the process's high-water resident set size.
 func peakRSSMiB(pid int) float64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -599,10 +608,7 @@ func measureIngest(hookgate, work string, partners, payload, concurrency int, du
 		return ingestRow{}, err
 	}
 	defer stop()
-	cpu0 := 0.0
-	for _, p := range procs {
-		cpu0 += cpuSeconds(p.cmd.Process.Pid)
-	}
+	cpu0 := receiversCPU(procs)
 	dbCPU := databaseCPU(st)
 	r := generateAll(procs, payload, concurrency, duration, nil)
 	dbPer1000 := dbCPU(r.ok)
@@ -698,10 +704,7 @@ func measureDelivery(hookgate, work string, partners, payload, concurrency int, 
 		return deliveryRow{}, err
 	}
 	defer stop()
-	cpu0 := 0.0
-	for _, p := range procs {
-		cpu0 += cpuSeconds(p.cmd.Process.Pid)
-	}
+	cpu0 := receiversCPU(procs)
 	dbCPU := databaseCPU(st)
 	r := generateAll(procs, payload, concurrency, duration, s.sentAt)
 	name := fmt.Sprintf("receiver standalone, %d KiB, concurrency %d", payload>>10, concurrency)
@@ -712,9 +715,8 @@ func measureDelivery(hookgate, work string, partners, payload, concurrency int, 
 	row.Store = st.name()
 	delivered := s.count.Load()
 	row.DatabaseCPUSecondsPer1000 = dbCPU(delivered)
-	cpu := -cpu0
+	cpu := receiversCPU(procs) - cpu0
 	for _, p := range procs {
-		cpu += cpuSeconds(p.cmd.Process.Pid)
 		row.PeakRssMiB = max(row.PeakRssMiB, peakRSSMiB(p.cmd.Process.Pid))
 	}
 	if delivered > 0 {

@@ -454,15 +454,15 @@ func (d *Dispatcher) deliver(ctx context.Context, dl *store.Delivery, c *candida
 		d.releaseClaims(ctx, []store.DeliveryRef{dl.Ref()})
 		return
 	}
-	payload, err := dl.Payload, error(nil)
+	payload := dl.Payload
 	if !dl.HasPayload {
-		payload, err = d.opts.Store.Payload(ctx, ev.UUID)
-	}
-	if err != nil {
-		d.opts.Log.Error(err, "reading a payload to deliver", "uuid", ev.UUID)
-		d.circuits.abandon(queue)
-		d.releaseClaims(ctx, []store.DeliveryRef{dl.Ref()})
-		return
+		var err error
+		if payload, err = d.opts.Store.Payload(ctx, ev.UUID); err != nil {
+			d.opts.Log.Error(err, "reading a payload to deliver", "uuid", ev.UUID)
+			d.circuits.abandon(queue)
+			d.releaseClaims(ctx, []store.DeliveryRef{dl.Ref()})
+			return
+		}
 	}
 	number := state.Attempts + 1
 	started := d.opts.Now()

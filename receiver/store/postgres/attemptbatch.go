@@ -86,17 +86,9 @@ func (s *Store) commitAttempts(batch []*attemptOp) {
 			op.result, op.err = nil, err
 		}
 	}
-	requeued := false
+	// No NOTIFY: a retry is due after its backoff, which the dispatchers' polling finds.
 	for _, op := range batch {
-		if op.err == nil && op.result != nil {
-			if d := op.result.Delivery(op.attempt.Destination); d != nil && d.Phase == store.PhaseRetrying {
-				requeued = true
-			}
-		}
 		close(op.done)
-	}
-	if requeued {
-		s.queued()
 	}
 }
 
