@@ -36,7 +36,9 @@ type attemptOp struct {
 }
 
 func (s *Store) startAttemptCommitters() {
-	s.attemptQ = newBatchQueue(attemptCommitters, maxAttemptBatch, func() func([]*attemptOp) {
+	// Attempts wait in one line: an attempt names no namespace, and the dispatcher already
+	// bounds each namespace's deliveries in flight, so no namespace can fill it alone.
+	s.attemptQ = newBatchQueue(attemptCommitters, maxAttemptBatch, func(*attemptOp) string { return "" }, func() func([]*attemptOp) {
 		return s.commitAttempts
 	})
 }

@@ -14,9 +14,10 @@ import (
 	"github.com/hookgate/hookgate/receiver/store"
 )
 
-// Ingest is group-committed: concurrent Ingest calls wait in one queue, and each of a few
-// committers takes whatever is waiting (up to maxIngestBatch, with no added wait: under
-// load the queue fills while the previous batch commits) and writes it in one
+// Ingest is group-committed: concurrent Ingest calls wait in a queue fair between
+// namespaces (batchqueue.go), and each of a few committers takes whatever is waiting (up
+// to maxIngestBatch, with no added wait: under load the queue fills while the previous
+// batch commits) and writes it in one
 // transaction of set-based statements. Every caller is answered after that COMMIT with
 // its own outcome. A partner's ingest therefore holds no connection of its own, and the
 // one WAL flush of a batch serves all of its events.
@@ -42,7 +43,7 @@ type ingestOp struct {
 }
 
 func (s *Store) startIngestCommitters() {
-	s.ingestQ = newBatchQueue(ingestCommitters, maxIngestBatch, func() func([]*ingestOp) {
+	s.ingestQ = newBatchQueue(ingestCommitters, maxIngestBatch, func(op *ingestOp) string { return op.ev.EndpointNamespace }, func() func([]*ingestOp) {
 		writer := usageWriter()
 		return func(batch []*ingestOp) { s.commitBatch(writer, batch) }
 	})
