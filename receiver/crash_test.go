@@ -239,34 +239,62 @@ func crashKeepsEveryAcknowledgedEvent(t *testing.T, engine string) {
 // room. On Pebble the disk is full as the store sees it: the free space it keeps in
 // reserve is set 16 MiB below what the test's filesystem has free, so that what the
 // load writes takes it there (Pebble itself stops the process on a write that fails, so
-// the reserve is what keeps it answering). On bbolt it is a file size limit on the
-// receiver process, its writes past it failing with EFBIG.
+// the reserve is what keeps it answering). That filesystem is a tmpfs of the test's own
+// where the test may mount one, because on a shared disk another process freeing space
+// while the load runs (a parallel test package removing its files) keeps the disk from
+// ever filling. On bbolt it is a file size limit on the receiver process, its writes
+// past it failing with EFBIG.
 func TestFullDiskNeverAcknowledges(t *testing.T) {
 	for _, tc := range []struct {
 		engine string
-		full   func(t *testing.T, dataDir string) []string
+		// full makes dir's disk fill soon and returns the environment that says so to
+		// the receiver, and the one that restarts it with room.
+		full func(t *testing.T, dir string) (fullEnv, roomEnv []string)
 	}{
-		{store.EnginePebble, func(t *testing.T, dataDir string) []string {
+		{store.EnginePebble, func(t *testing.T, dir string) ([]string, []string) {
+			room, margin := []string(nil), int64(16<<20)
+			if privateFilesystem(t, dir, 128<<20) {
+				// Pebble takes a few MiB when it opens (its WAL's first blocks, the
+				// manifest): a wider margin leaves room for events before the refusals.
+				room, margin = []string{"HOOKGATE_TEST_MIN_FREE=0"}, 32<<20 // the reserve lowered: what an operator does before growing the volume
+			}
 			var st sys.Statfs_t
-			if err := sys.Statfs(filepath.Dir(dataDir), &st); err != nil {
+			if err := sys.Statfs(dir, &st); err != nil {
 				t.Fatal(err)
 			}
 			free := int64(st.Bavail) * st.Bsize //nolint:gosec // a real filesystem's counts
-			return []string{"HOOKGATE_TEST_MIN_FREE=" + strconv.FormatInt(free-16<<20, 10)}
+			return []string{"HOOKGATE_TEST_MIN_FREE=" + strconv.FormatInt(free-margin, 10)}, room
 		}},
-		{store.EngineBolt, func(*testing.T, string) []string {
-			return []string{"HOOKGATE_TEST_FSIZE=" + strconv.Itoa(2<<20), "HOOKGATE_TEST_MIN_FREE=0"}
+		{store.EngineBolt, func(*testing.T, string) ([]string, []string) {
+			return []string{"HOOKGATE_TEST_FSIZE=" + strconv.Itoa(2<<20), "HOOKGATE_TEST_MIN_FREE=0"}, nil
 		}},
 	} {
 		t.Run(tc.engine, func(t *testing.T) {
 			dir := t.TempDir()
-			dataDir := filepath.Join(dir, "data")
-			fullDiskNeverAcknowledges(t, dir, append(tc.full(t, dataDir), "HOOKGATE_TEST_ENGINE="+tc.engine), "HOOKGATE_TEST_ENGINE="+tc.engine)
+			fullEnv, roomEnv := tc.full(t, dir)
+			engine := "HOOKGATE_TEST_ENGINE=" + tc.engine
+			fullDiskNeverAcknowledges(t, dir, append(fullEnv, engine), append(roomEnv, engine))
 		})
 	}
 }
 
-func fullDiskNeverAcknowledges(t *testing.T, dir string, fullEnv []string, roomEnv string) {
+// privateFilesystem mounts a tmpfs of size bytes on dir, unmounted when the test ends,
+// and reports whether it could (only root may; elsewhere the test uses the shared disk
+// and says so).
+func privateFilesystem(t *testing.T, dir string, size int) bool {
+	if err := sys.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.Itoa(size)); err != nil {
+		t.Logf("no tmpfs of the test's own (%v): filling the shared disk's free space instead", err)
+		return false
+	}
+	t.Cleanup(func() {
+		if err := sys.Unmount(dir, sys.MNT_DETACH); err != nil {
+			t.Errorf("unmounting the test's tmpfs: %v", err)
+		}
+	})
+	return true
+}
+
+func fullDiskNeverAcknowledges(t *testing.T, dir string, fullEnv, roomEnv []string) {
 	const apiKey, secret = "hgk_full", "whsec_full"
 	routingFile := writeRoutingFile(t, dir, crashTable(apiKey, secret))
 	dataDir := filepath.Join(dir, "data")
@@ -314,7 +342,7 @@ func fullDiskNeverAcknowledges(t *testing.T, dir string, fullEnv []string, roomE
 	}
 	child.terminate(t)
 
-	child = startChild(t, routingFile, dataDir, roomEnv)
+	child = startChild(t, routingFile, dataDir, roomEnv...)
 	defer child.terminate(t)
 	for id, uuid := range acked {
 		r := do(t, nil, newRequest(t, http.MethodGet, child.url+"/api/webhooks/status?eventId="+id, map[string]string{"x-api-key": apiKey}, nil))
