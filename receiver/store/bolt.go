@@ -117,6 +117,9 @@ func openBoltFile(dir string) (*bolt.DB, error) {
 		if err := buildPhaseIndexes(tx); err != nil {
 			return err
 		}
+		if err := buildListingIndexes(tx); err != nil {
+			return err
+		}
 		if countUsage {
 			// A file from before per-partner quotas: count what each partner stores.
 			return recountUsage(tx)
@@ -130,7 +133,7 @@ func openBoltFile(dir string) (*bolt.DB, error) {
 }
 
 // allBuckets are the buckets of this release's layout.
-var allBuckets = [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage, bucketLeases, bucketByPartner, bucketDaily, bucketFailed, bucketFinished, bucketDailyByDay}
+var allBuckets = [][]byte{bucketEvents, bucketPayloads, bucketDedup, bucketDedupExp, bucketByID, bucketQueues, bucketAttempts, bucketReflect, bucketTokens, bucketUsage, bucketLeases, bucketByPartner, bucketDaily, bucketFailed, bucketFinished, bucketDailyByDay, bucketByNamespace, bucketByEndpoint, bucketByPhase}
 
 // newEmbedded starts the store's committer on eng; room, if any, is the disk's reserve.
 func newEmbedded(eng kvEngine, observe CommitObserver, room *diskRoom) *Embedded {
@@ -205,6 +208,9 @@ func (s *Embedded) Ingest(ctx context.Context, in Ingest) (IngestResult, error) 
 			return err
 		}
 		if err := timeOrdered(tx, bucketByPartner).Put(byPartnerKey(in.Event.PartnerKey(), in.Event.UUID), nil); err != nil {
+			return err
+		}
+		if err := indexForListing(tx, &stored); err != nil {
 			return err
 		}
 		for i := range stored.Deliveries {
@@ -400,6 +406,9 @@ func (s *Embedded) pruneEventBatch(cutoff Cutoff, from []byte) (removed int, nex
 // bytes back to its partner's quota.
 func deleteEvent(tx kvTx, e *Event) error {
 	if err := unindex(tx, e); err != nil {
+		return err
+	}
+	if err := unindexForListing(tx, e); err != nil {
 		return err
 	}
 	payloadBytes := int64(len(tx.Bucket(bucketPayloads).Get([]byte(e.UUID))))

@@ -106,7 +106,10 @@ func OpenEmbedded(dir string, o EmbeddedOptions) (*Embedded, error) {
 			if err := releaseDeadLeases(tx); err != nil {
 				return err
 			}
-			return buildPhaseIndexes(tx)
+			if err := buildPhaseIndexes(tx); err != nil {
+				return err
+			}
+			return buildListingIndexes(tx)
 		}); err != nil {
 			_ = db.Close()
 			return nil, fmt.Errorf("preparing the event store: %w", err)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,45 +51,12 @@ func (s *Embedded) ListEvents(_ context.Context, partnerKey string, q ListQuery)
 	var out []Event
 	next := ""
 	err := s.eng.view(func(tx kvTx) error {
-		out, next = out[:0], ""
-		prefix := []byte(partnerKey + "\x00")
-		c := tx.Bucket(bucketByPartner).Cursor()
-		// Seek lands on the first key at or after target (the cursor itself, or past the
-		// partner's last key): the page starts one step back.
-		target := append([]byte(partnerKey), 0x01)
-		if q.Before != "" {
-			target = byPartnerKey(partnerKey, q.Before)
-		}
-		k, _ := c.Seek(target)
-		if k == nil {
-			k, _ = c.Last()
-		} else {
-			k, _ = c.Prev()
-		}
-		last := ""
-		for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
-			uuid := string(k[len(prefix):])
-			if scanned++; scanned > MaxListScan {
-				next = last // the cursor is exclusive: the next page starts at uuid
-				return nil
-			}
-			last = uuid
-			e, err := getEvent(tx, uuid)
-			if err != nil {
-				continue // pruned while indexed: nothing to show
-			}
+		out, next = walkNewestFirst(tx, bucketByPartner, []byte(partnerKey+"\x00"), q.Before, q.Limit, func(e *Event) (bool, bool) {
 			if !q.Since.IsZero() && e.ReceivedAt.Before(q.Since) {
-				return nil // older ones follow
+				return false, false // older ones follow
 			}
-			if !q.Matches(e) {
-				continue
-			}
-			out = append(out, *e)
-			if len(out) == q.Limit {
-				next = uuid
-				return nil
-			}
-		}
+			return q.Matches(e), true
+		})
 		return nil
 	})
 	return out, next, err

@@ -34,6 +34,9 @@ func finishedKey(e *Event) []byte {
 // phase crosses a boundary, so writing a new event, or one whose phase stays on the same
 // side, costs no index write.
 func reindex(tx kvTx, e *Event, was string) error {
+	if err := reindexPhase(tx, e, was); err != nil {
+		return err
+	}
 	wasFinished := was == PhaseDelivered || was == PhaseFailed || was == PhaseStored
 	if failed := e.Phase == PhaseFailed; failed != (was == PhaseFailed) {
 		if err := putOrDelete(tx.Bucket(bucketFailed), failedKey(e), failed); err != nil {
@@ -68,20 +71,25 @@ func putOrDelete(b kvBucket, key []byte, put bool) error {
 	return b.Delete(key)
 }
 
+// forEachEvent calls fn with every stored event (for the migrations that index them).
+func forEachEvent(tx kvTx, fn func(*Event) error) error {
+	return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+		var e Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("event %s is unreadable: %w", k, err)
+		}
+		e.Normalize()
+		return fn(&e)
+	})
+}
+
 // buildPhaseIndexes indexes every event of a store from before the phase indexes, once.
 func buildPhaseIndexes(tx kvTx) error {
 	tokens := tx.Bucket(bucketTokens)
 	if tokens.Get([]byte(tokenPhaseIndexes)) != nil {
 		return nil
 	}
-	if err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-		var e Event
-		if err := json.Unmarshal(v, &e); err != nil {
-			return fmt.Errorf("event %s is unreadable: %w", k, err)
-		}
-		e.Normalize()
-		return reindex(tx, &e, "")
-	}); err != nil {
+	if err := forEachEvent(tx, func(e *Event) error { return reindex(tx, e, "") }); err != nil {
 		return err
 	}
 	if err := buildDailyDayIndex(tx); err != nil {

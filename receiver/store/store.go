@@ -239,6 +239,10 @@ type Store interface {
 	// ListEvents is a page of a partner's events, newest first, and the cursor of the
 	// next page ("" at the end).
 	ListEvents(ctx context.Context, partnerKey string, q ListQuery) ([]Event, string, error)
+	// ListSelected is a page of the selected events, newest first, and the cursor of the
+	// next page ("" at the end): the events API's lists, from the narrowest index the
+	// selection names, looking at no more than MaxListScan events a page.
+	ListSelected(ctx context.Context, sel Selection) ([]Event, string, error)
 	// AddDailyCounts adds request counts to each partner's per-day totals; DailyCounts
 	// reads a partner's from sinceDay (YYYY-MM-DD) on, oldest first; PruneDailyCounts
 	// drops the days before beforeDay.

@@ -51,6 +51,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("FanOut", h.testFanOut)
 	t.Run("ListEvents", h.testListEvents)
 	t.Run("ListScanBound", h.testListScanBound)
+	t.Run("ListSelected", h.testListSelected)
+	t.Run("ListSelectedScanBound", h.testListSelectedScanBound)
 	t.Run("DailyCounts", h.testDailyCounts)
 	t.Run("RecordAttempt", h.testRecordAttempt)
 	t.Run("Attempts", h.testAttempts)
