@@ -92,9 +92,9 @@ func (h *harness) testListSelected(t *testing.T) {
 		t.Fatalf("Claim = %d deliveries (%v), want 1", len(ds), err)
 	}
 	d := ds[0]
-	mustRecord(t, s, d.Event.UUID, attempt(1, at(10*time.Second), time.Millisecond, 200, ""), delivered)
-	if got := list(store.Selection{Namespace: "ns", Phase: store.PhaseDelivered}); !slices.Equal(got, []string{d.Event.UUID}) {
-		t.Fatalf("Delivered after the attempt = %v, want %s", got, d.Event.UUID)
+	mustRecord(t, s, d.UUID, attempt(1, at(10*time.Second), time.Millisecond, 200, ""), delivered)
+	if got := list(store.Selection{Namespace: "ns", Phase: store.PhaseDelivered}); !slices.Equal(got, []string{d.UUID}) {
+		t.Fatalf("Delivered after the attempt = %v, want %s", got, d.UUID)
 	}
 	if got := list(store.Selection{Namespace: "ns", Phase: store.PhaseQueued}); slices.Contains(got, d.Event.UUID) {
 		t.Fatalf("Queued after the attempt still lists %s: %v", d.Event.UUID, got)
