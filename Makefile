@@ -25,7 +25,10 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
-	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) crd paths=./api/v1alpha1/... output:crd:artifacts:config=config/crd/bases
+	@# The events API is served by the receiver, not installed as a CRD: its schema, made
+	@# from the same markers, becomes the API's OpenAPI document (receiver/eventsapi).
+	$(CONTROLLER_GEN) crd paths=./api/events/... output:crd:dir=receiver/eventsapi/schema
 	$(CONTROLLER_GEN) rbac:roleName=hookgate-operator paths=./controllers/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=hookgate-receiver paths=./receiver output:rbac:artifacts:config=config/rbac/receiver
 	@# The chart carries the same CRDs and RBAC rules (helm cannot read files outside it).

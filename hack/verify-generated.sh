@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml config/rbac/receiver charts/hookgate/crds charts/hookgate/files)
+generated=(api/v1alpha1/zz_generated.deepcopy.go api/events/v1alpha1/zz_generated.deepcopy.go receiver/eventsapi/schema config/crd/bases config/rbac/role.yaml config/rbac/receiver charts/hookgate/crds charts/hookgate/files)
 snapshot="$(mktemp -d)"
 trap 'rm -rf "$snapshot"' EXIT
 for path in "${generated[@]}"; do

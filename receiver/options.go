@@ -71,6 +71,10 @@ type Options struct {
 	// StatusLease names the Lease that elects, among replicas sharing a PostgreSQL store,
 	// the one that writes WebhookEvents and prunes.
 	StatusLease string
+	// APIListen is the events API's address (the WebhookEvent aggregated API; "" serves
+	// none), APICertDir the directory of its serving certificate (tls.crt, tls.key,
+	// reloaded when renewed; "" makes a self-signed one at start).
+	APIListen, APICertDir string
 
 	// KubeConfig is the cluster connection: the routing table (unless RoutingFile is
 	// set) and the WebhookEvent status view. Without it the receiver runs standalone.
@@ -82,6 +86,8 @@ type Options struct {
 	Registry Registry
 	// Ready, when set, receives the bound webhook and probe addresses once serving.
 	Ready func(webhook, probe string)
+	// APIReady, when set, receives the events API's bound address once it listens.
+	APIReady func(addr string)
 }
 
 // Registry registers and gathers metrics.
@@ -120,6 +126,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.RoutingSecret, "routing-secret", o.RoutingSecret, "name of the routing table Secret")
 	fs.StringVar(&o.RoutingFile, "routing-file", o.RoutingFile, "load the routing table from this file instead of the cluster (reloaded on change)")
 	fs.StringVar(&o.Listen, "listen", o.Listen, "webhook address")
+	fs.StringVar(&o.APIListen, "api-listen", o.APIListen, "HTTPS address of the events API (WebhookEvents from the store, behind an APIService for events.hookgate.io; needs a cluster connection; empty: not served)")
+	fs.StringVar(&o.APICertDir, "api-cert-dir", o.APICertDir, "directory of the events API's serving certificate, tls.crt and tls.key, reloaded when they change (empty: a self-signed one made at start)")
 	fs.StringVar(&o.ProbeListen, "probe-listen", o.ProbeListen, "probe and metrics address")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory of the embedded event store (and the routing table's disk copy)")
 	fs.StringVar(&o.EmbeddedEngine, "embedded-engine", o.EmbeddedEngine, "engine of the embedded store: pebble (a bbolt events.db in --data-dir, from an earlier release, is converted at start and kept as events.db.converted), or bbolt")
@@ -165,6 +173,9 @@ func (o *Options) Validate() error {
 	}
 	if o.DatabaseURL != "" && o.RoutingFile == "" && o.StatusLease == "" {
 		errs = append(errs, errors.New("--status-lease must not be empty with --database-url"))
+	}
+	if o.APIListen != "" && o.RoutingFile != "" {
+		errs = append(errs, errors.New("--api-listen needs a cluster connection, not --routing-file: the events API's requests come through the kube-apiserver"))
 	}
 	if o.RoutingFile == "" && o.RoutingSecret == "" {
 		errs = append(errs, errors.New("--routing-secret must not be empty"))

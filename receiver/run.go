@@ -146,6 +146,11 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	var lc net.ListenConfig
+	if opts.APIListen != "" && opts.KubeConfig != nil {
+		if err := serveEventsAPI(ctx, opts, st, dispatcher.Wake, goBackground); err != nil {
+			return err
+		}
+	}
 	webhookLn, err := lc.Listen(ctx, "tcp", opts.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", opts.Listen, err)

@@ -1,5 +1,6 @@
 // Package testcluster starts a real kube-apiserver and etcd (envtest) with hookgate's
-// generated CRDs installed, for tests that must run against the real API server.
+// generated CRDs installed and aggregation configured, for tests that must run against
+// the real API server.
 package testcluster
 
 import (
@@ -28,6 +29,7 @@ type Cluster struct {
 	Scheme     *runtime.Scheme
 	Kubeconfig string // path of a kubeconfig file for an admin user
 	Kubectl    string // path of the kubectl binary built with the control plane
+	dir        string // the kubeconfig and the aggregation certificates
 }
 
 // RepoRoot is the repository's top directory, found from this source file.
@@ -49,11 +51,18 @@ func Start() (*Cluster, error) {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
+	dir, err := os.MkdirTemp("", "hookgate-testcluster-")
+	if err != nil {
+		return nil, err
+	}
+	if err := configureAggregation(env, dir); err != nil {
+		return nil, fmt.Errorf("configuring the kube-apiserver for aggregation: %w", err)
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest from %s: %w", assets, err)
 	}
-	c := &Cluster{Env: env, Config: cfg, Scheme: scheme, Kubectl: filepath.Join(assets, "kubectl")}
+	c := &Cluster{Env: env, Config: cfg, Scheme: scheme, Kubectl: filepath.Join(assets, "kubectl"), dir: dir}
 	if c.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		_ = env.Stop()
 		return nil, err
@@ -68,11 +77,6 @@ func Start() (*Cluster, error) {
 		_ = env.Stop()
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "hookgate-kubeconfig-")
-	if err != nil {
-		_ = env.Stop()
-		return nil, err
-	}
 	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := os.WriteFile(c.Kubeconfig, kubeconfig, 0o600); err != nil {
 		_ = env.Stop()
@@ -83,7 +87,7 @@ func Start() (*Cluster, error) {
 
 // Stop stops the control plane.
 func (c *Cluster) Stop() error {
-	_ = os.RemoveAll(filepath.Dir(c.Kubeconfig))
+	_ = os.RemoveAll(c.dir)
 	return c.Env.Stop()
 }
 

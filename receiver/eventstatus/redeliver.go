@@ -2,7 +2,6 @@ package eventstatus
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,7 +10,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
-	"github.com/hookgate/hookgate/receiver/store"
+	"github.com/hookgate/hookgate/receiver/eventsapi/webhookevents"
 )
 
 // RedeliveryWatcher queues an event again when its WebhookEvent's hookgate.io/redeliver
@@ -49,15 +48,9 @@ func (w *RedeliveryWatcher) Start(ctx context.Context) error {
 	return nil
 }
 
-// redeliver queues the event of a WebhookEvent again, to one destination or (when
-// destination is "") to each whose delivery finished. The WebhookEvent must be the
-// event's own, in its partner's namespace: anyone who may write WebhookEvents in one
-// namespace must not be able to redeliver another tenant's events by naming their uuid.
+// redeliver queues the event of a WebhookEvent again (webhookevents.Redeliver), when
+// the WebhookEvent is the event's own, in its partner's namespace.
 func (r *Reflector) redeliver(ctx context.Context, namespace, uuid, destination, token string) {
-	name := "redeliver/" + uuid
-	if handled, err := r.opts.Store.Token(ctx, name); err != nil || handled == token {
-		return
-	}
 	ev, err := r.opts.Store.Get(ctx, uuid)
 	if err != nil {
 		return // not an event of this store (or pruned): nothing to queue
@@ -66,19 +59,15 @@ func (r *Reflector) redeliver(ctx context.Context, namespace, uuid, destination,
 		r.opts.Log.Info("ignoring a redelivery request from another namespace than the event's", "namespace", namespace, "uuid", uuid)
 		return
 	}
-	if _, err := r.opts.Store.Requeue(ctx, uuid, destination, r.opts.Now()); err != nil {
-		// An unknown destination is the annotator's mistake: recorded as handled, so
-		// that it is not tried again until the token changes.
+	queued, err := webhookevents.Redeliver(ctx, r.opts.Store, ev, destination, token, r.opts.Now())
+	if err != nil {
 		r.opts.Log.Error(err, "queueing an event again", "uuid", uuid, "destination", destination)
-		if !errors.Is(err, store.ErrNotFound) {
-			return
+		return
+	}
+	if queued {
+		r.opts.Log.Info("event queued again on request", "uuid", uuid, "destination", destination)
+		if r.opts.Wake != nil {
+			r.opts.Wake()
 		}
-	}
-	if err := r.opts.Store.SetToken(ctx, name, token); err != nil {
-		r.opts.Log.Error(err, "recording a handled redelivery", "uuid", uuid)
-	}
-	r.opts.Log.Info("event queued again on request", "uuid", uuid, "destination", destination)
-	if r.opts.Wake != nil {
-		r.opts.Wake()
 	}
 }

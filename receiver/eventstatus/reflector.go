@@ -26,6 +26,7 @@ import (
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/routing"
+	"github.com/hookgate/hookgate/receiver/eventsapi/webhookevents"
 	"github.com/hookgate/hookgate/receiver/store"
 )
 
@@ -430,28 +431,14 @@ func truncate(s string, n int) string {
 	return strings.ToValidUTF8(s[:n-3], "") + "..."
 }
 
-// object is the WebhookEvent for a stored event: named by its uuid, owned by its Partner.
+// object is the WebhookEvent for a stored event: the events API's view of it, owned by
+// its Partner.
 func (r *Reflector) object(ev *store.Event) *hookgatev1alpha1.WebhookEvent {
 	obj := &hookgatev1alpha1.WebhookEvent{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: ev.UUID, Namespace: ev.PartnerNamespace,
-			Labels: map[string]string{
-				hookgatev1alpha1.LabelPartner:  hookgatev1alpha1.LabelValue(ev.Partner),
-				hookgatev1alpha1.LabelEndpoint: hookgatev1alpha1.LabelValue(ev.Endpoint),
-				hookgatev1alpha1.LabelPhase:    ev.Phase,
-			},
-		},
-		Spec: hookgatev1alpha1.WebhookEventSpec{
-			Partner: ev.Partner, Endpoint: ev.Endpoint, EventID: ev.EventID, UUID: ev.UUID, Type: ev.Type,
-			ReceivedAt: metav1.NewTime(ev.ReceivedAt), PayloadSHA256: ev.PayloadSHA256, SizeBytes: ev.SizeBytes,
-		},
-		Status: hookgatev1alpha1.WebhookEventStatus{
-			Phase: hookgatev1alpha1.EventPhase(ev.Phase), Attempts: ev.Attempts, LastResponseCode: ev.LastResponseCode,
-			LastError: ev.LastError, Reason: ev.Reason, LastAttemptAt: metaTime(ev.LastAttemptAt), NextAttemptAt: metaTime(ev.NextAttemptAt),
-			DeliveredAt: metaTime(ev.DeliveredAt), Delivered: deliveredCount(ev),
-		},
+		ObjectMeta: metav1.ObjectMeta{Name: ev.UUID, Namespace: ev.PartnerNamespace, Labels: webhookevents.Labels(ev)},
+		Spec:       webhookevents.Spec(ev),
+		Status:     webhookevents.Status(ev),
 	}
-	obj.Status.Deliveries = eventDeliveries(ev)
 	if t := r.opts.Holder.Current(); t != nil {
 		if p, ok := t.Partner(ev.PartnerNamespace, ev.Partner); ok && p.UID != "" {
 			obj.OwnerReferences = []metav1.OwnerReference{{
@@ -463,72 +450,39 @@ func (r *Reflector) object(ev *store.Event) *hookgatev1alpha1.WebhookEvent {
 	return obj
 }
 
-func metaTime(t *time.Time) *metav1.Time {
-	if t == nil {
-		return nil
-	}
-	return &metav1.Time{Time: *t}
-}
-
 // statusPatch is a JSON merge patch of the status: absent values are written as null so
 // that they are cleared.
 func statusPatch(ev *store.Event) map[string]any {
-	t := func(v *time.Time) any {
+	t := func(v *metav1.Time) any {
 		if v == nil {
 			return nil
 		}
-		return metav1.NewTime(*v)
+		return *v
 	}
-	lastError := any(nil)
-	if ev.LastError != "" {
-		lastError = ev.LastError
+	status := webhookevents.Status(ev)
+	orNull := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
 	}
 	patch := map[string]any{
-		"phase":            ev.Phase,
-		"attempts":         ev.Attempts,
-		"lastAttemptAt":    t(ev.LastAttemptAt),
-		"nextAttemptAt":    t(ev.NextAttemptAt),
-		"lastResponseCode": ev.LastResponseCode,
-		"lastError":        lastError,
-		"deliveredAt":      t(ev.DeliveredAt),
-		"delivered":        nil,
+		"phase":            status.Phase,
+		"attempts":         status.Attempts,
+		"lastAttemptAt":    t(status.LastAttemptAt),
+		"nextAttemptAt":    t(status.NextAttemptAt),
+		"lastResponseCode": status.LastResponseCode,
+		"lastError":        orNull(status.LastError),
+		"deliveredAt":      t(status.DeliveredAt),
+		"delivered":        orNull(status.Delivered),
 		"deliveries":       nil,
 	}
-	if c := deliveredCount(ev); c != "" {
-		patch["delivered"] = c
-	}
-	if ds := eventDeliveries(ev); ds != nil {
+	if status.Deliveries != nil {
 		// A merge patch replaces a list whole: every delivery, every time (their
 		// omitempty fields leave absent values out rather than writing nulls).
-		patch["deliveries"] = ds
+		patch["deliveries"] = status.Deliveries
 	}
 	return patch
-}
-
-// eventDeliveries is status.deliveries: each destination's delivery, when the event went
-// to more than one (with one, the event's own fields say it all).
-func eventDeliveries(ev *store.Event) []hookgatev1alpha1.EventDelivery {
-	if len(ev.Deliveries) < 2 {
-		return nil
-	}
-	out := make([]hookgatev1alpha1.EventDelivery, 0, len(ev.Deliveries))
-	for _, d := range ev.Deliveries {
-		out = append(out, hookgatev1alpha1.EventDelivery{
-			Destination: d.Destination, Phase: hookgatev1alpha1.EventPhase(d.Phase), Attempts: d.Attempts,
-			LastResponseCode: d.LastResponseCode, LastError: d.LastError, NextAttemptAt: metaTime(d.NextAttemptAt),
-			DeliveredAt: metaTime(d.DeliveredAt),
-		})
-	}
-	return out
-}
-
-// deliveredCount is "delivered/total" of the event's deliveries ("" when it has none).
-func deliveredCount(ev *store.Event) string {
-	n, total := ev.DeliveredCount()
-	if total == 0 {
-		return ""
-	}
-	return strconv.Itoa(n) + "/" + strconv.Itoa(total)
 }
 
 // notePartnerEvent remembers the partner's newest event for status.lastEventAt.
