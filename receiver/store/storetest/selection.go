@@ -96,8 +96,8 @@ func (h *harness) testListSelected(t *testing.T) {
 	if got := list(store.Selection{Namespace: "ns", Phase: store.PhaseDelivered}); !slices.Equal(got, []string{d.UUID}) {
 		t.Fatalf("Delivered after the attempt = %v, want %s", got, d.UUID)
 	}
-	if got := list(store.Selection{Namespace: "ns", Phase: store.PhaseQueued}); slices.Contains(got, d.Event.UUID) {
-		t.Fatalf("Queued after the attempt still lists %s: %v", d.Event.UUID, got)
+	if got := list(store.Selection{Namespace: "ns", Phase: store.PhaseQueued}); slices.Contains(got, d.UUID) {
+		t.Fatalf("Queued after the attempt still lists %s: %v", d.UUID, got)
 	}
 
 	// Pruning the finished ones takes them out of every list.
@@ -106,7 +106,7 @@ func (h *harness) testListSelected(t *testing.T) {
 	}
 	for _, sel := range []store.Selection{{}, {Namespace: "ns"}, {Namespace: "ns", Phase: store.PhaseStored}, {Namespace: "ns", Endpoint: "refunds"}, {Namespace: "ns", Phase: store.PhaseDelivered}} {
 		for _, id := range list(sel) {
-			if id == aRefunds || id == d.Event.UUID {
+			if id == aRefunds || id == d.UUID {
 				t.Fatalf("after pruning, %+v still lists %s", sel, id)
 			}
 		}
