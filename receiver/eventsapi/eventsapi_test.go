@@ -1,11 +1,13 @@
 package eventsapi_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -326,5 +328,64 @@ func TestRoleInOneNamespaceGrantsNothingInAnother(t *testing.T) {
 	}
 	if _, err = res.Namespace(tenantB).Get(ctx, ids[tenantB+"/acme"][0], metav1.GetOptions{}); err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Fatalf("alice read tenant B's event: %v", err)
+	}
+}
+
+// TestWatch: `kubectl get webhookevents -w` prints an event stored after it started,
+// within a second, and a watch of one namespace is told nothing of another's.
+func TestWatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cluster.Kubectl, "--kubeconfig", cluster.Kubeconfig, "get", resourceName, "-n", tenantA, "-w",
+		"-l", "hookgate.io/partner=watched", "--output-watch-events")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	lines := make(chan string, 100)
+	go func() {
+		scanner := bufio.NewScanner(stdout)
+		for scanner.Scan() {
+			lines <- scanner.Text()
+		}
+		close(lines)
+	}()
+	time.Sleep(time.Second) // kubectl lists (nothing) and starts its watch
+
+	ingest := func(namespace string) string {
+		t.Helper()
+		ev := store.Event{UUID: uuid.Must(uuid.NewV7()).String(), EventID: "w-" + namespace, Type: "order.created",
+			PartnerNamespace: namespace, Partner: "watched", EndpointNamespace: namespace, Endpoint: "orders", ReceivedAt: time.Now(), Phase: store.PhaseStored}
+		if _, err := events.Ingest(ctx, store.Ingest{Event: ev, Payload: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+		return ev.UUID
+	}
+	other := ingest(tenantB)
+	stored := time.Now()
+	mine := ingest(tenantA)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("kubectl get -w ended")
+			}
+			if strings.Contains(line, other) {
+				t.Fatalf("the watch of %s printed %s's event: %s", tenantA, tenantB, line)
+			}
+			if strings.Contains(line, mine) {
+				if !strings.HasPrefix(line, "ADDED") {
+					t.Errorf("the new event's line: %q, want ADDED", line)
+				}
+				t.Logf("kubectl get -w printed the event %s after it was stored", time.Since(stored).Round(time.Millisecond))
+				return
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("kubectl get -w printed nothing of the new event within 10s")
+		}
 	}
 }

@@ -45,7 +45,9 @@ type Embedded struct {
 	pipelined pipelinedEngine
 	writes    chan *writeOp
 	// syncing holds the groups applied and waiting for their fsync (pipelined only).
-	syncing  chan syncingGroup
+	syncing chan syncingGroup
+	// changes is the log of committed changes of events, for the events API's watches.
+	changes  *ChangeLog
 	observe  CommitObserver
 	closed   atomic.Bool
 	closing  chan struct{}
@@ -140,7 +142,7 @@ func newEmbedded(eng kvEngine, observe CommitObserver, room *diskRoom) *Embedded
 	if observe == nil {
 		observe = func(time.Duration, int) {}
 	}
-	s := &Embedded{eng: eng, writes: make(chan *writeOp, 4096), syncing: make(chan syncingGroup, syncingGroups), observe: observe, room: room, queueWait: defaultQueueWait, closing: make(chan struct{}), done: make(chan struct{})}
+	s := &Embedded{eng: eng, writes: make(chan *writeOp, 4096), syncing: make(chan syncingGroup, syncingGroups), observe: observe, room: room, queueWait: defaultQueueWait, closing: make(chan struct{}), done: make(chan struct{}), changes: newSequencedChangeLog(0)}
 	s.pipelined, _ = eng.(pipelinedEngine)
 	go s.commitLoop()
 	go s.syncLoop()
@@ -315,7 +317,15 @@ func (s *Embedded) update(fn func(tx kvTx) error) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	return s.eng.update(fn)
+	tx := &changeTx{}
+	err := s.eng.update(func(inner kvTx) error {
+		tx.kvTx, tx.changes = inner, tx.changes[:0]
+		return fn(tx)
+	})
+	if err == nil {
+		s.changes.appendSequenced(tx.changes)
+	}
+	return err
 }
 
 // pruneDedupBatch removes up to pruneBatch dedup keys expired at now; more reports
@@ -405,6 +415,7 @@ func (s *Embedded) pruneEventBatch(cutoff Cutoff, from []byte) (removed int, nex
 // deleteEvent removes an event with its payload, indexes and attempts, and gives its
 // bytes back to its partner's quota.
 func deleteEvent(tx kvTx, e *Event) error {
+	noteChange(tx, e, ChangeDeleted)
 	if err := unindex(tx, e); err != nil {
 		return err
 	}

@@ -26,6 +26,11 @@ func putEvent(tx kvTx, e *Event, was string) error {
 	if err := reindex(tx, e, was); err != nil {
 		return err
 	}
+	if was == "" {
+		noteChange(tx, e, ChangeAdded)
+	} else {
+		noteChange(tx, e, ChangeModified)
+	}
 	e.Version++
 	record, err := encodeEvent(e)
 	if err != nil {

@@ -46,6 +46,7 @@ type syncingGroup struct {
 	failed  []error
 	wait    func() error
 	started time.Time
+	changes []Change
 }
 
 func (s *Embedded) commitLoop() {
@@ -83,7 +84,11 @@ func (s *Embedded) commitLoop() {
 func (s *Embedded) syncLoop() {
 	defer close(s.done)
 	for g := range s.syncing {
-		s.finish(g.ops, g.failed, g.wait(), g.started)
+		err := g.wait()
+		if err == nil {
+			s.changes.appendSequenced(g.changes) // durable: watches may tell of it
+		}
+		s.finish(g.ops, g.failed, err, g.started)
 	}
 }
 
@@ -108,7 +113,7 @@ func (s *Embedded) commit(ops []*writeOp) {
 	// Until nothing of the group is left to commit:
 	for slices.ContainsFunc(failed, func(err error) bool { return err == nil }) {
 		var bad = -1
-		wait, err := s.apply(func(tx kvTx) error {
+		wait, changes, err := s.apply(func(tx kvTx) error {
 			for i, op := range ops {
 				if failed[i] != nil {
 					continue
@@ -124,6 +129,9 @@ func (s *Embedded) commit(ops []*writeOp) {
 			continue // retry the group without the failed op
 		}
 		if s.pipelined == nil {
+			if err == nil {
+				s.changes.appendSequenced(changes)
+			}
 			s.finish(ops, failed, err, started)
 			return
 		}
@@ -134,19 +142,26 @@ func (s *Embedded) commit(ops []*writeOp) {
 			failure := err
 			wait = func() error { return failure }
 		}
-		s.syncing <- syncingGroup{ops: ops, failed: failed, wait: wait, started: started}
+		s.syncing <- syncingGroup{ops: ops, failed: failed, wait: wait, started: started, changes: changes}
 		return
 	}
 	answer(ops, failed, nil)
 }
 
 // apply runs fn in one transaction: committed and durable when it returns on an engine
-// that does not pipeline, applied and durable once wait returns on one that does.
-func (s *Embedded) apply(fn func(tx kvTx) error) (wait func() error, err error) {
-	if s.pipelined != nil {
-		return s.pipelined.updateNoSyncWait(fn)
+// that does not pipeline, applied and durable once wait returns on one that does. It
+// returns the changes of events the transaction made, for the change log once durable.
+func (s *Embedded) apply(fn func(tx kvTx) error) (wait func() error, changes []Change, err error) {
+	tx := &changeTx{}
+	record := func(inner kvTx) error {
+		tx.kvTx, tx.changes = inner, tx.changes[:0]
+		return fn(tx)
 	}
-	return nil, s.eng.update(fn)
+	if s.pipelined != nil {
+		wait, err = s.pipelined.updateNoSyncWait(record)
+		return wait, tx.changes, err
+	}
+	return nil, tx.changes, s.eng.update(record)
 }
 
 // finish records a group's commit and answers its writers.

@@ -3,6 +3,7 @@ package webhookevents
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -38,7 +39,8 @@ type Options struct {
 
 // REST serves webhookevents from the event store.
 type REST struct {
-	opts Options
+	opts     Options
+	watching watchers
 }
 
 var (
@@ -50,6 +52,7 @@ var (
 	_ rest.Getter               = (*REST)(nil)
 	_ rest.Lister               = (*REST)(nil)
 	_ rest.Updater              = (*REST)(nil)
+	_ rest.Watcher              = (*REST)(nil)
 )
 
 // New makes the storage.
@@ -101,6 +104,14 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 		return nil, err
 	}
 	list := &eventsv1alpha1.WebhookEventList{Items: []eventsv1alpha1.WebhookEvent{}}
+	if feed, ok := r.opts.Store.(store.ChangeFeed); ok {
+		// Taken before the read: a watch from it is told of whatever changed after.
+		position, err := feed.ListPosition(ctx)
+		if err != nil {
+			return nil, r.unavailable(err)
+		}
+		list.ResourceVersion = strconv.FormatUint(position, 10)
+	}
 	switch {
 	case q.none:
 	case q.name != "":

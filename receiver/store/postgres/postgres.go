@@ -67,6 +67,10 @@ type Store struct {
 	stopNotifier  context.CancelFunc
 	notifierDone  chan struct{}
 	onListenError func(error)
+	// changes is the log of committed changes of events, for the events API's
+	// watches; followChanges fills it.
+	changes      *store.ChangeLog
+	followerDone chan struct{}
 }
 
 var (
@@ -133,9 +137,10 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	s := &Store{
 		pool: pool, connConfig: config.ConnConfig, observe: observe, slots: newPartnerSlots(int(config.MaxConns) / PartnerShareDivisor),
 		notify: make(chan struct{}, 1), stopNotifier: stopNotifier, notifierDone: make(chan struct{}),
-		onListenError: opts.OnListenError,
+		onListenError: opts.OnListenError, changes: store.NewChangeLog(0), followerDone: make(chan struct{}),
 	}
 	go s.notifyLoop(notifyCtx)
+	go s.followChanges(notifyCtx)
 	s.startIngestCommitters()
 	s.startAttemptCommitters()
 	return s, nil
@@ -857,6 +862,7 @@ func (s *Store) Close() error {
 	s.stopAttemptCommitters()
 	s.stopNotifier()
 	<-s.notifierDone
+	<-s.followerDone
 	s.pool.Close()
 	return nil
 }

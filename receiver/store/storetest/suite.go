@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("ListScanBound", h.testListScanBound)
 	t.Run("ListSelected", h.testListSelected)
 	t.Run("ListSelectedScanBound", h.testListSelectedScanBound)
+	t.Run("ChangeFeed", h.testChangeFeed)
 	t.Run("DailyCounts", h.testDailyCounts)
 	t.Run("RecordAttempt", h.testRecordAttempt)
 	t.Run("Attempts", h.testAttempts)
