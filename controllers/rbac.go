@@ -6,7 +6,6 @@ package controllers
 // +kubebuilder:rbac:groups=hookgate.io,resources=partners;webhookendpoints,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=hookgate.io,resources=partners/status;webhookendpoints/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=hookgate.io,resources=partners/finalizers;webhookendpoints/finalizers,verbs=update
-// +kubebuilder:rbac:groups=hookgate.io,resources=webhookevents,verbs=get;list;watch
 // Secrets: read (the data of user-made ones only by name, see tenantSecretClient), create
 // and update its own; never delete (owner references do) or patch.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update

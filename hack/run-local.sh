@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the whole system on this machine, no cluster needed. Starts a local control
-# plane (envtest's kube-apiserver and etcd, CRDs installed), the operator and the receiver
+# plane (envtest's kube-apiserver and etcd, CRDs installed, aggregation configured, with
+# kube-controller-manager's namespace and garbage-collector controllers; the receiver's
+# events API registered, so kubectl get webhookevents asks the receiver), the operator and the receiver
 # as local processes and a demo destination, applies a Partner and an endpoint, and prints
 # what to try. Ctrl-C stops everything. State and logs go to bin/run/.
 # With DATABASE_URL=postgres://... (make run DATABASE_URL=...) two receivers share that
@@ -32,7 +34,7 @@ make --no-print-directory -s build
 go build -o "$RUN_DIR/local-control-plane" ./hack/local-control-plane
 go build -o "$RUN_DIR/demo-sink" ./hack/demo-sink
 
-"$RUN_DIR/local-control-plane" --write-kubeconfig "$KUBECONFIG" >"$RUN_DIR/control-plane.log" 2>&1 &
+"$RUN_DIR/local-control-plane" --write-kubeconfig "$KUBECONFIG" --events-api-dir "$RUN_DIR/events-api" >"$RUN_DIR/control-plane.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 120); do
   grep -q "control plane ready" "$RUN_DIR/control-plane.log" 2>/dev/null && break
@@ -42,7 +44,8 @@ done
 grep -q "control plane ready" "$RUN_DIR/control-plane.log" || { echo "the control plane did not start" >&2; exit 1; }
 echo "control plane ready"
 
-"$KUBECTL" create namespace hookgate-system >/dev/null
+# The control plane may have made it already, for the events API's Service.
+"$KUBECTL" create namespace hookgate-system --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$KUBECTL" create namespace partners >/dev/null
 "$RUN_DIR/demo-sink" --listen 127.0.0.1:9090 >"$RUN_DIR/sink.log" 2>&1 &
 pids+=($!)
@@ -52,13 +55,16 @@ pids+=($!)
 DATABASE_URL="${DATABASE_URL:-}"
 receivers=1
 [ -n "$DATABASE_URL" ] && receivers=2
+# The first receiver serves the events API that the control plane registered (a Service on
+# loopback has one address); a second one serves its own on a port of its choosing.
+api_flags="$(cat "$RUN_DIR/events-api/receiver-flags")"
 for i in $(seq 0 $((receivers - 1))); do
   suffix=""
-  [ "$i" -gt 0 ] && suffix="-$i"
+  [ "$i" -gt 0 ] && suffix="-$i" && api_flags="--api-listen 127.0.0.1:0 --api-cert-dir $RUN_DIR/events-api"
   # The URL goes in through the environment, never on a command line that ps shows.
   HOOKGATE_DATABASE_URL="$DATABASE_URL" POD_NAME="receiver-$i" bin/hookgate receiver --namespace hookgate-system \
     --data-dir "$RUN_DIR/data$suffix" --listen "127.0.0.1:$((LISTEN_PORT + i))" --probe-listen 127.0.0.1:0 \
-    --destination-allow-cidrs 127.0.0.0/8,::1/128 --public-url "http://127.0.0.1:$LISTEN_PORT" \
+    --destination-allow-cidrs 127.0.0.0/8,::1/128 --public-url "http://127.0.0.1:$LISTEN_PORT" $api_flags \
     >"$RUN_DIR/audit$suffix.log" 2>"$RUN_DIR/receiver$suffix.log" &
   pids+=($!)
 done

@@ -76,7 +76,7 @@ func startTestReceiver(t testing.TB, table *routing.Table, configure func(*Optio
 	ready := make(chan struct{})
 	opts := DefaultOptions()
 	opts.RoutingFile = writeRoutingFile(t, dir, table)
-	opts.Listen, opts.ProbeListen, opts.DataDir = "127.0.0.1:0", "127.0.0.1:0", r.dataDir
+	opts.Listen, opts.ProbeListen, opts.DataDir, opts.APIListen = "127.0.0.1:0", "127.0.0.1:0", r.dataDir, ""
 	opts.DestinationAllowCIDRs = loopbackSinks // egress_test.go: deliveries and JWKS fetches reach loopback test servers
 	opts.Log = testr.NewWithInterface(t, testr.Options{Verbosity: 0})
 	opts.AuditLog = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), r.audit, zapcore.InfoLevel)).Named("audit")

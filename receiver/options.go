@@ -18,7 +18,6 @@ import (
 
 	"github.com/hookgate/hookgate/internal/routing"
 	"github.com/hookgate/hookgate/receiver/delivery"
-	"github.com/hookgate/hookgate/receiver/eventstatus"
 	"github.com/hookgate/hookgate/receiver/store"
 	"github.com/hookgate/hookgate/receiver/store/postgres"
 )
@@ -26,16 +25,14 @@ import (
 // Options configure `hookgate receiver` (docs/reference.md lists the flags). Start from
 // DefaultOptions: Run uses the values as given and refuses invalid ones.
 type Options struct {
-	Namespace             string
-	RoutingSecret         string
-	RoutingFile           string
-	Listen                string
-	ProbeListen           string
-	DataDir               string
-	TrustedProxies        []netip.Prefix
-	EventRetention        time.Duration
-	StoreRetention        time.Duration
-	MaxEventsPerNamespace int
+	Namespace      string
+	RoutingSecret  string
+	RoutingFile    string
+	Listen         string
+	ProbeListen    string
+	DataDir        string
+	TrustedProxies []netip.Prefix
+	StoreRetention time.Duration
 	// AllowLinkLocalDestinations lets deliveries reach link-local addresses.
 	AllowLinkLocalDestinations bool
 	// DestinationAllowCIDRs are private or loopback ranges that url destinations and JWKS
@@ -72,7 +69,7 @@ type Options struct {
 	// the one that writes WebhookEvents and prunes.
 	StatusLease string
 	// APIListen is the events API's address (the WebhookEvent aggregated API; "" serves
-	// none), APICertDir the directory of its serving certificate (tls.crt, tls.key,
+	// none; without a cluster connection none is served either), APICertDir the directory of its serving certificate (tls.crt, tls.key,
 	// reloaded when renewed; "" makes a self-signed one at start).
 	APIListen, APICertDir string
 
@@ -105,10 +102,9 @@ func DefaultOptions() Options {
 		DatabaseURL:              os.Getenv("HOOKGATE_DATABASE_URL"),
 		Listen:                   ":8080",
 		ProbeListen:              ":8081",
+		APIListen:                ":8443",
 		DataDir:                  "/var/lib/hookgate",
-		EventRetention:           eventstatus.DefaultRetention,
 		StoreRetention:           7 * 24 * time.Hour,
-		MaxEventsPerNamespace:    eventstatus.DefaultMaxPerNamespace,
 		DeliveryWorkers:          delivery.DefaultWorkers,
 		RemovedDestinationGrace:  delivery.DefaultRemovedGrace,
 		DatabaseStatementTimeout: postgres.DefaultStatementTimeout,
@@ -126,7 +122,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.RoutingSecret, "routing-secret", o.RoutingSecret, "name of the routing table Secret")
 	fs.StringVar(&o.RoutingFile, "routing-file", o.RoutingFile, "load the routing table from this file instead of the cluster (reloaded on change)")
 	fs.StringVar(&o.Listen, "listen", o.Listen, "webhook address")
-	fs.StringVar(&o.APIListen, "api-listen", o.APIListen, "HTTPS address of the events API (WebhookEvents from the store, behind an APIService for events.hookgate.io; needs a cluster connection; empty: not served)")
+	fs.StringVar(&o.APIListen, "api-listen", o.APIListen, "HTTPS address of the events API (WebhookEvents from the store, behind an APIService for events.hookgate.io; served only with a cluster connection, not with --routing-file; empty: not served)")
 	fs.StringVar(&o.APICertDir, "api-cert-dir", o.APICertDir, "directory of the events API's serving certificate, tls.crt and tls.key, reloaded when they change (empty: a self-signed one made at start)")
 	fs.StringVar(&o.ProbeListen, "probe-listen", o.ProbeListen, "probe and metrics address")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory of the embedded event store (and the routing table's disk copy)")
@@ -139,9 +135,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.DatabaseMaxConns, "database-max-conns", o.DatabaseMaxConns, fmt.Sprintf("with --database-url: connections this replica's pool opens at most (0: %d, or the URL's pool_max_conns); one partner's event-list requests hold at most a %dth of them at once", postgres.DefaultMaxConns, postgres.PartnerShareDivisor))
 	fs.DurationVar(&o.DatabaseStatementTimeout, "database-statement-timeout", o.DatabaseStatementTimeout, "with --database-url: the longest one statement may run (migrations excepted); a request whose statement is cut off answers 503")
 	cidrListVar(fs, &o.TrustedProxies, "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
-	fs.DurationVar(&o.EventRetention, "event-retention", o.EventRetention, "how long WebhookEvent resources are kept")
+	// The WebhookEvent custom resources they bounded are gone (the events API serves the
+	// store): still taken, so that an upgrade's old arguments start the receiver.
+	_ = fs.Duration("event-retention", 24*time.Hour, "ignored: WebhookEvents are served from the store, kept for --store-retention")
+	_ = fs.Int("max-events-per-namespace", 5000, "ignored: WebhookEvents are served from the store, with no cap")
 	fs.DurationVar(&o.StoreRetention, "store-retention", o.StoreRetention, "how long finished events are kept in the store (at least the longest dedup window)")
-	fs.IntVar(&o.MaxEventsPerNamespace, "max-events-per-namespace", o.MaxEventsPerNamespace, "cap on WebhookEvent resources per namespace")
 	fs.BoolVar(&o.AllowLinkLocalDestinations, "allow-link-local-destinations", o.AllowLinkLocalDestinations, "let deliveries reach link-local addresses such as 169.254.169.254")
 	cidrListVar(fs, &o.DestinationAllowCIDRs, "destination-allow-cidrs", "comma-separated CIDRs that url destinations and JWKS URLs may reach besides public addresses (for example 10.20.0.0/16)")
 	fs.IntVar(&o.DeliveryWorkers, "delivery-workers", o.DeliveryWorkers, fmt.Sprintf("concurrent deliveries at most (%d per destination)", delivery.DefaultPerDestination))
@@ -174,9 +172,6 @@ func (o *Options) Validate() error {
 	if o.DatabaseURL != "" && o.RoutingFile == "" && o.StatusLease == "" {
 		errs = append(errs, errors.New("--status-lease must not be empty with --database-url"))
 	}
-	if o.APIListen != "" && o.RoutingFile != "" {
-		errs = append(errs, errors.New("--api-listen needs a cluster connection, not --routing-file: the events API's requests come through the kube-apiserver"))
-	}
 	if o.RoutingFile == "" && o.RoutingSecret == "" {
 		errs = append(errs, errors.New("--routing-secret must not be empty"))
 	}
@@ -185,13 +180,10 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("%s must not be empty", flagName))
 		}
 	}
-	for flagName, d := range map[string]time.Duration{"--event-retention": o.EventRetention, "--store-retention": o.StoreRetention, "--shutdown-timeout": o.ShutdownTimeout} {
+	for flagName, d := range map[string]time.Duration{"--store-retention": o.StoreRetention, "--shutdown-timeout": o.ShutdownTimeout} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", flagName, d))
 		}
-	}
-	if o.MaxEventsPerNamespace < 1 {
-		errs = append(errs, fmt.Errorf("--max-events-per-namespace must be at least 1, got %d", o.MaxEventsPerNamespace))
 	}
 	if o.MaxInflightBodyBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("--max-inflight-body-bytes must be at least 1 MiB, got %d", o.MaxInflightBodyBytes))

@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -36,7 +35,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	opts.Log.V(1).Info("starting", "listen", opts.Listen, "probeListen", opts.ProbeListen, "dataDir", opts.DataDir,
 		"routingFile", opts.RoutingFile, "namespace", opts.Namespace, "routingSecret", opts.RoutingSecret,
-		"deliveryWorkers", opts.DeliveryWorkers, "storeRetention", opts.StoreRetention, "eventRetention", opts.EventRetention)
+		"deliveryWorkers", opts.DeliveryWorkers, "storeRetention", opts.StoreRetention, "apiListen", opts.APIListen)
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
@@ -218,33 +217,16 @@ func newHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// newReflection returns the WebhookEvent status reflector and the redelivery watcher,
-// run together until ctx ends.
+// newReflection returns what follows the store's events for the control plane (a
+// Partner's lastEventAt, an endpoint's redeliver-failed), run until ctx ends.
 func newReflection(opts Options, st store.Store, holder *routing.Holder, wake func()) (func(context.Context) error, error) {
 	cfg := withUserAgent(opts.KubeConfig, "hookgate-receiver/status")
 	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the API server: %w", err)
 	}
-	meta, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	reflector := eventstatus.New(eventstatus.Options{
-		Client: c, Store: st, Holder: holder, Log: opts.Log.WithName("eventstatus"),
-		Retention: opts.EventRetention, MaxPerNamespace: opts.MaxEventsPerNamespace, Wake: wake, Registry: opts.Registry,
-	})
-	redelivery := &eventstatus.RedeliveryWatcher{Client: meta, Reflector: reflector}
-	return func(ctx context.Context) error {
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		wg.Go(func() {
-			if err := redelivery.Start(ctx); err != nil {
-				opts.Log.Error(err, "redelivery watcher stopped")
-			}
-		})
-		return reflector.Start(ctx)
-	}, nil
+	reporter := eventstatus.New(eventstatus.Options{Client: c, Store: st, Holder: holder, Log: opts.Log.WithName("eventstatus"), Wake: wake})
+	return reporter.Start, nil
 }
 
 // replicaIdentity names this replica in its Leases: --identity, else POD_NAME or the

@@ -196,7 +196,6 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 		{"destination name not a DNS label", endpoint("  destinations: [{name: Billing_1, url: \"http://b\"}]\n"), "spec.destinations[0].name"},
 		{"shorthand destination with another name", endpoint("  destination: {name: billing, url: \"http://b\"}\n"), "spec.destination.name"},
 		{"seventeen destinations", endpoint("  destinations:\n" + seventeenDestinations()), "spec.destinations"},
-		{"webhook event without uuid", "apiVersion: hookgate.io/v1alpha1\nkind: WebhookEvent\nmetadata:\n  name: ev\nspec:\n  partner: acme\n  endpoint: e\n  receivedAt: \"2026-01-01T00:00:00Z\"\n", "spec.uuid"},
 	}
 	if len(cases) < 12 {
 		t.Fatalf("only %d invalid cases", len(cases))
@@ -224,7 +223,6 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 var wantColumns = map[string][]string{
 	"partners":         {"Ready", "Key", "Rate", "Age"},
 	"webhookendpoints": {"Path", "Verification", "Ready", "Age"},
-	"webhookevents":    {"Partner", "Endpoint", "Type", "Phase", "Delivered", "Attempts", "Code", "Age"},
 }
 
 func TestPrinterColumnsInCRDs(t *testing.T) {
@@ -254,7 +252,6 @@ func TestKubectlGetPrintsColumns(t *testing.T) {
 	objs := []string{
 		"apiVersion: hookgate.io/v1alpha1\nkind: Partner\nmetadata:\n  name: acme\nspec:\n  rateLimit: {requestsPerSecond: 7}\n",
 		"apiVersion: hookgate.io/v1alpha1\nkind: WebhookEndpoint\nmetadata:\n  name: orders\nspec: {}\n",
-		"apiVersion: hookgate.io/v1alpha1\nkind: WebhookEvent\nmetadata:\n  name: ev-1\nspec:\n  partner: acme\n  endpoint: orders\n  uuid: 0b6f3a52-7a3c-4c1e-9a1e-3f1f0c2f9a11\n  type: order.created\n  receivedAt: \"2026-01-01T00:00:00Z\"\n",
 	}
 	for _, m := range objs {
 		obj := decode(t, []byte(m))
@@ -263,11 +260,11 @@ func TestKubectlGetPrintsColumns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := cluster.RunKubectl(t, "get", "partners,webhookendpoints,webhookevents", "-A")
+	out, err := cluster.RunKubectl(t, "get", "partners,webhookendpoints", "-A")
 	if err != nil {
 		t.Fatalf("kubectl get: %v\n%s", err, out)
 	}
-	t.Logf("kubectl get partners,webhookendpoints,webhookevents -A:\n%s", out)
+	t.Logf("kubectl get partners,webhookendpoints -A:\n%s", out)
 	headers := map[string]bool{}
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "NAMESPACE") {
@@ -280,8 +277,8 @@ func TestKubectlGetPrintsColumns(t *testing.T) {
 			t.Errorf("no header %q for %s in kubectl output", want, plural)
 		}
 	}
-	// Short names, as docs/reference.md lists them.
-	for _, short := range []string{"whe", "whev"} {
+	// Short names, as docs/reference.md lists them (whev is the events API's).
+	for _, short := range []string{"whe"} {
 		if out, err := cluster.RunKubectl(t, "get", short, "-n", ns); err != nil {
 			t.Errorf("kubectl get %s: %v\n%s", short, err, out)
 		}

@@ -1,5 +1,5 @@
-// Package v1alpha1 contains the hookgate.io/v1alpha1 API: Partner, WebhookEndpoint and
-// WebhookEvent.
+// Package v1alpha1 contains the hookgate.io/v1alpha1 API: Partner and WebhookEndpoint,
+// and the spec and status of the events API's WebhookEvent (events.hookgate.io).
 // +kubebuilder:object:generate=true
 // +groupName=hookgate.io
 package v1alpha1
@@ -25,7 +25,6 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(GroupVersion,
 		&Partner{}, &PartnerList{},
 		&WebhookEndpoint{}, &WebhookEndpointList{},
-		&WebhookEvent{}, &WebhookEventList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

@@ -23,7 +23,9 @@ func (p EventPhase) Finished() bool {
 	return p == PhaseDelivered || p == PhaseFailed || p == PhaseStored
 }
 
-// WebhookEventSpec identifies a stored event. It holds no payload and no secrets.
+// WebhookEventSpec identifies a stored event. It holds no payload and no secrets. The
+// WebhookEvent resource itself is the events API's (api/events/v1alpha1), served by the
+// receiver from its store; its spec and status are these.
 type WebhookEventSpec struct {
 	// partner that sent the event.
 	Partner string `json:"partner"`
@@ -47,7 +49,7 @@ type WebhookEventSpec struct {
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
 }
 
-// WebhookEventStatus is the delivery state of an event, mirrored from the receiver's store.
+// WebhookEventStatus is the delivery state of an event, as the receiver's store holds it.
 type WebhookEventStatus struct {
 	// phase of delivery.
 	// +optional
@@ -107,35 +109,4 @@ type EventDelivery struct {
 	// deliveredAt is when this destination accepted the event.
 	// +optional
 	DeliveredAt *metav1.Time `json:"deliveredAt,omitempty"`
-}
-
-// WebhookEvent is a read-only view of one stored event, written by the receiver.
-//
-// It has no status subresource on purpose: the receiver is its only writer, and writing
-// spec, labels and status in one request halves the load the view puts on the API server
-// (an event is one create, each later state one patch).
-// +kubebuilder:object:root=true
-// +kubebuilder:resource:scope=Namespaced,shortName=whev,categories=hookgate
-// +kubebuilder:printcolumn:name="Partner",type=string,JSONPath=`.spec.partner`
-// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpoint`
-// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
-// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
-// +kubebuilder:printcolumn:name="Delivered",type=string,JSONPath=`.status.delivered`
-// +kubebuilder:printcolumn:name="Attempts",type=integer,JSONPath=`.status.attempts`
-// +kubebuilder:printcolumn:name="Code",type=integer,JSONPath=`.status.lastResponseCode`
-// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-type WebhookEvent struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-
-	Spec   WebhookEventSpec   `json:"spec"`
-	Status WebhookEventStatus `json:"status,omitempty"`
-}
-
-// WebhookEventList is a list of WebhookEvents.
-// +kubebuilder:object:root=true
-type WebhookEventList struct {
-	metav1.TypeMeta `json:",inline"`
-	metav1.ListMeta `json:"metadata,omitempty"`
-	Items           []WebhookEvent `json:"items"`
 }

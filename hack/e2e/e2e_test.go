@@ -75,6 +75,22 @@ func (p *controlPlane) kubectl(t *testing.T, args ...string) string {
 	return out
 }
 
+// eventsAPI prepares the receiver's events API: the flags to add to its command line,
+// and register, to call once it started, which points the kube-apiserver at it.
+func (p *controlPlane) eventsAPI(t *testing.T) (args []string, register func()) {
+	t.Helper()
+	api, err := p.cluster.PrepareEventsAPI(filepath.Join(p.dir, "events-api"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.Args, func() {
+		t.Helper()
+		if err := api.Register(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // start runs the binary as name (operator or receiver) until the test ends.
 func (p *controlPlane) start(t *testing.T, name string, extraEnv []string, args ...string) {
 	r := newReplica(t, p.dir, name, append(append(os.Environ(), p.env...), extraEnv...), args...)
@@ -94,8 +110,10 @@ func TestEndToEnd(t *testing.T) {
 	receiverAddr := freePort(t)
 	start := func(name string, extraEnv []string, args ...string) { p.start(t, name, extraEnv, args...) }
 	start("operator", nil, "operator", "--receiver-namespace", "hookgate-system", "--shared-path-namespaces", "partners", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
-	start("receiver", []string{"POD_NAME=receiver-0"}, "receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, "data"),
-		"--listen", receiverAddr, "--probe-listen", "127.0.0.1:0", "--destination-allow-cidrs", "127.0.0.0/8,::1/128")
+	apiArgs, registerAPI := p.eventsAPI(t)
+	start("receiver", []string{"POD_NAME=receiver-0"}, append([]string{"receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, "data"),
+		"--listen", receiverAddr, "--probe-listen", "127.0.0.1:0", "--destination-allow-cidrs", "127.0.0.0/8,::1/128"}, apiArgs...)...)
+	registerAPI()
 
 	manifest := filepath.Join(dir, "acme.yaml")
 	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(`apiVersion: hookgate.io/v1alpha1

@@ -86,9 +86,11 @@ func TestFanOut(t *testing.T) {
 	receiverAddr := freePort(t)
 	start := func(name string, extraEnv []string, args ...string) { p.start(t, name, extraEnv, args...) }
 	start("operator", nil, "operator", "--receiver-namespace", "hookgate-system", "--shared-path-namespaces", "partners", "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0")
-	start("receiver", []string{"POD_NAME=receiver-0"}, "receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, "data"),
+	apiArgs, registerAPI := p.eventsAPI(t)
+	start("receiver", []string{"POD_NAME=receiver-0"}, append([]string{"receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, "data"),
 		"--listen", receiverAddr, "--probe-listen", "127.0.0.1:0", "--destination-allow-cidrs", "127.0.0.0/8,::1/128",
-		"--public-url", "http://"+receiverAddr)
+		"--public-url", "http://" + receiverAddr}, apiArgs...)...)
+	registerAPI()
 
 	manifest := filepath.Join(dir, "fanout.yaml")
 	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(`apiVersion: hookgate.io/v1alpha1

@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	eventsv1alpha1 "github.com/hookgate/hookgate/api/events/v1alpha1"
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
 	"github.com/hookgate/hookgate/internal/testcluster"
 	"github.com/hookgate/hookgate/receiver"
@@ -127,14 +128,23 @@ func TestScaleOut(t *testing.T) {
 	operator.start(t, bin)
 	defer func() { operator.stop(); operator.logOnFailure(t) }()
 
+	// Every replica serves the events API; the kube-apiserver is pointed at the first
+	// (on loopback a Service has one address).
+	api, err := cluster.PrepareEventsAPI(filepath.Join(dir, "events-api"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	replicas := make([]*replica, 3)
 	for i := range replicas {
 		name := fmt.Sprintf("receiver-%d", i)
 		listen, probe := freePort(t), freePort(t)
+		apiArgs := api.Args
+		if i > 0 {
+			apiArgs = []string{"--api-listen", freePort(t), "--api-cert-dir", filepath.Join(dir, "events-api")}
+		}
 		r := newReplica(t, dir, name, append(env, "POD_NAME="+name, "HOOKGATE_DATABASE_URL="+dsn),
-			"receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, name),
-			"--listen", listen, "--probe-listen", probe, "--destination-allow-cidrs", "127.0.0.0/8,::1/128",
-			"--max-events-per-namespace", "100000")
+			append([]string{"receiver", "--namespace", "hookgate-system", "--data-dir", filepath.Join(dir, name),
+				"--listen", listen, "--probe-listen", probe, "--destination-allow-cidrs", "127.0.0.0/8,::1/128"}, apiArgs...)...)
 		r.url, r.probe = "http://"+listen, "http://"+probe
 		r.start(t, bin)
 		replicas[i] = r
@@ -145,6 +155,9 @@ func TestScaleOut(t *testing.T) {
 			r.logOnFailure(t)
 		}
 	}()
+	if err := api.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 
 	manifest := filepath.Join(dir, "acme.yaml")
 	if err := os.WriteFile(manifest, fmt.Appendf(nil, `apiVersion: hookgate.io/v1alpha1
@@ -281,18 +294,26 @@ spec:
 	}
 
 	final := testcluster.Eventually(t, 3*time.Minute, "every WebhookEvent Delivered", func() error {
-		var list hookgatev1alpha1.WebhookEventList
-		if err := cluster.Client.List(context.Background(), &list, client.InNamespace("partners")); err != nil {
-			return err
-		}
-		done := 0
-		for i := range list.Items {
-			if list.Items[i].Status.Phase == hookgatev1alpha1.PhaseDelivered {
-				done++
+		done, listed := 0, 0
+		opts := []client.ListOption{client.InNamespace("partners"), client.Limit(1000)}
+		for {
+			var list eventsv1alpha1.WebhookEventList
+			if err := cluster.Client.List(context.Background(), &list, opts...); err != nil {
+				return err
 			}
+			listed += len(list.Items)
+			for i := range list.Items {
+				if list.Items[i].Status.Phase == hookgatev1alpha1.PhaseDelivered {
+					done++
+				}
+			}
+			if list.Continue == "" {
+				break
+			}
+			opts = []client.ListOption{client.InNamespace("partners"), client.Limit(1000), client.Continue(list.Continue)}
 		}
 		if done < acked {
-			return fmt.Errorf("%d of %d WebhookEvents Delivered (%d listed)", done, acked, len(list.Items))
+			return fmt.Errorf("%d of %d WebhookEvents Delivered (%d listed)", done, acked, listed)
 		}
 		return nil
 	})

@@ -75,7 +75,7 @@ func TestMonitoring(t *testing.T) {
 			exprs = append(exprs, r.Expr.String())
 		}
 	}
-	for _, want := range []string{"HookgateDeliveryFallingBehind", "HookgateDestinationFailing", "HookgateStoreNearlyFull", "HookgateReflectorLagging", "HookgateReceiverWithoutRoutingTable"} {
+	for _, want := range []string{"HookgateDeliveryFallingBehind", "HookgateDestinationFailing", "HookgateStoreNearlyFull", "HookgateReceiverWithoutRoutingTable"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("no alert %s (have %v)", want, alerts)
 		}

@@ -181,3 +181,37 @@ func signedCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, dns []
 func pemCert(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
+
+// EventsAPI is a receiver's events API made ready for the cluster: a serving certificate
+// and a free loopback port. Args are the receiver's flags for them; Register points the
+// kube-apiserver at it once the receiver is started.
+type EventsAPI struct {
+	Args     []string
+	port     int
+	caBundle []byte
+	cluster  *Cluster
+}
+
+// PrepareEventsAPI makes the events API's certificate in dir and picks its port.
+func (c *Cluster) PrepareEventsAPI(dir string) (*EventsAPI, error) {
+	caBundle, err := ServingCert(dir, "hookgate-system", "hookgate-receiver")
+	if err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	return &EventsAPI{
+		Args: []string{"--api-listen", fmt.Sprintf("127.0.0.1:%d", port), "--api-cert-dir", dir},
+		port: port, caBundle: caBundle, cluster: c,
+	}, nil
+}
+
+// Register creates the Service and APIService and waits until the API is Available.
+func (e *EventsAPI) Register(ctx context.Context) error {
+	return e.cluster.RegisterAPIService(ctx, "events.hookgate.io", "v1alpha1", "hookgate-system", "hookgate-receiver", e.port, e.caBundle)
+}

@@ -30,6 +30,8 @@ type Cluster struct {
 	Kubeconfig string // path of a kubeconfig file for an admin user
 	Kubectl    string // path of the kubectl binary built with the control plane
 	dir        string // the kubeconfig and the aggregation certificates
+
+	stopControllerManager func()
 }
 
 // RepoRoot is the repository's top directory, found from this source file.
@@ -87,6 +89,9 @@ func Start() (*Cluster, error) {
 
 // Stop stops the control plane.
 func (c *Cluster) Stop() error {
+	if c.stopControllerManager != nil {
+		c.stopControllerManager()
+	}
 	_ = os.RemoveAll(c.dir)
 	return c.Env.Stop()
 }
@@ -115,4 +120,28 @@ func Eventually(t testing.TB, timeout time.Duration, what string, check func() e
 	}
 	t.Fatalf("%s: not within %s: %v", what, timeout, err)
 	return 0
+}
+
+// StartControllerManager runs kube-controller-manager's namespace and garbage-collector
+// controllers against the cluster, as a cluster runs them, so that a namespace or an
+// owner deleted here goes as it would there. It stops with the cluster.
+func (c *Cluster) StartControllerManager() error {
+	bin := filepath.Join(filepath.Dir(c.Kubectl), "kube-controller-manager")
+	cmd := exec.CommandContext(context.Background(), bin, "--kubeconfig", c.Kubeconfig, "--controllers", "namespace,garbagecollector",
+		"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false")
+	logFile, err := os.Create(filepath.Join(c.dir, "kube-controller-manager.log"))
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return fmt.Errorf("starting %s (built by hack/setup-envtest.sh): %w", bin, err)
+	}
+	c.stopControllerManager = func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = logFile.Close()
+	}
+	return nil
 }

@@ -17,9 +17,11 @@ import (
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -61,6 +63,9 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer func() { _ = cluster.Stop() }()
+	if err := cluster.StartControllerManager(); err != nil {
+		return 0, err
+	}
 	dir, err := os.MkdirTemp("", "hookgate-eventsapi-")
 	if err != nil {
 		return 0, err
@@ -245,9 +250,8 @@ func TestGetIsTheTenantsOwn(t *testing.T) {
 	}
 }
 
-// resourceName is webhookevents qualified by the events API's group, while the old
-// group's CRD of the same name is installed beside it.
-const resourceName = "webhookevents.events.hookgate.io"
+// resourceName is what kubectl users type.
+const resourceName = "webhookevents"
 
 // TestKubectl runs the real kubectl: the table with its columns, explain from the
 // published OpenAPI, and a redelivery by annotation.
@@ -263,7 +267,7 @@ func TestKubectl(t *testing.T) {
 	if len(lines) != perPartner+1 || !strings.HasPrefix(lines[1], ids[tenantA+"/acme"][perPartner-1]) {
 		t.Fatalf("%d lines, first %q", len(lines), lines[1])
 	}
-	if out, err = cluster.RunKubectl(t, "get", resourceName, "-n", tenantA, "-o", "jsonpath={.items[0].spec.partner}", "--field-selector", "spec.eventId=globex-1"); err != nil || out != "globex" {
+	if out, err = cluster.RunKubectl(t, "get", "whev", "-n", tenantA, "-o", "jsonpath={.items[0].spec.partner}", "--field-selector", "spec.eventId=globex-1"); err != nil || out != "globex" {
 		t.Fatalf("kubectl get whev -o jsonpath: %v: %q", err, out)
 	}
 	// The kube-apiserver fetches an aggregated server's OpenAPI a moment after the
@@ -388,4 +392,40 @@ func TestWatch(t *testing.T) {
 			t.Fatal("kubectl get -w printed nothing of the new event within 10s")
 		}
 	}
+}
+
+// TestNamespaceWithEventsIsDeleted: while the events API serves, a namespace holding
+// events is deleted by kube-controller-manager's namespace controller as any other, within
+// seconds (an aggregated API that does not answer would hold it Terminating). Its events
+// stay in the store until the retention prunes them.
+func TestNamespaceWithEventsIsDeleted(t *testing.T) {
+	ctx := context.Background()
+	const doomed = "doomed"
+	if err := cluster.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: doomed}}); err != nil {
+		t.Fatal(err)
+	}
+	ev := store.Event{UUID: uuid.Must(uuid.NewV7()).String(), EventID: "d1", PartnerNamespace: doomed, Partner: "acme",
+		EndpointNamespace: doomed, Endpoint: "orders", ReceivedAt: time.Now(), Phase: store.PhaseStored}
+	if _, err := events.Ingest(ctx, store.Ingest{Event: ev, Payload: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cluster.RunKubectl(t, "get", resourceName, "-n", doomed, "-o", "name"); err != nil || !strings.Contains(out, ev.UUID) {
+		t.Fatalf("the namespace's event is not listed: %v: %s", err, out)
+	}
+	start := time.Now()
+	if out, err := cluster.RunKubectl(t, "delete", "namespace", doomed, "--wait=false"); err != nil {
+		t.Fatalf("kubectl delete namespace: %v: %s", err, out)
+	}
+	took := testcluster.Eventually(t, 60*time.Second, "the namespace deleted", func() error {
+		var ns corev1.Namespace
+		err := cluster.Client.Get(ctx, client.ObjectKey{Name: doomed}, &ns)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("namespace %s: %v %v", doomed, ns.Status.Phase, ns.Status.Conditions)
+	})
+	t.Logf("namespace %s, holding events, deleted %s after kubectl delete (%s in all)", doomed, took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }

@@ -80,10 +80,9 @@ containers:
       - --embedded-engine={{ .Values.store.embedded.engine }}
       {{- end }}
       - --listen=:8080
+      - --api-listen=:8443
       - --probe-listen=:8081
-      - --event-retention={{ .Values.receiver.eventRetention }}
       - --store-retention={{ .Values.receiver.storeRetention }}
-      - --max-events-per-namespace={{ .Values.receiver.maxEventsPerNamespace }}
       {{- with .Values.receiver.trustedProxies }}
       - --trusted-proxies={{ join "," . }}
       {{- end }}
@@ -122,6 +121,7 @@ containers:
     ports:
       - {name: http, containerPort: 8080}
       - {name: probes, containerPort: 8081}
+      - {name: events-api, containerPort: 8443}
     {{- if not $postgres }}
     # The store opens before the probes answer: converting a large events.db left by a
     # release on bbolt to Pebble can take minutes, and a liveness probe would restart
