@@ -83,9 +83,10 @@ bench-compare: ## Bench the binary of BASE=<commit> and this tree's, and print o
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" BENCH_DURATION=$(BENCH_DURATION) hack/bench-compare.sh $(BASE)
 
 .PHONY: bench-store
-bench-store: ## go test -bench of authenticate+store per request, and of the store under 64 writers (real fsync).
+bench-store: ## go test -bench of authenticate+store per request, of the store under 64 writers (real fsync), and of an events API page over a million events.
 	go test -run='^$$' -bench=. -benchtime=3s ./receiver/
 	go test -run='^$$' -bench=ConcurrentIngest -benchtime=80000x ./receiver/store/
+	go test -run='^$$' -bench=ListPageAtAMillionEvents -benchtime=200x -timeout 30m ./receiver/eventsapi/webhookevents/
 
 .PHONY: run
 run: ## Start the whole system locally on an embedded control plane (Ctrl-C stops it).

@@ -258,7 +258,7 @@ func run(cfg config) error {
 		fmt.Fprintln(os.Stderr, "no --database-url (HOOKGATE_TEST_DATABASE_URL): no PostgreSQL rows")
 	}
 	if system && !cfg.postgresOnly {
-		fmt.Fprintln(os.Stderr, "whole system (control plane, operator, receiver with status reflection)...")
+		fmt.Fprintln(os.Stderr, "whole system (control plane, operator, receiver serving the events API)...")
 		row, err := measureSystem(hookgate, work, 1<<10, 64, duration)
 		if err != nil {
 			return fmt.Errorf("whole system: %w", err)
@@ -767,7 +767,7 @@ func measureSystem(hookgate, work string, payload, concurrency int, duration tim
 		return deliveryRow{}, err
 	}
 	defer func() { _ = operator.Process.Signal(os.Interrupt); _ = operator.Wait() }()
-	p, err := startReceiver(hookgate, work, nil, append(env, "POD_NAME=receiver-0"), "--namespace", "hookgate-system")
+	p, err := startReceiver(hookgate, work, nil, append(env, "POD_NAME=receiver-0"), "--namespace", "hookgate-system", "--api-listen", "127.0.0.1:0")
 	if err != nil {
 		return deliveryRow{}, err
 	}
@@ -803,9 +803,15 @@ spec:
 	if err != nil {
 		return deliveryRow{}, err
 	}
+	cpu0 := cpuSeconds(p.cmd.Process.Pid)
 	r := generate(p.url+"/api/webhooks/events", decode(key), decode(sec), "", payload, concurrency, duration, s.sentAt)
 	row := deliveryFrom(fmt.Sprintf("whole system (make run), %d KiB, concurrency %d", payload>>10, concurrency), payload, r, s)
 	row.PeakRssMiB = peakRSSMiB(p.cmd.Process.Pid)
+	// The receiver's CPU per 1,000 delivered, as in the standalone delivery row beside
+	// it: what the cluster connection (routing Secret, Leases, events API) adds.
+	if delivered := s.count.Load(); delivered > 0 {
+		row.CPUSecondsPer1000 = (cpuSeconds(p.cmd.Process.Pid) - cpu0) / float64(delivered) * 1000
+	}
 	return row, nil
 }
 

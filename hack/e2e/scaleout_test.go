@@ -56,6 +56,9 @@ func newReplica(t *testing.T, dir, name string, env []string, args ...string) *r
 func (r *replica) logOnFailure(t *testing.T) {
 	if t.Failed() {
 		raw, _ := os.ReadFile(r.log.Name())
+		if i := bytes.Index(raw, []byte("panic")); i >= 0 && os.Getenv("DEBUG_PANIC") != "" {
+			t.Logf("%s log at its first panic:\n%s", r.name, raw[max(0, i-3000):min(len(raw), i+3000)])
+		}
 		t.Logf("%s log (last 4 KB):\n%s", r.name, tail(raw, 4096))
 	}
 }
@@ -319,6 +322,12 @@ spec:
 	})
 	t.Logf("every WebhookEvent Delivered %s after the load ended (%s after the kill)", (time.Since(loadEnded)).Round(time.Millisecond), time.Since(killedAt).Round(time.Millisecond))
 	_ = final
+
+	// kubectl get -w, served by the first replica, prints an event sent through the last.
+	took := watchPrints(t, cluster.Kubectl, []string{"KUBECONFIG=" + cluster.Kubeconfig}, func() (string, bool) {
+		return send(httpClient, replicas[len(replicas)-1].url, apiKey, signingSecret, []byte(`{"id":"evt_watched","type":"order.created"}`))
+	})
+	t.Logf("kubectl get webhookevents -w (served by %s) printed an event sent through %s %s after its 202", replicas[0].name, replicas[len(replicas)-1].name, took.Round(time.Millisecond))
 }
 
 // send posts one signed event; it reports the uuid of a 202 or a 200 duplicate.

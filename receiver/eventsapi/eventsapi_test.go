@@ -429,3 +429,51 @@ func TestNamespaceWithEventsIsDeleted(t *testing.T) {
 	})
 	t.Logf("namespace %s, holding events, deleted %s after kubectl delete (%s in all)", doomed, took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
+
+// TestWatchWithoutResourceVersionStartsWithTheEvents: as Kubernetes defines a watch
+// without a resource version, it sends the selection's events first (ADDED), then the
+// changes; with bookmarks asked for, a bookmark marks the end of the first part (a
+// watch-list, as client-go's informers make).
+func TestWatchWithoutResourceVersionStartsWithTheEvents(t *testing.T) {
+	for _, bookmarks := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bookmarks=%v", bookmarks), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			opts := metav1.ListOptions{LabelSelector: "hookgate.io/partner=acme", AllowWatchBookmarks: bookmarks}
+			if bookmarks {
+				yes := true
+				opts.SendInitialEvents, opts.ResourceVersionMatch = &yes, metav1.ResourceVersionMatchNotOlderThan
+			}
+			w, err := dynamicClient(t).Namespace(tenantB).Watch(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			added := 0
+			for added < perPartner {
+				select {
+				case e, ok := <-w.ResultChan():
+					if !ok {
+						t.Fatalf("the watch ended after %d ADDED", added)
+					}
+					if e.Type != "ADDED" {
+						t.Fatalf("event %d is %s, want ADDED", added, e.Type)
+					}
+					added++
+				case <-ctx.Done():
+					t.Fatalf("%d ADDED, want %d", added, perPartner)
+				}
+			}
+			if bookmarks {
+				select {
+				case e := <-w.ResultChan():
+					if e.Type != "BOOKMARK" {
+						t.Fatalf("after the events: %s, want the BOOKMARK that ends them", e.Type)
+					}
+				case <-ctx.Done():
+					t.Fatal("no bookmark after the events")
+				}
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package webhookevents
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -57,24 +58,25 @@ func (w *watchers) leave(namespace string) {
 // list's, or an earlier watch event's), from the store's change log: ADDED for a new
 // event, MODIFIED for each later state (the state when the watch reads it, so several
 // changes may come as one), DELETED when it is pruned (only to watches without
-// selectors: what a deleted event was is gone). Without a resource version it starts now,
-// with no ADDED for the events that exist (a list is how a client learns those). A
-// resource version older than the log holds gets 410 Gone: list again.
+// selectors: what a deleted event was is gone). When the client asks for the present
+// state first (sendInitialEvents: a watch-list, or a watch without a resource version,
+// for which the API machinery sets it as Kubernetes defines that watch), the selection's
+// events come first, as a list reads them, then a bookmark marking their end when the
+// client takes bookmarks. A resource version older than the log holds gets 410 Gone:
+// list again.
 func (r *REST) Watch(ctx context.Context, opts *metainternalversion.ListOptions) (watch.Interface, error) {
 	feed, ok := r.opts.Store.(store.ChangeFeed)
 	if !ok {
 		return nil, apierrors.NewMethodNotSupported(resource, "watch")
 	}
 	namespace, _ := genericapirequest.NamespaceFrom(ctx)
-	if opts != nil && opts.SendInitialEvents != nil && *opts.SendInitialEvents {
-		return nil, apierrors.NewBadRequest("sendInitialEvents is not served: list, then watch from the list's resourceVersion")
-	}
 	q, err := selectionOf(namespace, opts)
 	if err != nil {
 		return nil, err
 	}
+	initial := opts != nil && opts.SendInitialEvents != nil && *opts.SendInitialEvents
 	var from uint64
-	if opts != nil && opts.ResourceVersion != "" && opts.ResourceVersion != "0" {
+	if !initial && opts != nil && opts.ResourceVersion != "" && opts.ResourceVersion != "0" {
 		if from, err = strconv.ParseUint(opts.ResourceVersion, 10, 64); err != nil {
 			return nil, apierrors.NewBadRequest(fmt.Sprintf("resourceVersion %q is not one this server gave", opts.ResourceVersion))
 		}
@@ -89,7 +91,7 @@ func (r *REST) Watch(ctx context.Context, opts *metainternalversion.ListOptions)
 		return nil, apierrors.NewTooManyRequests(fmt.Sprintf("%d watches are open on this namespace's webhookevents", MaxWatchesPerNamespace), 5)
 	}
 	w := &watcher{
-		rest: r, log: feed.Changes(), cursor: cursor, from: from, namespace: namespace, q: q, opts: opts,
+		rest: r, log: feed.Changes(), cursor: cursor, from: from, namespace: namespace, q: q, opts: opts, initial: initial,
 		result: make(chan watch.Event, 64), stop: make(chan struct{}),
 	}
 	go func() {
@@ -107,9 +109,12 @@ type watcher struct {
 	namespace string
 	q         listQuery
 	opts      *metainternalversion.ListOptions
-	result    chan watch.Event
-	stop      chan struct{}
-	stopOnce  sync.Once
+	// initial: the client asked for the selection's events first (sendInitialEvents,
+	// kubectl's watch-list), then a bookmark, then the changes.
+	initial  bool
+	result   chan watch.Event
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 func (w *watcher) ResultChan() <-chan watch.Event { return w.result }
@@ -118,6 +123,9 @@ func (w *watcher) Stop() { w.stopOnce.Do(func() { close(w.stop) }) }
 
 func (w *watcher) run(ctx context.Context) {
 	defer close(w.result)
+	if w.initial && !w.sendInitial(ctx) {
+		return
+	}
 	for {
 		changes, next, more, lost := w.log.Read(w.cursor, watchBatch)
 		if lost {
@@ -210,4 +218,47 @@ func (w *watcher) send(ctx context.Context, e watch.Event) bool {
 	case <-w.stop:
 		return false
 	}
+}
+
+// sendInitial sends the selection's events as they are (ADDED, newest first, page by page
+// as a list reads them), then the bookmark that ends them, at the position the changes
+// start from. It reports whether the watch goes on.
+func (w *watcher) sendInitial(ctx context.Context) bool {
+	rv := strconv.FormatUint(w.from, 10)
+	if !w.q.none {
+		sel := w.q.sel
+		for {
+			evs, next, err := w.rest.opts.Store.ListSelected(ctx, sel)
+			if err != nil {
+				var status apierrors.APIStatus
+				if errors.As(w.rest.unavailable(err), &status) {
+					w.send(ctx, watch.Event{Type: watch.Error, Object: new(status.Status())})
+				}
+				return false
+			}
+			for i := range evs {
+				if (w.q.name != "" && evs[i].UUID != w.q.name) || !w.matches(&evs[i]) {
+					continue
+				}
+				obj := FromStore(&evs[i])
+				obj.ResourceVersion = rv
+				if !w.send(ctx, watch.Event{Type: watch.Added, Object: obj}) {
+					return false
+				}
+			}
+			if next == "" {
+				break
+			}
+			sel.Before = next
+		}
+	}
+	if w.opts == nil || !w.opts.AllowWatchBookmarks {
+		// A watch without a resource version asks for the present state this way too
+		// (the API machinery defaults sendInitialEvents for it), with no bookmark.
+		return true
+	}
+	return w.send(ctx, watch.Event{Type: watch.Bookmark, Object: &eventsv1alpha1.WebhookEvent{
+		TypeMeta:   metav1.TypeMeta{APIVersion: eventsv1alpha1.GroupVersion.String(), Kind: "WebhookEvent"},
+		ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv, Annotations: map[string]string{metav1.InitialEventsAnnotationKey: "true"}},
+	}})
 }
