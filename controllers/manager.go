@@ -76,6 +76,14 @@ func NewManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options) (ctrl.Ma
 	}).SetupWithManager(mgr); err != nil {
 		return nil, nil, fmt.Errorf("setting up the WebhookEndpoint controller: %w", err)
 	}
+	if opts.EventsAPICertSecret != "" {
+		if err := mgr.Add(&EventsAPICertRotator{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.ReceiverNamespace,
+			SecretName: opts.EventsAPICertSecret, Service: opts.EventsAPIServiceName, Log: mgr.GetLogger().WithName("events-api-cert"),
+		}); err != nil {
+			return nil, nil, err
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, nil, err
 	}

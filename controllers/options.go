@@ -28,6 +28,12 @@ type Options struct {
 	// KubeAPIQPS and KubeAPIBurst bound the operator's requests to the API server.
 	KubeAPIQPS   float64
 	KubeAPIBurst int
+	// EventsAPICertSecret, when set, is the Secret in the receiver namespace that holds
+	// the events API's serving certificate, which the operator makes and renews, keeping
+	// the APIService's caBundle in step; EventsAPIServiceName is the receiver Service it
+	// is for.
+	EventsAPICertSecret  string
+	EventsAPIServiceName string
 }
 
 // DefaultOptions are the operator's defaults, the flags' defaults among them.
@@ -41,6 +47,7 @@ func DefaultOptions() Options {
 		MaxNamespaceTableBytes: 256 << 10,
 		KubeAPIQPS:             100,
 		KubeAPIBurst:           200,
+		EventsAPIServiceName:   "hookgate-receiver",
 	}
 }
 
@@ -61,6 +68,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "metrics address (0 disables)")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "health probe address")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "elect a leader, for more than one replica")
+	fs.StringVar(&o.EventsAPICertSecret, "events-api-cert-secret", o.EventsAPICertSecret, "Secret (in --receiver-namespace) of the events API's serving certificate, which the operator makes and renews, setting the APIService's caBundle (empty: not managed)")
+	fs.StringVar(&o.EventsAPIServiceName, "events-api-service", o.EventsAPIServiceName, "the receiver Service through which the kube-apiserver reaches the events API (the certificate's name)")
 	fs.Float64Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "requests per second to the API server")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "burst of requests to the API server")
 }

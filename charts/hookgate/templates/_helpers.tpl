@@ -81,6 +81,7 @@ containers:
       {{- end }}
       - --listen=:8080
       - --api-listen=:8443
+      - --api-cert-dir=/var/run/hookgate/events-api-tls
       - --probe-listen=:8081
       - --store-retention={{ .Values.receiver.storeRetention }}
       {{- with .Values.receiver.trustedProxies }}
@@ -139,11 +140,22 @@ containers:
     resources: {{- toYaml .Values.receiver.resources | nindent 6 }}
     volumeMounts:
       - {name: data, mountPath: /var/lib/hookgate}
+      - {name: events-api-tls, mountPath: /var/run/hookgate/events-api-tls, readOnly: true}
       {{- if and $postgres $pg.passwordKey }}
       - {name: database-password, mountPath: /etc/hookgate/database, readOnly: true}
       {{- end }}
-{{- if $postgres }}
 volumes:
+  # The events API's serving certificate, made and renewed by the operator (optional: on
+  # a first install the receiver waits for it).
+  - name: events-api-tls
+    secret:
+      secretName: {{ include "hookgate.receiver.name" . }}-events-api-tls
+      optional: true
+      items:
+        - {key: tls.crt, path: tls.crt}
+        - {key: tls.key, path: tls.key}
+      defaultMode: 0440
+{{- if $postgres }}
   # Only the routing table's disk copy lives here (the root filesystem is read-only):
   # the events are in PostgreSQL, so the pod needs no volume of its own.
   - name: data
