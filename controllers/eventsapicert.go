@@ -3,15 +3,10 @@ package controllers
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
-	"math/big"
+	"maps"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -24,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hookgatev1alpha1 "github.com/hookgate/hookgate/api/v1alpha1"
+	"github.com/hookgate/hookgate/internal/certs"
 )
 
 // The events API's serving certificate: the receiver serves the aggregated API with it
@@ -143,27 +139,29 @@ func (r *EventsAPICertRotator) Ensure(ctx context.Context) error {
 
 // renewed returns the Secret data to have at now, and whether it differs from data.
 func renewed(data map[string][]byte, names []string, now time.Time) (map[string][]byte, bool, error) {
-	ca, caKey, caOK := parsePair(data[keyCACert], data[keyCAKey], nil, now)
-	out := map[string][]byte{}
-	for k, v := range data {
-		out[k] = v
+	ca, caOK := usable(data[keyCACert], data[keyCAKey], nil, now)
+	out := maps.Clone(data)
+	if out == nil {
+		out = map[string][]byte{}
 	}
 	changed := false
 	if !caOK {
-		var err error
 		previous := data[keyCACert]
-		if ca, caKey, out[keyCACert], out[keyCAKey], err = newCertificate(nil, nil, "hookgate events API CA", nil, now, eventsAPICAValidity); err != nil {
+		var err error
+		if ca, err = certs.NewCA(certs.Request{CommonName: "hookgate events API CA", NotBefore: now, Validity: eventsAPICAValidity}); err != nil {
 			return nil, false, err
 		}
+		out[keyCACert], out[keyCAKey] = ca.CertPEM, ca.KeyPEM
 		// The previous CA stays trusted until the certificates it signed are replaced.
-		out[keyCABundle] = append(bytes.Clone(out[keyCACert]), previous...)
+		out[keyCABundle] = append(bytes.Clone(ca.CertPEM), previous...)
 		changed = true
 	}
-	if _, _, ok := parsePair(data[corev1.TLSCertKey], data[corev1.TLSPrivateKeyKey], names, now); !ok || changed || !signedBy(data[corev1.TLSCertKey], ca) {
-		var err error
-		if _, _, out[corev1.TLSCertKey], out[corev1.TLSPrivateKeyKey], err = newCertificate(ca, caKey, names[0], names, now, eventsAPICertValidity); err != nil {
+	if leaf, ok := usable(data[corev1.TLSCertKey], data[corev1.TLSPrivateKeyKey], names, now); !ok || changed || leaf.Cert.CheckSignatureFrom(ca.Cert) != nil {
+		leaf, err := ca.Sign(certs.Request{CommonName: names[0], DNSNames: names, Usage: x509.ExtKeyUsageServerAuth, NotBefore: now, Validity: eventsAPICertValidity})
+		if err != nil {
 			return nil, false, err
 		}
+		out[corev1.TLSCertKey], out[corev1.TLSPrivateKeyKey] = leaf.CertPEM, leaf.KeyPEM
 		changed = true
 	}
 	if len(out[keyCABundle]) == 0 {
@@ -173,77 +171,22 @@ func renewed(data map[string][]byte, names []string, now time.Time) (map[string]
 	return out, changed, nil
 }
 
-// parsePair reads a certificate and its key, and reports whether they may go on being
-// used at now: they match, the certificate covers names, and less than two thirds of
-// its life have passed.
-func parsePair(certPEM, keyPEM []byte, names []string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, bool) {
-	cb, _ := pem.Decode(certPEM)
-	kb, _ := pem.Decode(keyPEM)
-	if cb == nil || kb == nil {
-		return nil, nil, false
+// usable reads a certificate and its key, and reports whether they may go on being used
+// at now: they match, the certificate covers names, and less than two thirds of its
+// life have passed.
+func usable(certPEM, keyPEM []byte, names []string, now time.Time) (*certs.Pair, bool) {
+	p, ok := certs.Parse(certPEM, keyPEM)
+	if !ok {
+		return nil, false
 	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		return nil, nil, false
-	}
-	key, err := x509.ParseECPrivateKey(kb.Bytes)
-	if err != nil || !key.PublicKey.Equal(cert.PublicKey) {
-		return nil, nil, false
-	}
-	renewAt := cert.NotBefore.Add(cert.NotAfter.Sub(cert.NotBefore) * 2 / 3)
-	if now.Before(cert.NotBefore) || !now.Before(renewAt) {
-		return nil, nil, false
+	renewAt := p.Cert.NotBefore.Add(p.Cert.NotAfter.Sub(p.Cert.NotBefore) * 2 / 3)
+	if now.Before(p.Cert.NotBefore) || !now.Before(renewAt) {
+		return nil, false
 	}
 	for _, n := range names {
-		if cert.VerifyHostname(n) != nil {
-			return nil, nil, false
+		if p.Cert.VerifyHostname(n) != nil {
+			return nil, false
 		}
 	}
-	return cert, key, true
-}
-
-func signedBy(certPEM []byte, ca *x509.Certificate) bool {
-	b, _ := pem.Decode(certPEM)
-	if b == nil || ca == nil {
-		return false
-	}
-	cert, err := x509.ParseCertificate(b.Bytes)
-	return err == nil && cert.CheckSignatureFrom(ca) == nil
-}
-
-// newCertificate makes a key and a certificate for it: a CA when parent is nil, else a
-// serving certificate for names signed by parent.
-func newCertificate(parent *x509.Certificate, parentKey *ecdsa.PrivateKey, cn string, names []string, now time.Time, validity time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, []byte, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, DNSNames: names,
-		NotBefore: now.Add(-5 * time.Minute), NotAfter: now.Add(validity), KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	signer, signerKey := tmpl, key
-	if parent == nil {
-		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage = true, true, x509.KeyUsageCertSign|x509.KeyUsageDigitalSignature
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		signer, signerKey = parent, parentKey
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	return cert, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+	return p, true
 }

@@ -2,14 +2,8 @@ package testcluster
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/hookgate/hookgate/internal/certs"
 )
 
 // frontProxyClient is the name the kube-apiserver's front-proxy client certificate has
@@ -34,15 +30,15 @@ const frontProxyClient = "front-proxy-client"
 // server is reached through an ExternalName Service to 127.0.0.1, which the aggregator
 // resolves only when it routes to the Service itself (an Endpoint on loopback is refused).
 func configureAggregation(env *envtest.Environment, dir string) error {
-	ca, caKey, err := newCA("hookgate-test-front-proxy-ca")
+	ca, err := certs.NewCA(certs.Request{CommonName: "hookgate-test-front-proxy-ca", NotBefore: time.Now(), Validity: 24 * time.Hour})
 	if err != nil {
 		return err
 	}
-	cert, key, err := signedCert(ca, caKey, frontProxyClient, nil, nil, x509.ExtKeyUsageClientAuth)
+	client, err := ca.Sign(certs.Request{CommonName: frontProxyClient, Usage: x509.ExtKeyUsageClientAuth, NotBefore: time.Now(), Validity: 24 * time.Hour})
 	if err != nil {
 		return err
 	}
-	files := map[string][]byte{"front-proxy-ca.crt": pemCert(ca), "front-proxy-client.crt": cert, "front-proxy-client.key": key}
+	files := map[string][]byte{"front-proxy-ca.crt": ca.CertPEM, "front-proxy-client.crt": client.CertPEM, "front-proxy-client.key": client.KeyPEM}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			return err
@@ -63,22 +59,23 @@ func configureAggregation(env *envtest.Environment, dir string) error {
 // Service namespace/name (the name the kube-apiserver checks) and 127.0.0.1, written as
 // tls.crt and tls.key in dir. It returns the CA, PEM, for the APIService's caBundle.
 func ServingCert(dir, namespace, name string) ([]byte, error) {
-	ca, caKey, err := newCA("hookgate-test-serving-ca")
+	ca, err := certs.NewCA(certs.Request{CommonName: "hookgate-test-serving-ca", NotBefore: time.Now(), Validity: 24 * time.Hour})
 	if err != nil {
 		return nil, err
 	}
 	host := name + "." + namespace + ".svc"
-	cert, key, err := signedCert(ca, caKey, host, []string{host, "localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, x509.ExtKeyUsageServerAuth)
+	serving, err := ca.Sign(certs.Request{CommonName: host, DNSNames: []string{host, "localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		Usage: x509.ExtKeyUsageServerAuth, NotBefore: time.Now(), Validity: 24 * time.Hour})
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), cert, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), serving.CertPEM, 0o600); err != nil {
 		return nil, err
 	}
-	return pemCert(ca), os.WriteFile(filepath.Join(dir, "tls.key"), key, 0o600)
+	return ca.CertPEM, os.WriteFile(filepath.Join(dir, "tls.key"), serving.KeyPEM, 0o600)
 }
 
 // RegisterAPIService points the kube-apiserver at an aggregated server on 127.0.0.1:port
@@ -138,49 +135,6 @@ func (c *Cluster) RegisterAPIService(ctx context.Context, group, version, namesp
 }
 
 func isAlreadyExists(err error) bool { return client.IgnoreAlreadyExists(err) == nil }
-
-func newCA(name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	ca, err := x509.ParseCertificate(der)
-	return ca, key, err
-}
-
-func signedCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, dns []string, ips []net.IP, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn}, DNSNames: dns, IPAddresses: ips,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
-}
-
-func pemCert(c *x509.Certificate) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-}
 
 // EventsAPI is a receiver's events API made ready for the cluster: a serving certificate
 // and a free loopback port. Args are the receiver's flags for them; Register points the
