@@ -72,7 +72,7 @@ fuzz: ## Run every fuzz target for FUZZ_TIME (default 5s) each.
 	FUZZ_TIME=$(FUZZ_TIME) hack/fuzz.sh
 
 .PHONY: bench
-bench: build ## Load harness: instructions per event (callgrind), ingest vs a net/http baseline, delivery, whole system; a row per store backend (bbolt, Pebble, PostgreSQL when HOOKGATE_TEST_DATABASE_URL is set; about 4 to 6 minutes).
+bench: build ## Load harness: instructions per event (callgrind), ingest vs a net/http baseline, delivery, the whole system, and each store backend's sustained capacity, open-loop (bbolt, Pebble, PostgreSQL when HOOKGATE_TEST_DATABASE_URL is set; about 15 minutes).
 	go build -o $(BIN)/local-control-plane ./hack/local-control-plane
 	go build -o $(BIN)/hookgate-bench ./hack/bench
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(BIN)/hookgate-bench --hookgate $(BIN)/hookgate --duration $(BENCH_DURATION)

@@ -16,9 +16,10 @@ mv "$base_dir/hookgate-base" "$OUT/hookgate-base"
 make --no-print-directory -s build
 go build -o bin/hookgate-bench ./hack/bench
 go build -o bin/local-control-plane ./hack/local-control-plane
-args=(--duration "${BENCH_DURATION:-8s}" --system=false ${BENCH_ARGS:-})
+# The whole-system rows run each binary against the CRDs of its own commit.
+args=(--duration "${BENCH_DURATION:-8s}" --control-plane bin/local-control-plane ${BENCH_ARGS:-})
 echo "measuring $BASE..." >&2
-bin/hookgate-bench --hookgate "$OUT/hookgate-base" --commit "$(git rev-parse --short "$BASE")" --out "$OUT/base.json" "${args[@]}" >/dev/null
+bin/hookgate-bench --hookgate "$OUT/hookgate-base" --commit "$(git rev-parse --short "$BASE")" --out "$OUT/base.json" --crd-dir "$base_dir/config/crd/bases" "${args[@]}" >/dev/null
 echo "measuring this tree..." >&2
 current="$(git rev-parse --short HEAD)"
 git diff --quiet HEAD -- . || current="$current+changes"

@@ -58,8 +58,41 @@ func compare(oldPath, newPath string) error {
 			line("delivery "+n.Name+": delivered/s", o.DeliveredPerSec, n.DeliveredPerSec, "%.0f")
 		}
 	}
-	if len(oldRes.Instructions) > 0 && len(newRes.Instructions) > 0 {
+	if len(oldRes.Instructions) > 0 && len(newRes.Instructions) > 0 && oldRes.Instructions[0].Note == "" && newRes.Instructions[0].Note == "" {
 		line("instructions per event (callgrind)", oldRes.Instructions[0].InstructionsPerEvent, newRes.Instructions[0].InstructionsPerEvent, "%.0f")
 	}
+	// Sustained capacity: the headline row of each backend (and the fan-out), old beside
+	// new; a side without it says why.
+	oldSustained := map[string]sustainedRow{}
+	for _, r := range oldRes.Sustained {
+		if r.Headline || r.Destinations > 1 || r.Note != "" {
+			oldSustained[r.Name] = r
+		}
+	}
+	for _, n := range newRes.Sustained {
+		if !n.Headline && n.Destinations <= 1 && n.Note == "" {
+			continue
+		}
+		o, ok := oldSustained[n.Name]
+		switch {
+		case !ok:
+			fmt.Printf("%-44s %14s %14d\n", n.Name+": rate/s", "(no row)", n.RatePerSec)
+			continue
+		case o.Note != "" || n.Note != "":
+			fmt.Printf("%-44s old: %s; new: %s\n", n.Name, orMeasured(o), orMeasured(n))
+			continue
+		}
+		line(n.Name+": rate/s", float64(o.RatePerSec), float64(n.RatePerSec), "%.0f")
+		line("  delivered/s", o.DeliveredPerSec, n.DeliveredPerSec, "%.0f")
+		line("  POST-to-destination p99 ms", o.P99Ms, n.P99Ms, "%.0f")
+		line("  CPU s per 1,000 delivered", o.CPUSecondsPer1000, n.CPUSecondsPer1000, "%.3f")
+	}
 	return nil
+}
+
+func orMeasured(r sustainedRow) string {
+	if r.Note != "" {
+		return "not measured (" + r.Note + ")"
+	}
+	return fmt.Sprintf("%d/s, p99 %.0f ms", r.RatePerSec, r.P99Ms)
 }

@@ -23,12 +23,13 @@ import (
 func main() {
 	kubeconfig := flag.String("write-kubeconfig", "", "where to write the admin kubeconfig (required)")
 	eventsAPIDir := flag.String("events-api-dir", "", "where to make the events API's serving certificate and write the receiver's flags for it (receiver-flags); empty: no events API")
+	crdDir := flag.String("crd-dir", "", "the CRDs to install (default: this tree's config/crd/bases)")
 	flag.Parse()
 	if *kubeconfig == "" {
 		fmt.Fprintln(os.Stderr, "local-control-plane: --write-kubeconfig is required")
 		os.Exit(2)
 	}
-	cluster, err := testcluster.Start()
+	cluster, err := testcluster.StartWith(testcluster.Options{CRDDirectory: *crdDir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "local-control-plane:", err)
 		os.Exit(1)

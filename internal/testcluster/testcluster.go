@@ -42,14 +42,27 @@ func RepoRoot() string {
 
 // Start starts the control plane or returns an error that says how to get one. It never
 // skips: a test that needs the API server fails loudly without it.
-func Start() (*Cluster, error) {
+func Start() (*Cluster, error) { return StartWith(Options{}) }
+
+// Options change what Start installs.
+type Options struct {
+	// CRDDirectory holds the CRDs to install (default: this tree's config/crd/bases). The
+	// bench's comparison with an older commit installs that commit's.
+	CRDDirectory string
+}
+
+// StartWith is Start with options.
+func StartWith(opts Options) (*Cluster, error) {
+	if opts.CRDDirectory == "" {
+		opts.CRDDirectory = filepath.Join(RepoRoot(), "config", "crd", "bases")
+	}
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run the tests with 'make test', or export KUBEBUILDER_ASSETS=$(hack/setup-envtest.sh)")
 	}
 	scheme := hgscheme.New()
 	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		CRDDirectoryPaths:     []string{opts.CRDDirectory},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
