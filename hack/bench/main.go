@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -116,6 +117,7 @@ func main() {
 	sustainedProbe := flag.Duration("sustained-probe", 10*time.Second, "the window of each probe of the search before the full window confirms its best rate")
 	sustainedP99 := flag.Duration("sustained-p99", time.Second, "the POST-to-destination p99 a sustained rate must keep")
 	sustainedStart := flag.Int("sustained-start", 1000, "the search's first rate, in events per second")
+	sustainedStores := flag.String("sustained-stores", "", "the store backends of the sustained rows, comma-separated names as the rows print them (embedded-pebble, embedded-bbolt, postgres; default: all)")
 	systemOnly := flag.Bool("system-only", false, "measure only the whole-system rows (closed-loop delivery, sustained capacity, fan-out)")
 	controlPlane := flag.String("control-plane", "bin/local-control-plane", "the local-control-plane binary of the whole-system rows")
 	crdDir := flag.String("crd-dir", "", "the CRDs the control plane installs (default: this tree's; bench-compare gives the base commit's)")
@@ -135,7 +137,7 @@ func main() {
 	flag.Parse()
 	cfg := config{hookgate: *hookgate, duration: *duration, out: *out, partners: *partners, system: *system, databaseURL: *databaseURL,
 		callgrindEvents: *callgrindEvents, callgrindOnly: *callgrindOnly, headlineOnly: *headlineOnly, postgresOnly: *postgresOnly, commit: *commit,
-		sustained: *sustained, systemOnly: *systemOnly, controlPlane: *controlPlane, crdDir: *crdDir,
+		sustained: *sustained, systemOnly: *systemOnly, sustainedStores: *sustainedStores, controlPlane: *controlPlane, crdDir: *crdDir,
 		sustainedCfg: sustainedConfig{window: *sustainedWindow, probe: *sustainedProbe, p99: *sustainedP99, start: *sustainedStart, payload: 1 << 10}}
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -155,6 +157,7 @@ type config struct {
 	postgresOnly               bool
 	commit                     string
 	sustained, systemOnly      bool
+	sustainedStores            string
 	sustainedCfg               sustainedConfig
 	controlPlane, crdDir       string
 }
@@ -310,6 +313,9 @@ func measureWholeSystem(cfg config, work string, defaultStore store, otherStores
 	}
 	fanoutRate := 0
 	for _, st := range backends {
+		if cfg.sustainedStores != "" && !slices.Contains(strings.Split(cfg.sustainedStores, ","), st.name()) {
+			continue
+		}
 		fmt.Fprintf(os.Stderr, "sustained capacity, %s (open loop, p99 within %s over %s)...\n", st.name(), cfg.sustainedCfg.p99, cfg.sustainedCfg.window)
 		rows := measureSustained(sys, st, cfg.sustainedCfg)
 		res.Sustained = append(res.Sustained, rows...)
@@ -320,7 +326,7 @@ func measureWholeSystem(cfg config, work string, defaultStore store, otherStores
 	if fanoutRate > 0 {
 		fmt.Fprintf(os.Stderr, "fan-out to three destinations at %d/s (a third of %s's sustained rate)...\n", fanoutRate, defaultStore.name())
 		res.Sustained = append(res.Sustained, measureFanout(sys, defaultStore, fanoutRate, cfg.sustainedCfg))
-	} else {
+	} else if cfg.sustainedStores == "" || strings.Contains(cfg.sustainedStores, defaultStore.name()) {
 		res.Sustained = append(res.Sustained, sustainedRow{Name: "fan-out to 3, " + defaultStore.name(), Store: defaultStore.name(), Destinations: 3,
 			Note: "no sustained rate of " + defaultStore.name() + " to take a third of"})
 	}
